@@ -1,0 +1,1 @@
+"""Job configs, deployment recipes and the bundled demo data."""

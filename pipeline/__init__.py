@@ -1,0 +1,1 @@
+"""The Beam graph, job configuration and the ``groundcot`` command line."""

@@ -1,0 +1,64 @@
+"""The groundcot Beam graph, top to bottom.
+
+  per source: read -> (limit) -> count in -> load image     (then flattened)
+  -> depth (RunInference, batched)        [if depth.enabled]
+  -> reverse expansion -> teacher -> validation
+  -> Parquet shards | rejected JSONL | outcome counts -> OUT/_counts (read back for stats.json)
+"""
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import RunInference
+
+from pipeline.config import JobConfig
+from transforms.depth import DepthHandler, DepthModel
+from transforms.expand import expand_record
+from transforms.images import load_image
+from transforms.sink import WriteOutputs
+from transforms.stage import Stage
+from transforms.teacher import make_teacher, teach
+from transforms.validate import validate
+from transforms.viscot import ReadVisCoT
+
+READERS = {"viscot": ReadVisCoT}
+
+
+def _limit(pcoll, n: int, label: str):
+    """Keep the n records with the smallest ids: the same records on every run."""
+    return (pcoll
+            | f"{label}Smallest" >> beam.combiners.Top.Smallest(n, key=lambda r: r.id)
+            | f"{label}Unpack" >> beam.FlatMap(lambda records: records))
+
+
+def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | None) -> None:
+    """Wire the whole job into pipeline ``p``, writing under ``out``."""
+    every = cfg.runner.log_every_s
+    per_source, inputs = [], []
+    for i, src in enumerate(cfg.sources):
+        label = f"S{i}{src.kind.capitalize()}"
+        records = p | f"{label}Read" >> READERS[src.kind](src.path)
+        if src.limit:
+            records = _limit(records, src.limit, label)
+        inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t", 1)))
+        per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
+            Stage("image", partial(load_image, image_root=src.image_root), every)))
+    records = per_source | "MergeSources" >> beam.Flatten()
+    if cfg.depth.enabled:
+        records = records | "Depth" >> RunInference(
+            DepthHandler(depth_model, cfg.depth.batch_size, cfg.depth.device))
+    params = cfg.expand.model_dump()
+    teacher = make_teacher(cfg.teacher.kind)
+    records = (records
+               | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
+               | "Teach" >> beam.ParDo(Stage("teacher", partial(teach, teacher=teacher)))
+               | "Validate" >> beam.ParDo(Stage("validate", partial(
+                   validate, **cfg.validate_.model_dump()), every)))
+    outcomes = records | "Write" >> WriteOutputs(out, cfg.output.num_shards, cfg.output.row_group_size)
+    ((outcomes, *inputs)
+     | "MergeCounts" >> beam.Flatten()
+     | "SumCounts" >> beam.CombinePerKey(sum)
+     | "CountsToJson" >> beam.MapTuple(lambda key, n: json.dumps([*key.split("\t"), n]))
+     | "WriteCounts" >> beam.io.WriteToText(f"{out}/_counts/counts", file_name_suffix=".jsonl"))

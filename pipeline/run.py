@@ -1,0 +1,135 @@
+"""Run a job: prepare the output, run the graph on the chosen runner, write stats.json."""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections import Counter, defaultdict
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.config import JobConfig, echo
+from pipeline.graph import build
+from transforms.depth import DepthModel, resolve_model
+
+log = logging.getLogger("groundcot")
+OUTPUT_PARTS = ("data", "rejected", "_counts", "stats.json")  # all groundcot's own
+PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy")
+
+
+def clear_outputs(out: str) -> None:
+    """Remove a previous run's outputs under ``out`` (only the files groundcot writes)."""
+    stale = [f"{out}/{part}" for part in OUTPUT_PARTS]
+    if any(r.metadata_list for r in FileSystems.match(stale)):
+        log.info("replacing the outputs of a previous run in %s", out)
+        _delete_matching(stale)
+
+
+def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
+    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline)."""
+    extra = dict(cfg.runner.options)
+    if cfg.runner.name == "local":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
+        return FnApiRunner(), PipelineOptions(
+            direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+    return None, PipelineOptions(runner=cfg.runner.name, **extra)
+
+
+def read_counts(out: str) -> dict[tuple[str, str, str], int]:
+    counts: Counter = Counter()
+    for result in FileSystems.match([f"{out}/_counts/*"]):
+        for meta in result.metadata_list:
+            with FileSystems.open(meta.path) as handle:
+                for line in handle.read().decode().splitlines():
+                    source, kind, reason, n = json.loads(line)
+                    counts[(source, kind, reason)] += n
+    return counts
+
+
+def summarise(counts: dict, elapsed: float) -> dict:
+    by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter()})
+    for (source, kind, reason), n in counts.items():
+        entry = by_source[source]
+        entry[kind] += n
+        if kind == "rejected":
+            entry["rejected_by_reason"][reason] += n
+    total = {k: sum(s[k] for s in by_source.values()) for k in ("in", "written", "rejected")}
+    reasons = sum((s["rejected_by_reason"] for s in by_source.values()), Counter())
+    return {
+        "records_in": total["in"], "written": total["written"], "rejected": total["rejected"],
+        "rejected_by_reason": dict(reasons.most_common()),
+        "balanced": total["in"] == total["written"] + sum(reasons.values()),
+        "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in by_source.items()},
+        "elapsed_s": round(elapsed, 2),
+        "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
+    }
+
+
+def beam_counters(result) -> dict[str, int]:
+    totals: Counter = Counter()
+    try:
+        for c in result.metrics().query()["counters"]:
+            if c.key.metric.namespace.startswith("groundcot"):
+                totals[c.key.metric.name] += c.committed or c.attempted or 0
+    except Exception as err:  # noqa: BLE001 - some runners cannot report metrics
+        log.warning("Beam counters unavailable on this runner: %s", err)
+    return dict(sorted(totals.items()))
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run(cfg: JobConfig, out: str | None = None) -> dict:
+    """Run the job and return what it wrote to ``OUT/stats.json``."""
+    out = (out or cfg.output.dir).rstrip("/")
+    clear_outputs(out)
+    depth_model: DepthModel | None = None
+    if cfg.depth.enabled:
+        depth_model = resolve_model(cfg.depth.model, cfg.depth.fallback)
+    runner, options = pipeline_options(cfg)
+    started = time.monotonic()
+    try:
+        p = beam.Pipeline(runner=runner, options=options)
+        build(p, cfg, out, depth_model)
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        if depth_model is not None and depth_model.fallback:
+            shutil.rmtree(depth_model.load_from, ignore_errors=True)
+    stats = summarise(read_counts(out), time.monotonic() - started)
+    stats.update({
+        "teacher": {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"},
+        "depth_model": None if depth_model is None else {
+            "requested": depth_model.requested, "fallback_tiny_random": depth_model.fallback,
+            "reason": depth_model.reason},
+        "counters": beam_counters(result), "config": echo(cfg), "versions": versions(),
+    })
+    with FileSystems.create(f"{out}/stats.json") as handle:
+        handle.write(json.dumps(stats, indent=2).encode())
+    _delete_matching([f"{out}/_counts"])
+    for empty in glob.glob(f"{out}/*/beam-temp-*"):  # local disk only: Beam leaves these
+        os.rmdir(empty)
+    return stats
+
+
+def _delete_matching(paths: list[str]) -> None:
+    """Delete the files and folders among ``paths`` that exist."""
+    found = [m.path for r in FileSystems.match(paths) for m in r.metadata_list]
+    if found:
+        FileSystems.delete(found)

@@ -1,0 +1,51 @@
+"""The one definition of every output column.
+
+Types are written as plain Python so this package stays free of pyarrow/datasets:
+a string is a scalar dtype (``"string"``, ``"int32"``, ``"float64"``) or ``"image"``
+(a Hugging Face ``Image`` column: struct of bytes and path); ``[t]`` is a list of t;
+a dict is a struct. ``transforms.sink`` turns this into ``datasets.Features``.
+"""
+from __future__ import annotations
+
+TEXT_PART = {"type": "string", "text": "string"}
+
+TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
+    "id": ("string", "Stable id: a hash of the source record's content."),
+    "source": ("string", "Reader kind the record came from (e.g. viscot)."),
+    "source_id": ("string", "The record's id or position in its source."),
+    "dataset": ("string", "Sub-dataset name given by the source (e.g. cub, gqa)."),
+    "split": ("string", "Split given by the source."),
+    "question": ("string", "The question, without source-specific suffixes."),
+    "answer": ("string", "The ground-truth answer."),
+    "image": ("image", "The image, original bytes (re-encoded as PNG only if EXIF-rotated or not RGB)."),
+    "image_path": ("string", "Image path relative to the source's image root."),
+    "width": ("int32", "Image width in pixels."),
+    "height": ("int32", "Image height in pixels."),
+    "gt_boxes": ([["float64"]], "Ground-truth boxes, pixel [x1, y1, x2, y2], clipped to the image."),
+    "labels": (["string"], "A label per GT box where the source names one (may be empty)."),
+    "chain": ([{"kind": "string", "boxes": [["float64"]], "depths": ["float64"]}],
+              "Coarse-to-fine chain: per step its kind (full, distractor, union, expansion, gt), "
+              "normalised boxes and their depths (null when depth is off)."),
+    "cot": ("string", "The assistant text: <think><area>..</area><text>..</text>..</think><answer>..</answer>."),
+    "messages": ([{"role": "string", "content": [TEXT_PART]}],
+                 "User/assistant turns ready for TRL; the user turn holds an image placeholder."),
+    "style": ("string", "Trajectory style (sif)."),
+    "teacher": ("string", "Who wrote the CoT, e.g. template (the offline baseline) or a model name."),
+    "hiou": ("float64", "HIoU of the CoT's last area against the GT boxes."),
+    "depth_map": ("image", "Depth map, 16-bit PNG, min-max normalised, 0 = nearest (null when depth is off)."),
+}
+
+REJECTED_COLUMNS: dict[str, tuple[object, str]] = {
+    "id": ("string", "Stable id of the record (or of the raw line when it could not be parsed)."),
+    "source": ("string", "Reader kind."),
+    "source_id": ("string", "The record's id or position in its source."),
+    "dataset": ("string", "Sub-dataset name, when known."),
+    "image_path": ("string", "Image path, when known."),
+    "question": ("string", "The question, when known."),
+    "answer": ("string", "The answer, when known."),
+    "gt_boxes": ([["float64"]], "GT boxes as given, when known."),
+    "cot": ("string", "The CoT, if one was written before the rejection."),
+    "stage": ("string", "The stage that rejected the record."),
+    "reason": ("string", "Snake_case reason."),
+    "detail": ("string", "Human-readable detail."),
+}

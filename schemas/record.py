@@ -1,0 +1,61 @@
+"""The record that flows through every stage, and its rejection."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Rejection:
+    """Why a record left the pipeline: the stage, a snake_case reason, and details."""
+
+    stage: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class ChainStep:
+    """One step of the coarse-to-fine chain: normalised boxes and their depths."""
+
+    kind: str  # full | distractor | union | expansion | gt
+    boxes: list[list[float]]
+    depths: list[float] | None = None
+
+
+@dataclass
+class Record:
+    """One grounded question. Boxes are pixel ``[x1, y1, x2, y2]`` of the image as stored."""
+
+    id: str
+    source: str  # reader kind, e.g. "viscot"
+    source_id: str  # the record's id (or position) in its source
+    dataset: str
+    split: str
+    question: str
+    answer: str
+    image_path: str
+    width: int
+    height: int
+    gt_boxes: list[list[float]]
+    labels: list[str] = field(default_factory=list)
+    image: bytes | None = None
+    depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
+    chain: list[ChainStep] = field(default_factory=list)
+    cot: str | None = None
+    teacher: str | None = None
+    style: str = "sif"
+    hiou: float | None = None
+    rejection: Rejection | None = None
+
+    def reject(self, stage: str, reason: str, detail: str = "") -> "Record":
+        """Mark the record rejected and drop its heavy payloads."""
+        self.rejection = Rejection(stage, reason, detail)
+        self.image = self.depth_map = None
+        return self
+
+
+def stable_id(source: str, *parts: object) -> str:
+    """An id that depends only on the record's content, never on run order."""
+    digest = hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+    return f"{source}-{digest[:16]}"

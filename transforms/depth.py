@@ -1,0 +1,203 @@
+"""Depth-Anything-V2 depth maps through ``transformers``, batched in a Beam ModelHandler.
+
+The model predicts relative inverse depth; each map is min-max normalised and inverted
+so 0 = nearest and 1 = farthest, stored as a lossless 16-bit PNG at the image's size.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+from PIL import Image
+
+from schemas.record import Record
+
+log = logging.getLogger("groundcot")
+STAGE = "depth"
+
+
+# --- pure core -------------------------------------------------------------------------
+
+def normalise(inverse_depth: np.ndarray) -> np.ndarray:
+    """Min-max normalise a relative inverse-depth map and invert it: 0 = nearest."""
+    d = inverse_depth.astype(np.float64)
+    lo, hi = float(d.min()), float(d.max())
+    if not math.isfinite(lo) or not math.isfinite(hi) or hi - lo < 1e-12:
+        return np.zeros_like(d, dtype=np.float32)
+    return (1.0 - (d - lo) / (hi - lo)).astype(np.float32)
+
+
+def encode_png16(depth01: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    values = np.round(np.clip(depth01, 0.0, 1.0) * 65535).astype(np.uint16)
+    Image.fromarray(values).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 65535.0
+
+
+def box_depths(depth01: np.ndarray, norm_boxes: Sequence[Sequence[float]]) -> list[float]:
+    """Mean depth inside each normalised box (at least one pixel), 3 decimals."""
+    h, w = depth01.shape
+    out = []
+    for x1, y1, x2, y2 in norm_boxes:
+        c1, r1 = min(int(x1 * w), w - 1), min(int(y1 * h), h - 1)
+        c2, r2 = max(math.ceil(x2 * w), c1 + 1), max(math.ceil(y2 * h), r1 + 1)
+        out.append(round(float(depth01[r1:r2, c1:c2].mean()), 3))
+    return out
+
+
+# --- model resolution (driver side) ----------------------------------------------------
+
+@dataclass
+class DepthModel:
+    """What the workers load: a hub id or a local path, and whether it is the fallback."""
+
+    requested: str
+    load_from: str
+    local_files_only: bool = False
+    fallback: bool = False
+    reason: str = ""
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_model(model: str, fallback: str | None) -> DepthModel:
+    """Find ``model`` (local path, HF cache, or the hub); else fall back if allowed."""
+    if os.path.isdir(model):
+        return DepthModel(model, model)
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(model, local_files_only=True)
+        return DepthModel(model, model, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - any cache miss means: look further
+        reason = f"{model} is not in the local Hugging Face cache ({type(err).__name__})"
+    if hub_reachable():
+        return DepthModel(model, model)
+    reason += " and the Hub cannot be reached"
+    if fallback != "tiny_random":
+        raise RuntimeError(f"depth model cannot be loaded: {reason}. Download it, give a local path "
+                           "in depth.model, or set depth.enabled=false")
+    path = build_tiny_random(tempfile.mkdtemp(prefix="groundcot-depth-"))
+    log.warning("=" * 78)
+    log.warning("DEPTH FALLBACK: %s.", reason)
+    log.warning("Using a TINY RANDOM-WEIGHTS Depth-Anything model: depth values are noise.")
+    log.warning("This is for the offline demo only; it is recorded in stats.json.")
+    log.warning("=" * 78)
+    return DepthModel(model, path, fallback=True, reason=reason)
+
+
+def quiet_transformers() -> None:
+    """No progress bars or backend notices from transformers in pipeline logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def build_tiny_random(path: str, seed: int = 0) -> str:
+    """Save a tiny random Depth-Anything-V2 (same architecture, ~130k params) to ``path``."""
+    import torch
+    from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation,
+                              Dinov2Config, DPTImageProcessor)
+
+    quiet_transformers()
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                            intermediate_size=64, patch_size=14, image_size=56,
+                            out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
+                                 neck_hidden_sizes=[16, 16, 16, 16], fusion_hidden_size=16,
+                                 head_hidden_size=8, depth_estimation_type="relative")
+    DepthAnythingForDepthEstimation(config).save_pretrained(path)
+    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=True,
+                      ensure_multiple_of=14).save_pretrained(path)
+    return path
+
+
+# --- Beam model handler ----------------------------------------------------------------
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@dataclass
+class LoadedDepth:
+    """What ``load_model`` returns (Beam's model sharing needs a weak-referenceable object)."""
+
+    processor: object
+    net: object
+    device: str
+
+
+class DepthHandler(ModelHandler):
+    """Records in, records out with ``depth_map`` set; rejected records pass through."""
+
+    def __init__(self, model: DepthModel, batch_size: int = 8, device: str = "auto"):
+        super().__init__()
+        self.model, self.batch_size, self.device = model, batch_size, device
+
+    def load_model(self):
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        quiet_transformers()
+        device = _device(self.device)
+        kwargs = {"local_files_only": self.model.local_files_only}
+        processor = AutoImageProcessor.from_pretrained(self.model.load_from, **kwargs)
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        net = AutoModelForDepthEstimation.from_pretrained(self.model.load_from, dtype=dtype, **kwargs)
+        return LoadedDepth(processor, net.to(device).eval(), device)
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def run_inference(self, batch: Sequence[Record], model: LoadedDepth, inference_args=None) -> Iterable[Record]:
+        import torch
+
+        processor, net, device = model.processor, model.net, model.device
+        todo = [r for r in batch if r.rejection is None]
+        images = [Image.open(io.BytesIO(r.image)).convert("RGB") for r in todo]
+        pixels = [processor(images=im, return_tensors="pt")["pixel_values"][0] for im in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(pixels):  # same-shape images run as one batch
+            groups.setdefault(tuple(p.shape), []).append(i)
+        for idx in groups.values():
+            stacked = torch.stack([pixels[i] for i in idx]).to(device, dtype=net.dtype)
+            with torch.inference_mode():
+                out = net(pixel_values=stacked)
+            out.predicted_depth = out.predicted_depth.float()
+            sizes = [(images[i].height, images[i].width) for i in idx]
+            maps = processor.post_process_depth_estimation(out, target_sizes=sizes)
+            for i, m in zip(idx, maps):
+                todo[i].depth_map = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
+        return batch
+
+    def get_metrics_namespace(self) -> str:
+        return "groundcot.depth"

@@ -1,0 +1,101 @@
+"""Output: Hub-ready Parquet shards, rejected records as JSON lines, per-outcome counts."""
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+
+import prompts
+from schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
+from schemas.record import Record
+
+_SCALARS = {"string", "int32", "int64", "float32", "float64", "bool"}
+
+
+def to_feature(spec):
+    """A column type from ``schemas.columns`` -> a ``datasets`` feature."""
+    import datasets
+
+    if spec == "image":
+        return datasets.Image()
+    if isinstance(spec, str) and spec in _SCALARS:
+        return datasets.Value(spec)
+    if isinstance(spec, list):
+        return datasets.List(to_feature(spec[0]))
+    if isinstance(spec, dict):
+        return {k: to_feature(v) for k, v in spec.items()}
+    raise TypeError(f"unknown column type {spec!r}")
+
+
+def features(columns=TRAIN_COLUMNS):
+    import datasets
+
+    return datasets.Features({name: to_feature(spec) for name, (spec, _) in columns.items()})
+
+
+def messages(record: Record) -> list[dict]:
+    """User turn (image + training prompt) and assistant turn (the CoT), TRL's layout."""
+    prompt = prompts.render("sif_train", question=record.question)
+    return [
+        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": record.cot}]},
+    ]
+
+
+def to_row(record: Record) -> dict:
+    """A written record as a dict with exactly the TRAIN_COLUMNS."""
+    row = {
+        "id": record.id, "source": record.source, "source_id": record.source_id,
+        "dataset": record.dataset, "split": record.split, "question": record.question,
+        "answer": record.answer, "image": {"bytes": record.image, "path": None},
+        "image_path": record.image_path, "width": record.width, "height": record.height,
+        "gt_boxes": record.gt_boxes, "labels": record.labels,
+        "chain": [{"kind": s.kind, "boxes": s.boxes, "depths": s.depths} for s in record.chain],
+        "cot": record.cot, "messages": messages(record), "style": record.style,
+        "teacher": record.teacher, "hiou": record.hiou,
+        "depth_map": None if record.depth_map is None else {"bytes": record.depth_map, "path": None},
+    }
+    assert row.keys() == TRAIN_COLUMNS.keys(), "to_row and schemas.columns disagree"
+    return row
+
+
+def to_rejected(record: Record) -> str:
+    """A rejected record as one JSON line with exactly the REJECTED_COLUMNS."""
+    why = record.rejection
+    row = {"id": record.id, "source": record.source, "source_id": record.source_id,
+           "dataset": record.dataset, "image_path": record.image_path, "question": record.question,
+           "answer": record.answer, "gt_boxes": record.gt_boxes, "cot": record.cot,
+           "stage": why.stage, "reason": why.reason, "detail": why.detail}
+    assert row.keys() == REJECTED_COLUMNS.keys(), "to_rejected and schemas.columns disagree"
+    return json.dumps(row, ensure_ascii=False)
+
+
+def outcome(record: Record) -> tuple[str, str, str]:
+    """The counting key: (source, 'written' | 'rejected', reason)."""
+    if record.rejection is None:
+        return record.source, "written", ""
+    return record.source, "rejected", record.rejection.reason
+
+
+class WriteOutputs(beam.PTransform):
+    """Write records to OUT/data (Parquet) and OUT/rejected (JSONL); emit outcome keys."""
+
+    def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256):
+        super().__init__()
+        self.out, self.num_shards, self.row_group_size = out.rstrip("/"), num_shards, row_group_size
+
+    def expand(self, records):
+        written, rejected = records | "Route" >> beam.Partition(
+            lambda r, _: int(r.rejection is not None), 2)
+        (written
+         | "ToRow" >> beam.Map(to_row)
+         | "WriteParquet" >> beam.io.WriteToParquet(
+             f"{self.out}/data/train", schema=features().arrow_schema, file_name_suffix=".parquet",
+             num_shards=self.num_shards, record_batch_size=self.row_group_size,
+             row_group_buffer_size=64 << 20))
+        (rejected
+         | "ToJson" >> beam.Map(to_rejected)
+         | "WriteRejected" >> beam.io.WriteToText(f"{self.out}/rejected/rejected",
+                                                  file_name_suffix=".jsonl"))
+        return (records
+                | "Outcome" >> beam.Map(lambda r: ("\t".join(outcome(r)), 1)))
