@@ -86,16 +86,21 @@ def resolve_model(model: str, fallback: str | None) -> DepthModel:
     """Find ``model`` (local path, HF cache, or the hub); else fall back if allowed."""
     if os.path.isdir(model):
         return DepthModel(model, model)
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import model_info, snapshot_download
 
     try:
         snapshot_download(model, local_files_only=True)
         return DepthModel(model, model, local_files_only=True)
     except Exception as err:  # noqa: BLE001 - any cache miss means: look further
         reason = f"{model} is not in the local Hugging Face cache ({type(err).__name__})"
-    if hub_reachable():
-        return DepthModel(model, model)
-    reason += " and the Hub cannot be reached"
+    if not hub_reachable():
+        reason += " and the Hub cannot be reached"
+    else:
+        try:
+            model_info(model)  # exists and is readable with this environment's token
+            return DepthModel(model, model)
+        except Exception as err:  # noqa: BLE001
+            reason += f" and the Hub does not serve it ({type(err).__name__})"
     if fallback != "tiny_random":
         raise RuntimeError(f"depth model cannot be loaded: {reason}. Download it, give a local path "
                            "in depth.model, or set depth.enabled=false")
@@ -179,25 +184,39 @@ class DepthHandler(ModelHandler):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
     def run_inference(self, batch: Sequence[Record], model: LoadedDepth, inference_args=None) -> Iterable[Record]:
+        todo = [r for r in batch if r.rejection is None]
+        groups: dict[tuple, list[tuple[Record, Image.Image, object]]] = {}
+        for record in todo:
+            try:
+                image = Image.open(io.BytesIO(record.image)).convert("RGB")
+                pixels = model.processor(images=image, return_tensors="pt")["pixel_values"][0]
+            except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
+                record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+                continue
+            groups.setdefault(tuple(pixels.shape), []).append((record, image, pixels))
+        for group in groups.values():  # same-shape images run as one forward pass
+            try:
+                self._predict(group, model)
+            except Exception:  # noqa: BLE001 - retry one by one to isolate the culprit
+                for item in group:
+                    try:
+                        self._predict([item], model)
+                    except Exception as err:  # noqa: BLE001
+                        item[0].reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+        return batch
+
+    @staticmethod
+    def _predict(group, model: LoadedDepth) -> None:
         import torch
 
-        processor, net, device = model.processor, model.net, model.device
-        todo = [r for r in batch if r.rejection is None]
-        images = [Image.open(io.BytesIO(r.image)).convert("RGB") for r in todo]
-        pixels = [processor(images=im, return_tensors="pt")["pixel_values"][0] for im in images]
-        groups: dict[tuple, list[int]] = {}
-        for i, p in enumerate(pixels):  # same-shape images run as one batch
-            groups.setdefault(tuple(p.shape), []).append(i)
-        for idx in groups.values():
-            stacked = torch.stack([pixels[i] for i in idx]).to(device, dtype=net.dtype)
-            with torch.inference_mode():
-                out = net(pixel_values=stacked)
-            out.predicted_depth = out.predicted_depth.float()
-            sizes = [(images[i].height, images[i].width) for i in idx]
-            maps = processor.post_process_depth_estimation(out, target_sizes=sizes)
-            for i, m in zip(idx, maps):
-                todo[i].depth_map = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
-        return batch
+        stacked = torch.stack([p for _, _, p in group]).to(model.device, dtype=model.net.dtype)
+        with torch.inference_mode():
+            out = model.net(pixel_values=stacked)
+        out.predicted_depth = out.predicted_depth.float()
+        sizes = [(image.height, image.width) for _, image, _ in group]
+        maps = model.processor.post_process_depth_estimation(out, target_sizes=sizes)
+        for (record, _, _), m in zip(group, maps):
+            record.depth_map = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.depth"

@@ -1,0 +1,84 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import png_bytes
+from schemas.record import Record
+from transforms.depth import (DepthHandler, DepthModel, box_depths, build_tiny_random, decode_png16,
+                              encode_png16, normalise, resolve_model)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("depth"))
+    build_tiny_random(path)
+    handler = DepthHandler(DepthModel(path, path), batch_size=4, device="cpu")
+    return handler, handler.load_model()
+
+
+def record(i, width, height, image=None):
+    return Record(f"r{i}", "viscot", str(i), "toy", "train", "q", "a", "x.png", width, height,
+                  [[0, 0, 5, 5]], image=image if image is not None else png_bytes(width, height, (i * 40, 90, 200)))
+
+
+def test_normalise_inverts_and_scales():
+    inverse = np.array([[10.0, 5.0], [0.0, 2.5]])  # large inverse depth = near
+    d = normalise(inverse)
+    assert d[0, 0] == 0.0 and d[1, 0] == 1.0
+    assert d[0, 1] == pytest.approx(0.5)
+    assert normalise(np.full((3, 3), 7.0)).max() == 0.0  # flat map: no division by zero
+
+
+def test_png16_is_lossless_to_16_bits():
+    rng = np.random.default_rng(0)
+    d = rng.random((37, 53)).astype(np.float32)
+    data = encode_png16(d)
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    assert np.abs(decode_png16(data) - d).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_box_depths_is_the_mean_inside():
+    d = np.zeros((10, 20))
+    d[:, 10:] = 1.0
+    assert box_depths(d, [[0, 0, 0.5, 1], [0.5, 0, 1, 1], [0.25, 0, 0.75, 1], [0.999, 0.999, 1, 1]]) == [0.0, 1.0, 0.5, 1.0]
+
+
+def test_tiny_model_depth_maps_through_the_handler(tiny_model):
+    handler, loaded = tiny_model
+    batch = [record(0, 64, 48), record(1, 64, 48), record(2, 40, 90)]
+    batch.append(record(3, 30, 30).reject("image", "missing_image"))
+    out = list(handler.run_inference(batch, loaded))
+    assert out == batch  # order kept, rejected record passed through
+    for r in out[:3]:
+        depth = decode_png16(r.depth_map)
+        assert depth.shape == (r.height, r.width)
+        assert depth.min() == pytest.approx(0.0) and depth.max() == pytest.approx(1.0)
+    assert out[3].depth_map is None
+
+
+def test_one_bad_image_does_not_sink_the_batch(tiny_model):
+    handler, loaded = tiny_model
+    batch = [record(0, 64, 48), record(1, 64, 48, image=b"garbage")]
+    handler.run_inference(batch, loaded)
+    assert batch[0].depth_map is not None and batch[0].rejection is None
+    assert batch[1].rejection.stage == "depth" and batch[1].rejection.reason.startswith("error_")
+
+
+def test_handler_batches_by_config():
+    handler = DepthHandler(DepthModel("m", "m"), batch_size=16)
+    assert handler.batch_elements_kwargs()["max_batch_size"] == 16
+
+
+def test_resolve_model_local_path_and_no_silent_fallback(tmp_path):
+    assert resolve_model(str(tmp_path), "none").load_from == str(tmp_path)
+    with pytest.raises(RuntimeError, match="depth model cannot be loaded"):
+        resolve_model("no-such-org/no-such-model-groundcot-test", "none")
+
+
+def test_resolve_model_demo_fallback_is_recorded():
+    chosen = resolve_model("no-such-org/no-such-model-groundcot-test", "tiny_random")
+    assert chosen.fallback and "no-such-model" in chosen.reason
+    handler = DepthHandler(chosen, device="cpu")
+    assert handler.load_model().net.config.model_type == "depth_anything"

@@ -1,0 +1,92 @@
+import io
+
+from PIL import Image
+
+from conftest import png_bytes
+from schemas.record import Record
+from transforms.images import load_image, resolve
+
+
+def record(path="a.png", width=64, height=48, boxes=((10, 10, 30, 30),), labels=()):
+    return Record("viscot-x", "viscot", "x", "toy", "train", "q", "a", path, width, height,
+                  [list(b) for b in boxes], list(labels))
+
+
+def test_good_png_passes_through_unchanged(image_root):
+    data = png_bytes()
+    (image_root / "a.png").write_bytes(data)
+    out = load_image(record(), str(image_root))
+    assert out.rejection is None and out.image == data  # bytes passed through
+
+
+def test_missing_image(image_root):
+    out = load_image(record("nope.png"), str(image_root))
+    assert out.rejection.reason == "missing_image" and "nope.png" in out.rejection.detail
+
+
+def test_corrupt_image(image_root):
+    (image_root / "a.png").write_bytes(png_bytes()[:60])
+    out = load_image(record(), str(image_root))
+    assert out.rejection.reason == "corrupt_image"
+    (image_root / "a.png").write_bytes(b"not an image at all")
+    assert load_image(record(), str(image_root)).rejection.reason == "corrupt_image"
+
+
+def test_size_mismatch(image_root):
+    (image_root / "a.png").write_bytes(png_bytes(64, 48))
+    out = load_image(record(width=48, height=64), str(image_root))
+    assert out.rejection.reason == "size_mismatch"
+    assert "declared 48x64" in out.rejection.detail and "64x48" in out.rejection.detail
+    assert out.image is None  # rejected records drop their payload
+
+
+def test_box_partly_outside_is_clipped(image_root):
+    (image_root / "a.png").write_bytes(png_bytes())
+    out = load_image(record(boxes=[(50, 40, 90, 70), (-5, -5, 10, 10)], labels=["x", "y"]), str(image_root))
+    assert out.rejection is None
+    assert out.gt_boxes == [[50, 40, 64, 48], [0, 0, 10, 10]]
+    assert out.labels == ["x", "y"]
+
+
+def test_box_wholly_outside_is_rejected(image_root):
+    (image_root / "a.png").write_bytes(png_bytes())
+    out = load_image(record(boxes=[(100, 100, 120, 120)]), str(image_root))
+    assert out.rejection.reason == "box_outside_image"
+
+
+def test_empty_box_is_rejected_and_dropped_when_others_remain(image_root):
+    (image_root / "a.png").write_bytes(png_bytes())
+    assert load_image(record(boxes=[(10, 10, 10, 30)]), str(image_root)).rejection.reason == "empty_box"
+    out = load_image(record(boxes=[(10, 10, 10, 30), (1, 1, 5, 5)], labels=["a", "b"]), str(image_root))
+    assert out.gt_boxes == [[1, 1, 5, 5]] and out.labels == ["b"]
+
+
+def test_exif_orientation_is_applied(image_root):
+    upright = Image.new("RGB", (40, 80), (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, 40, 10))  # red band at the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, format="JPEG", exif=exif, quality=95)
+    (image_root / "r.jpg").write_bytes(buffer.getvalue())
+    out = load_image(record("r.jpg", 40, 80, boxes=[(0, 0, 40, 10)]), str(image_root))
+    assert out.rejection is None
+    stored = Image.open(io.BytesIO(out.image))
+    assert stored.size == (40, 80) and stored.format == "PNG"
+    r, g, b = stored.getpixel((20, 3))
+    assert r > 200 and b < 60  # the red band is at the top again
+
+
+def test_greyscale_becomes_rgb(image_root):
+    (image_root / "g.png").write_bytes(png_bytes(mode="L"))
+    out = load_image(record("g.png"), str(image_root))
+    assert Image.open(io.BytesIO(out.image)).mode == "RGB"
+
+
+def test_paths_cannot_escape_the_root(image_root):
+    assert resolve("/data/imgs", "../secret.png") is None
+    assert resolve("/data/imgs", "/etc/passwd") is None
+    assert resolve("/data/imgs", "a/../../b.png") is None
+    assert resolve("gs://bucket/imgs/", "cub/x.jpg") == "gs://bucket/imgs/cub/x.jpg"
+    out = load_image(record("../outside.png"), str(image_root))
+    assert out.rejection.reason == "path_escapes_root"
