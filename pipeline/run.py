@@ -40,8 +40,8 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
 
         mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
         return FnApiRunner(), PipelineOptions(
-            direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
-    return None, PipelineOptions(runner=cfg.runner.name, **extra)
+            flags=[], direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+    return None, PipelineOptions(flags=[], runner=cfg.runner.name, **extra)
 
 
 def read_counts(out: str) -> dict[tuple[str, str, str], int]:

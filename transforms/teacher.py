@@ -27,7 +27,7 @@ def distance(depth: float | None) -> str:
 
 
 def _what(record: Record) -> str:
-    return " and ".join(dict.fromkeys(record.labels)) or "the evidence"
+    return " and ".join(f"the {label}" for label in dict.fromkeys(record.labels)) or "the evidence"
 
 
 def observe(step: ChainStep, record: Record) -> str:
@@ -43,9 +43,9 @@ def observe(step: ChainStep, record: Record) -> str:
         return f"The evidence spreads over several regions, together spanning {where}."
     if step.kind == "expansion":
         return f"I narrow the focus to {where}, around {_what(record)}."
-    n = len(step.boxes)
-    parts = "this region" if n == 1 else f"these {n} regions"
-    return f"{_what(record).capitalize()} is in {parts}, at {where}; the answer follows from it."
+    n, what = len(step.boxes), _what(record)
+    parts = "is in this region" if n == 1 else f"is in these {n} regions"
+    return f"{what[0].upper()}{what[1:]} {parts}, at {where}; the answer follows from it."
 
 
 class TemplateTeacher:

@@ -1,0 +1,48 @@
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from conftest import REPO
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+
+
+def test_demo_config_loads_and_paths_resolve_to_the_config_folder():
+    cfg = load_config(DEMO)
+    assert cfg.sources[0].image_root == str(REPO / "jobs" / "demo_data" / "images")
+    assert cfg.depth.fallback == "tiny_random"
+
+
+def test_overrides_use_dotted_keys_and_yaml_values():
+    cfg = load_config(DEMO, ["depth.enabled=false", "expand.steps=3", "sources.0.limit=4", "validate.min_hiou=0.8"])
+    assert cfg.depth.enabled is False and cfg.expand.steps == 3
+    assert cfg.sources[0].limit == 4 and cfg.validate_.min_hiou == 0.8
+
+
+@pytest.mark.parametrize("override, names", [
+    ("depth.batchsize=4", "depth.batchsize"),
+    ("depth.batch_size=abc", "depth.batch_size"),
+    ("expand.distractor_prob=1.5", "expand.distractor_prob"),
+    ("teacher.kind=gpt", "teacher.kind"),
+    ("validate.min_hiou=-1", "validate.min_hiou"),
+    ("sources.0.kind=nope", "sources.0.kind"),
+])
+def test_bad_key_or_value_is_one_line_naming_it(override, names):
+    with pytest.raises(ConfigError) as err:
+        load_config(DEMO, [override])
+    message = str(err.value)
+    assert names in message and "\n" not in message
+
+
+def test_bad_override_syntax_and_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(DEMO, ["depth.enabled"])
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="sources"):
+        load_config(str(tmp_path / "empty.yaml"))
+
+
+def test_production_default_never_falls_back(tmp_path):
+    (tmp_path / "job.yaml").write_text("sources: [{kind: viscot, path: a.jsonl, image_root: imgs}]\n")
+    assert load_config(str(tmp_path / "job.yaml")).depth.fallback == "none"

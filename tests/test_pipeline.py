@@ -1,0 +1,147 @@
+"""Full runs through the CLI on the local runner: the demo, and a run full of bad records."""
+import json
+
+import datasets
+import pytest
+
+from conftest import REPO, png_bytes, viscot_line
+from pipeline.cli import main
+from schemas.columns import TRAIN_COLUMNS
+from schemas.cot import parse_cot
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+
+
+def read_stats(out):
+    return json.loads((out / "stats.json").read_text())
+
+
+def rejected_rows(out):
+    return [json.loads(line) for f in sorted((out / "rejected").glob("*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
+def assert_adds_up(stats):
+    assert stats["balanced"]
+    assert stats["records_in"] == stats["written"] + sum(stats["rejected_by_reason"].values())
+    for source in stats["by_source"].values():
+        assert source["in"] == source["written"] + sum(source["rejected_by_reason"].values())
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["generate", DEMO, "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
+    stats = read_stats(demo_run)
+    assert_adds_up(stats)
+    assert stats["records_in"] == 22 and stats["written"] == 21
+    assert stats["rejected_by_reason"] == {"box_outside_image": 1}
+    shards = sorted((demo_run / "data").glob("train-*-of-*.parquet"))
+    assert [s.name for s in shards] == ["train-00000-of-00001.parquet"]
+    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    assert len(ds) == 21 and set(ds.column_names) == set(TRAIN_COLUMNS)
+    row = ds[0]
+    assert row["image"].size == (row["width"], row["height"])
+    assert row["depth_map"].mode == "I;16" and row["depth_map"].size == row["image"].size
+    for row in ds:
+        cot = parse_cot(row["cot"])
+        assert len(cot.steps) == len(row["chain"]) and cot.answer == row["answer"]
+        assert row["style"] == "sif" and row["teacher"] == "template" and row["hiou"] >= 0.5
+        assert row["messages"][1]["content"][0]["text"] == row["cot"]
+        assert row["question"] in row["messages"][0]["content"][1]["text"]
+    assert len(set(ds["id"])) == 21
+
+
+def test_demo_records_the_depth_fallback_and_the_baseline_teacher(demo_run):
+    stats = read_stats(demo_run)
+    assert stats["depth_model"]["fallback_tiny_random"] is True
+    assert stats["teacher"] == {"kind": "template", "offline_baseline": True}
+    assert stats["config"]["depth"]["fallback"] == "tiny_random"
+    assert stats["versions"]["apache-beam"] and stats["counters"]["validate.ok"] == 21
+
+
+def test_demo_handles_exif_greyscale_and_clipping(demo_run):
+    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    by_path = {r["image_path"]: r for r in ds}
+    assert by_path["signs/sign_exif.jpg"]["image"].size == (240, 320)
+    assert by_path["signs/sign_grey.png"]["image"].mode == "RGB"
+    assert by_path["signs/sign_grey.png"]["gt_boxes"] == [[200.0, 60.0, 320.0, 120.0]]
+
+
+def test_ids_and_text_are_stable_across_runs(demo_run, tmp_path):
+    assert main(["generate", DEMO, "--out", str(tmp_path), "--set", "depth.enabled=false"]) == 0
+    first = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    second = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
+    assert sorted(first["id"]) == sorted(second["id"])
+    chains = {r["id"]: [s["boxes"] for s in r["chain"]] for r in first}
+    assert all(chains[r["id"]] == [s["boxes"] for s in r["chain"]] for r in second)
+    assert all(r["depth_map"] is None and '"depth"' not in r["cot"] for r in second)
+
+
+def test_limit_takes_the_same_records_each_time(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["generate", DEMO, "--out", str(out), "--limit", "5", "--set", "depth.enabled=false"]) == 0
+        assert read_stats(out)["records_in"] == 5  # one source (a glob over two files)
+        runs.append(sorted(datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
+                                                 split="train")["id"]))
+    assert runs[0] == runs[1]
+
+
+def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, image_root):
+    for name in ("good1.png", "good2.png", "good3.png", "small.png"):
+        (image_root / name).write_bytes(png_bytes(64, 48))
+    (image_root / "corrupt.png").write_bytes(png_bytes(64, 48)[:50])
+    lines = [
+        viscot_line("good1.png", 64, 48, [[10, 10, 30, 30]]),
+        viscot_line("good2.png", 64, 48, [[0, 0, 20, 20], [40, 20, 64, 48]], question="How many?", answer="2"),
+        viscot_line("good3.png", 64, 48, [[50, 30, 80, 60]]),  # partly outside: clipped, kept
+        viscot_line("missing.png", 64, 48, [[10, 10, 30, 30]]),
+        viscot_line("corrupt.png", 64, 48, [[10, 10, 30, 30]]),
+        viscot_line("small.png", 100, 48, [[10, 10, 30, 30]]),
+        viscot_line("good1.png", 64, 48, [[70, 60, 90, 80]], question="Outside?"),
+        viscot_line("good1.png", 64, 48, [[10, 10, 10, 30]], question="Empty?"),
+        viscot_line("../escape.png", 64, 48, [[10, 10, 30, 30]]),
+        '{"question": "truncated", "answer": "x", "image": "good1.png", "wid',
+        json.dumps({"question": "no answer", "image": "good1.png", "width": 64, "height": 48, "bboxs": []}),
+        viscot_line("good1.png", -64, 48, [[10, 10, 30, 30]], question="Negative size?"),
+    ]
+    meta = tmp_path / "toy_cot_train.jsonl"
+    meta.write_text("\n".join(lines) + "\n\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"sources: [{{kind: viscot, path: '{meta}', image_root: '{image_root}'}}]\n"
+                   "depth: {fallback: tiny_random}\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "--out", str(out)]) == 0
+    stats = read_stats(out)
+    assert_adds_up(stats)
+    assert stats["records_in"] == 12 and stats["written"] == 3
+    assert stats["rejected_by_reason"] == {
+        "missing_image": 1, "corrupt_image": 1, "size_mismatch": 1, "box_outside_image": 1,
+        "empty_box": 1, "path_escapes_root": 1, "bad_json": 1, "missing_key": 1, "bad_size": 1}
+    rows = rejected_rows(out)
+    assert len(rows) == 9 and all(r["reason"] and r["stage"] and r["detail"] for r in rows)
+    missing = next(r for r in rows if r["reason"] == "missing_image")
+    assert missing["image_path"] == "missing.png" and missing["question"] == "What is it?"
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    assert sorted(ds["image_path"]) == ["good1.png", "good2.png", "good3.png"]
+
+
+def test_two_local_worker_processes(tmp_path):
+    out = tmp_path / "out"
+    assert main(["generate", DEMO, "--out", str(out), "--set", "runner.workers=2",
+                 "--set", "depth.enabled=false"]) == 0
+    stats = read_stats(out)
+    assert_adds_up(stats)
+    assert stats["written"] == 21
+
+
+def test_bad_config_exits_2_with_one_line(capsys):
+    assert main(["generate", DEMO, "--set", "depth.batch_size=lots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "depth.batch_size" in err and "\n" not in err
