@@ -51,7 +51,9 @@ class Validate(Section):
 class Output(Section):
     dir: str = Field("out", description="Output folder or bucket prefix.")
     num_shards: int = Field(0, ge=0, description="Parquet shards; 0 lets the runner choose (no shuffle).")
-    row_group_size: int = Field(256, ge=1, description="Rows per Parquet row group.")
+    row_group_size: int = Field(256, ge=1, description="Rows per Arrow record batch written.")
+    buffer_mb: int = Field(32, ge=1, description="Rows buffered per writer before a Parquet row group is "
+                                                 "flushed: bounds the writer's memory.")
 
 
 class Runner(Section):

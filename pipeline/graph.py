@@ -56,7 +56,8 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | 
                | "Teach" >> beam.ParDo(Stage("teacher", partial(teach, teacher=teacher)))
                | "Validate" >> beam.ParDo(Stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every)))
-    outcomes = records | "Write" >> WriteOutputs(out, cfg.output.num_shards, cfg.output.row_group_size)
+    outcomes = records | "Write" >> WriteOutputs(
+        out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb)
     ((outcomes, *inputs)
      | "MergeCounts" >> beam.Flatten()
      | "SumCounts" >> beam.CombinePerKey(sum)

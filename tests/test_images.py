@@ -19,6 +19,14 @@ def test_good_png_passes_through_unchanged(image_root):
     assert out.rejection is None and out.image == data  # bytes passed through
 
 
+def test_good_jpeg_passes_through_unchanged(image_root):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buffer, format="JPEG", quality=80)
+    (image_root / "a.jpg").write_bytes(buffer.getvalue())
+    out = load_image(record("a.jpg"), str(image_root))
+    assert out.rejection is None and out.image == buffer.getvalue()  # never re-encoded
+
+
 def test_missing_image(image_root):
     out = load_image(record("nope.png"), str(image_root))
     assert out.rejection.reason == "missing_image" and "nope.png" in out.rejection.detail

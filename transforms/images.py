@@ -10,6 +10,7 @@ from schemas import boxes as B
 from schemas.record import Record
 
 STAGE = "image"
+ORIENTATION = 0x0112  # EXIF tag
 
 
 def resolve(image_root: str, image_path: str) -> str | None:
@@ -31,10 +32,10 @@ def decode(data: bytes) -> tuple[bytes, Image.Image]:
     """Decode and normalise to upright RGB; bytes pass through unless pixels change."""
     image = Image.open(io.BytesIO(data))
     image.load()
-    upright = ImageOps.exif_transpose(image)
-    if upright is image and image.mode == "RGB":
+    rotated = image.getexif().get(ORIENTATION, 1) not in (1, None)
+    if not rotated and image.mode == "RGB":
         return data, image
-    rgb = upright.convert("RGB")
+    rgb = (ImageOps.exif_transpose(image) if rotated else image).convert("RGB")
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")  # lossless re-encode only where needed
     return buffer.getvalue(), rgb

@@ -80,9 +80,10 @@ def outcome(record: Record) -> tuple[str, str, str]:
 class WriteOutputs(beam.PTransform):
     """Write records to OUT/data (Parquet) and OUT/rejected (JSONL); emit outcome keys."""
 
-    def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256):
+    def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256, buffer_mb: int = 32):
         super().__init__()
-        self.out, self.num_shards, self.row_group_size = out.rstrip("/"), num_shards, row_group_size
+        self.out, self.num_shards = out.rstrip("/"), num_shards
+        self.row_group_size, self.buffer_mb = row_group_size, buffer_mb
 
     def expand(self, records):
         written, rejected = records | "Route" >> beam.Partition(
@@ -92,7 +93,7 @@ class WriteOutputs(beam.PTransform):
          | "WriteParquet" >> beam.io.WriteToParquet(
              f"{self.out}/data/train", schema=features().arrow_schema, file_name_suffix=".parquet",
              num_shards=self.num_shards, record_batch_size=self.row_group_size,
-             row_group_buffer_size=64 << 20))
+             row_group_buffer_size=self.buffer_mb << 20))
         (rejected
          | "ToJson" >> beam.Map(to_rejected)
          | "WriteRejected" >> beam.io.WriteToText(f"{self.out}/rejected/rejected",
