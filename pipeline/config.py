@@ -14,7 +14,7 @@ class Section(BaseModel):
 
 
 class Source(Section):
-    kind: Literal["viscot"] = Field(description="Reader: viscot (metadata <ds>_cot_train.jsonl).")
+    kind: Literal["viscot"] = Field(description="Reader: viscot (metadata files `<ds>_cot_train.jsonl`).")
     path: str = Field(description="File or glob of the source's annotation files.")
     image_root: str = Field(description="Folder (or bucket prefix) the records' image paths are relative to.")
     limit: Optional[int] = Field(None, ge=1, description="Keep only the N records with the smallest ids.")

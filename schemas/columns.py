@@ -26,7 +26,7 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "chain": ([{"kind": "string", "boxes": [["float64"]], "depths": ["float64"]}],
               "Coarse-to-fine chain: per step its kind (full, distractor, union, expansion, gt), "
               "normalised boxes and their depths (null when depth is off)."),
-    "cot": ("string", "The assistant text: <think><area>..</area><text>..</text>..</think><answer>..</answer>."),
+    "cot": ("string", "The assistant text: `<think><area>..</area><text>..</text>..</think><answer>..</answer>`."),
     "messages": ([{"role": "string", "content": [TEXT_PART]}],
                  "User/assistant turns ready for TRL; the user turn holds an image placeholder."),
     "style": ("string", "Trajectory style (sif)."),

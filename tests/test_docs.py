@@ -1,0 +1,19 @@
+from conftest import REPO
+from pipeline.docs import columns_table, config_table
+from schemas.columns import REJECTED_COLUMNS
+
+README = (REPO / "README.md").read_text()
+
+
+def test_readme_embeds_the_generated_reference_tables():
+    # regenerate with: python -m pipeline.docs
+    assert config_table() in README
+    assert columns_table() in README
+    assert columns_table(REJECTED_COLUMNS) in README
+
+
+def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_test_one():
+    blocks = README.split("```bash\n")[1:3]
+    install, test = (b.split("```")[0].strip() for b in blocks)
+    assert "constraints.txt" in install and "groundcot generate jobs/demo.yaml" in install
+    assert test in (REPO / ".ci" / "run").read_text()
