@@ -124,10 +124,11 @@ def quiet_transformers() -> None:
 def build_tiny_random(path: str, seed: int = 0) -> str:
     """Save a tiny random Depth-Anything-V2 (same architecture, ~130k params) to ``path``."""
     import torch
+
+    quiet_transformers()  # before the import: it warns about torchvision on import
     from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation,
                               Dinov2Config, DPTImageProcessor)
 
-    quiet_transformers()
     torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                             intermediate_size=64, patch_size=14, image_size=56,
