@@ -16,7 +16,8 @@ class Section(BaseModel):
 class Source(Section):
     kind: Literal["viscot"] = Field(description="Reader: viscot (metadata files `<ds>_cot_train.jsonl`).")
     path: str = Field(description="File or glob of the source's annotation files.")
-    image_root: str = Field(description="Folder (or bucket prefix) the records' image paths are relative to.")
+    image_root: str = Field(description="Folder (or bucket prefix) the records' image paths are relative "
+                                        "to; `{dataset}` stands for the record's sub-dataset.")
     limit: Optional[int] = Field(None, ge=1, description="Keep only the N records with the smallest ids.")
 
 

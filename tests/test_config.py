@@ -46,3 +46,9 @@ def test_bad_override_syntax_and_unreadable_file(tmp_path):
 def test_production_default_never_falls_back(tmp_path):
     (tmp_path / "job.yaml").write_text("sources: [{kind: viscot, path: a.jsonl, image_root: imgs}]\n")
     assert load_config(str(tmp_path / "job.yaml")).depth.fallback == "none"
+
+
+def test_only_the_demo_may_fall_back():
+    for job in sorted((REPO / "jobs").glob("*.yaml")):
+        if job.name != "demo.yaml":
+            assert load_config(str(job)).depth.fallback == "none", job.name

@@ -98,3 +98,10 @@ def test_paths_cannot_escape_the_root(image_root):
     assert resolve("gs://bucket/imgs/", "cub/x.jpg") == "gs://bucket/imgs/cub/x.jpg"
     out = load_image(record("../outside.png"), str(image_root))
     assert out.rejection.reason == "path_escapes_root"
+
+
+def test_image_root_per_dataset(image_root):
+    (image_root / "toy").mkdir()
+    (image_root / "toy" / "a.png").write_bytes(png_bytes())
+    out = load_image(record(), str(image_root) + "/{dataset}")
+    assert out.rejection is None and out.image is not None

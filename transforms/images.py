@@ -60,8 +60,12 @@ def clip_boxes(record: Record) -> Record:
 
 
 def load_image(record: Record, image_root: str) -> Record:
-    """Attach the image bytes to the record, or reject it with the reason."""
-    path = resolve(image_root, record.image_path)
+    """Attach the image bytes to the record, or reject it with the reason.
+
+    ``{dataset}`` in ``image_root`` becomes the record's sub-dataset (VisCoT's metadata
+    paths are relative to ``cot_image_data/<dataset>/``).
+    """
+    path = resolve(image_root.replace("{dataset}", record.dataset), record.image_path)
     if path is None:
         return record.reject(STAGE, "path_escapes_root", record.image_path)
     try:
