@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,12 +14,65 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Source(Section):
-    kind: Literal["viscot"] = Field(description="Reader: viscot (metadata files `<ds>_cot_train.jsonl`).")
-    path: str = Field(description="File or glob of the source's annotation files.")
+class SourceBase(Section):
+    path: Union[str, list[str]] = Field(description="File(s) or glob(s) of the source's annotations.")
     image_root: str = Field(description="Folder (or bucket prefix) the records' image paths are relative "
                                         "to; `{dataset}` stands for the record's sub-dataset.")
     limit: Optional[int] = Field(None, ge=1, description="Keep only the N records with the smallest ids.")
+
+
+class DatasetFilters(Section):
+    datasets: Optional[list[str]] = Field(None, description="Keep only these sub-datasets.")
+    exclude_datasets: list[str] = Field(default_factory=list, description="Drop these sub-datasets "
+                                        "(SIF-50K dropped the document sets).")
+
+
+class VisCoTSource(SourceBase):
+    kind: Literal["viscot"] = Field(description="VisCoT metadata files `<ds>_cot_train.jsonl`.")
+    filters: DatasetFilters = DatasetFilters()
+
+
+class VisCoTLlavaSource(SourceBase):
+    kind: Literal["viscot_llava"] = Field(description="VisCoT LLaVA form: `viscot_363k.json`, benchmark `<ds>.json`.")
+    image_prefix: str = Field("cot/", description="Dropped from the record's image path before image_root.")
+    path_map: dict[str, str] = Field(default_factory=dict, description="Image path prefix renames, e.g. "
+                                     "`{textcap/: textvqa/}` (textcap images live under textvqa).")
+    filters: DatasetFilters = DatasetFilters()
+
+
+class TallyQASource(SourceBase):
+    kind: Literal["tallyqa"] = Field(description="TallyQA.")
+    format: Literal["boxed", "raw"] = Field("boxed", description="boxed: GRIT-style jsonl with a box per "
+                                            "counted object; raw: train.json/test.json (no boxes).")
+
+
+class GqaFilters(Section):
+    balanced_only: bool = Field(False, description="Keep only questions with isBalanced.")
+    structural: Optional[list[str]] = Field(None, description="Keep only these types.structural (e.g. query, verify).")
+    semantic: Optional[list[str]] = Field(None, description="Keep only these types.semantic (e.g. rel, attr).")
+    detailed: Optional[list[str]] = Field(None, description="Keep only these types.detailed.")
+
+
+class GqaSource(SourceBase):
+    kind: Literal["gqa"] = Field(description="GQA questions (`path`) joined with scene graphs.")
+    scene_graphs: Union[str, list[str]] = Field(description="`<split>_sceneGraphs.json` file(s).")
+    split: Optional[str] = Field(None, description="Split name; default: the questions file's prefix.")
+    filters: GqaFilters = GqaFilters()
+
+
+class Flickr30kSource(SourceBase):
+    kind: Literal["flickr30k"] = Field(description="Flickr30k Entities; `path` is the folder holding "
+                                       "Sentences/, Annotations/ and the split files.")
+    split: Literal["train", "val", "test"] = Field("train", description="Which split file's image ids to read.")
+    split_file: Optional[str] = Field(None, description="Default: `<path>/<split>.txt`.")
+    all_mentions: bool = Field(False, description="One record per mention instead of per phrase chain.")
+
+
+Source = Annotated[Union[VisCoTSource, VisCoTLlavaSource, TallyQASource, GqaSource, Flickr30kSource],
+                   Field(discriminator="kind")]
+
+
+SOURCE_KINDS = {typing.get_args(m.model_fields["kind"].annotation)[0] for m in typing.get_args(typing.get_args(Source)[0])}
 
 
 class Depth(Section):
@@ -95,11 +149,27 @@ def _set(tree: dict, dotted: str, value) -> None:
 
 def _resolve_paths(cfg: JobConfig, base: Path) -> None:
     """Local relative paths are relative to the config file; URLs are left alone."""
-    def fix(p: str) -> str:
+    def fix(p):
+        if p is None or isinstance(p, list):
+            return p if p is None else [fix(x) for x in p]
         return p if "://" in p or os.path.isabs(p) else str((base / p).resolve())
 
     for src in cfg.sources:
-        src.path, src.image_root = fix(src.path), fix(src.image_root)
+        for key in ("path", "image_root", "scene_graphs", "split_file"):
+            if hasattr(src, key):
+                setattr(src, key, fix(getattr(src, key)))
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as 'key: problem (got value)', keys as the user wrote them."""
+    loc, value = list(error["loc"]), error["input"]
+    if loc[:1] == ["sources"] and len(loc) > 2 and loc[2] in SOURCE_KINDS:
+        del loc[2]  # the discriminated union puts the kind into the path
+    if error["type"].startswith("union_tag"):
+        loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
+    key = ".".join(str(x) for x in loc).replace("validate_", "validate")
+    got = "" if error["type"] == "missing" else f" (got {value!r})"
+    return f"{key}: {error['msg']}{got}"
 
 
 def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
@@ -119,11 +189,7 @@ def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
     try:
         cfg = JobConfig.model_validate(tree)
     except ValidationError as err:
-        parts = []
-        for e in err.errors():
-            loc = ".".join(str(x) for x in e["loc"]).replace("validate_", "validate")
-            got = "" if e["type"] == "missing" else f" (got {e['input']!r})"
-            parts.append(f"{loc}: {e['msg']}{got}")
+        parts = [_describe(e) for e in err.errors()]
         raise ConfigError(f"{path}: " + "; ".join(parts)) from None
     _resolve_paths(cfg, Path(path).resolve().parent)
     return cfg

@@ -1,6 +1,6 @@
 """The groundcot Beam graph, top to bottom.
 
-  per source: read -> (limit) -> count in -> load image     (then flattened)
+  per source: read -> (limit) -> count in / count filtered -> load image     (then flattened)
   -> depth (RunInference, batched)        [if depth.enabled]
   -> reverse expansion -> teacher -> validation
   -> Parquet shards | rejected JSONL | outcome counts -> OUT/_counts (read back for stats.json)
@@ -21,9 +21,13 @@ from transforms.sink import WriteOutputs
 from transforms.stage import Stage
 from transforms.teacher import make_teacher, teach
 from transforms.validate import validate
-from transforms.viscot import ReadVisCoT
+from transforms.flickr30k import ReadFlickr30k
+from transforms.gqa import ReadGqa
+from transforms.tallyqa import ReadTallyQA
+from transforms.viscot import ReadVisCoT, ReadVisCoTLlava
 
-READERS = {"viscot": ReadVisCoT}
+READERS = {"viscot": ReadVisCoT, "viscot_llava": ReadVisCoTLlava, "tallyqa": ReadTallyQA,
+           "gqa": ReadGqa, "flickr30k": ReadFlickr30k}
 
 
 def _limit(pcoll, n: int, label: str):
@@ -39,7 +43,10 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | 
     per_source, inputs = [], []
     for i, src in enumerate(cfg.sources):
         label = f"S{i}{src.kind.capitalize()}"
-        records = p | f"{label}Read" >> READERS[src.kind](src.path)
+        read = p | f"{label}Read" >> READERS[src.kind](src)
+        records, filtered = read | f"{label}Filtered" >> beam.Partition(lambda r, _: int(r.filtered), 2)
+        inputs.append(filtered | f"{label}CountFiltered" >> beam.Map(
+            lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}", 1)))
         if src.limit:
             records = _limit(records, src.limit, label)
         inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t", 1)))

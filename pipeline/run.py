@@ -56,19 +56,22 @@ def read_counts(out: str) -> dict[tuple[str, str, str], int]:
 
 
 def summarise(counts: dict, elapsed: float) -> dict:
-    by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter()})
+    by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter(),
+                                           "filtered": 0, "filtered_by_reason": Counter()})
     for (source, kind, reason), n in counts.items():
         entry = by_source[source]
         entry[kind] += n
-        if kind == "rejected":
-            entry["rejected_by_reason"][reason] += n
-    total = {k: sum(s[k] for s in by_source.values()) for k in ("in", "written", "rejected")}
+        if kind in ("rejected", "filtered"):
+            entry[f"{kind}_by_reason"][reason] += n
+    total = {k: sum(s[k] for s in by_source.values()) for k in ("in", "written", "rejected", "filtered")}
     reasons = sum((s["rejected_by_reason"] for s in by_source.values()), Counter())
     return {
         "records_in": total["in"], "written": total["written"], "rejected": total["rejected"],
         "rejected_by_reason": dict(reasons.most_common()),
         "balanced": total["in"] == total["written"] + sum(reasons.values()),
-        "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in by_source.items()},
+        "filtered_out": total["filtered"],  # left out by source filters; not part of records_in
+        "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"]),
+                          "filtered_by_reason": dict(e["filtered_by_reason"])} for s, e in by_source.items()},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
     }

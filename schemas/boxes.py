@@ -56,6 +56,30 @@ def to_pixel(box: Box, width: float, height: float) -> list[float]:
     return [x1 * width, y1 * height, x2 * width, y2 * height]
 
 
+def to_padded_square(box: Box, width: float, height: float) -> list[float]:
+    """Pixel box -> normalised to the image padded to a square (VisCoT's LLaVA form).
+
+    >>> [round(v, 3) for v in to_padded_square([303, 96, 486, 289], 500, 333)]
+    [0.606, 0.358, 0.972, 0.744]
+    """
+    x1, y1, x2, y2 = box
+    if width > height:
+        pad = (width - height) // 2
+        return [x1 / width, (y1 + pad) / width, x2 / width, (y2 + pad) / width]
+    pad = (height - width) // 2
+    return [(x1 + pad) / height, y1 / height, (x2 + pad) / height, y2 / height]
+
+
+def from_padded_square(box: Box, width: float, height: float) -> list[float]:
+    """Undo :func:`to_padded_square`: back to pixels of the unpadded image."""
+    x1, y1, x2, y2 = box
+    if width > height:
+        pad = (width - height) // 2
+        return [x1 * width, y1 * width - pad, x2 * width, y2 * width - pad]
+    pad = (height - width) // 2
+    return [x1 * height - pad, y1 * height, x2 * height - pad, y2 * height]
+
+
 def enclosing(boxes: Sequence[Box]) -> list[float]:
     """The smallest box containing all ``boxes``."""
     arr = np.asarray(boxes, dtype=float)

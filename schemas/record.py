@@ -25,7 +25,12 @@ class ChainStep:
 
 @dataclass
 class Record:
-    """One grounded question. Boxes are pixel ``[x1, y1, x2, y2]`` of the image as stored."""
+    """One grounded question. Boxes are pixel ``[x1, y1, x2, y2]`` of the upright image.
+
+    ``width``/``height`` are 0 when the source does not give them (the image stage reads
+    them from the file). ``square_boxes`` holds boxes normalised to the image padded to a
+    square, when a source gives only those; the image stage turns them into pixels.
+    """
 
     id: str
     source: str  # reader kind, e.g. "viscot"
@@ -39,6 +44,7 @@ class Record:
     height: int
     gt_boxes: list[list[float]]
     labels: list[str] = field(default_factory=list)
+    square_boxes: list[list[float]] | None = None
     image: bytes | None = None
     depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
     chain: list[ChainStep] = field(default_factory=list)
@@ -47,6 +53,11 @@ class Record:
     style: str = "sif"
     hiou: float | None = None
     rejection: Rejection | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Left out on purpose by a source filter: counted, not written, not rejected."""
+        return self.rejection is not None and self.rejection.stage == "filter"
 
     def reject(self, stage: str, reason: str, detail: str = "") -> "Record":
         """Mark the record rejected and drop its heavy payloads."""

@@ -76,8 +76,13 @@ def load_image(record: Record, image_root: str) -> Record:
         data, image = decode(data)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         return record.reject(STAGE, "corrupt_image", f"{path}: {err}"[:300])
-    if (image.width, image.height) != (record.width, record.height):
+    if not record.width and not record.height:  # the source gives no size: trust the file
+        record.width, record.height = image.width, image.height
+    elif (image.width, image.height) != (record.width, record.height):
         return record.reject(STAGE, "size_mismatch", f"{path}: declared {record.width}x{record.height}, "
                                                      f"file is {image.width}x{image.height} (upright)")
     record.image = data
+    if record.square_boxes:
+        record.gt_boxes = [B.from_padded_square(b, record.width, record.height) for b in record.square_boxes]
+        record.square_boxes = None
     return clip_boxes(record)

@@ -1,37 +1,43 @@
-"""VisCoT metadata reader: ``<ds>_cot_train.jsonl``, one object per line, pixel boxes."""
+"""VisCoT readers: metadata form (``<ds>_cot_train.jsonl``) and LLaVA form (one JSON array)."""
 from __future__ import annotations
 
 import json
 import os
+from functools import partial
 
 import apache_beam as beam
 
 from schemas.record import Record, stable_id
+from transforms.jsonstream import JsonError
+from transforms.sources import read_each, read_json_items, select_dataset, unreadable
 
-SOURCE = "viscot"
 REQUIRED = ("question", "answer", "image", "width", "height", "bboxs")
+SUFFIX = "Please provide the bounding box coordinate of the region that can help you answer the question better."
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _boxes(value) -> list[list[float]] | None:
     if not isinstance(value, list):
         return None
-    boxes = []
-    for box in value:
-        if not (isinstance(box, list) and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            return None
-        boxes.append([float(v) for v in box])
-    return boxes
+    if not all(isinstance(b, list) and len(b) == 4 and all(map(_number, b)) for b in value):
+        return None
+    return [[float(v) for v in b] for b in value]
 
 
 def _dataset_from_filename(filename: str) -> str:
     return os.path.basename(filename).split("_cot_")[0]
 
 
-def parse_line(filename: str, line: str) -> Record:
+# --- metadata form ---------------------------------------------------------------------
+
+def parse_line(filename: str, line: str, source: str = "viscot",
+               no_box_detail: str = "bboxs is empty") -> Record:
     """One metadata line -> a Record (rejected with a reason when malformed)."""
     name = os.path.basename(filename)
-    bad = Record(stable_id(SOURCE, name, line), SOURCE, name, _dataset_from_filename(filename),
+    bad = Record(stable_id(source, name, line), source, name, _dataset_from_filename(filename),
                  "", "", "", "", 0, 0, [])
     try:
         raw = json.loads(line)
@@ -44,7 +50,7 @@ def parse_line(filename: str, line: str) -> Record:
     width, height, boxes = raw["width"], raw["height"], _boxes(raw["bboxs"])
     key = (raw.get("dataset"), raw["image"], raw["question"], raw["answer"], raw["bboxs"])
     record = Record(
-        id=stable_id(SOURCE, *key), source=SOURCE, source_id="", split=str(raw.get("split", "")),
+        id=stable_id(source, *key), source=source, source_id="", split=str(raw.get("split", "")),
         dataset=str(raw.get("dataset") or _dataset_from_filename(filename)),
         question=str(raw["question"]).strip(), answer=str(raw["answer"]).strip(),
         image_path=str(raw["image"]), width=0, height=0, gt_boxes=boxes or [])
@@ -55,19 +61,97 @@ def parse_line(filename: str, line: str) -> Record:
     if boxes is None:
         return record.reject("read", "bad_boxes", f"bboxs must be a list of [x1, y1, x2, y2], got {raw['bboxs']!r}"[:200])
     if not boxes:
-        return record.reject("read", "no_boxes", "bboxs is empty")
+        return record.reject("read", "no_boxes", no_box_detail)
     return record
 
 
 class ReadVisCoT(beam.PTransform):
-    """Read one or more metadata files (a glob) into Records."""
+    """Metadata files (one JSON object per line) into Records."""
 
-    def __init__(self, path: str):
+    def __init__(self, src):
         super().__init__()
-        self.path = path
+        self.src = src
 
     def expand(self, pbegin):
-        return (pbegin
-                | "ReadLines" >> beam.io.ReadFromTextWithFilename(self.path)
+        f = self.src.filters
+        return (read_each(pbegin, self.src.path, "ReadLines", beam.io.ReadFromTextWithFilename)
                 | "SkipBlank" >> beam.Filter(lambda kv: kv[1].strip() != "")
-                | "Parse" >> beam.MapTuple(parse_line))
+                | "Parse" >> beam.MapTuple(parse_line)
+                | "SelectDatasets" >> beam.Map(select_dataset, f.datasets, f.exclude_datasets))
+
+
+# --- LLaVA form ------------------------------------------------------------------------
+
+def _question(text: str) -> str:
+    text = text.replace("<image>", "").strip()
+    return text[: -len(SUFFIX)].strip() if text.endswith(SUFFIX) else text
+
+
+def _pixel_box(image_field) -> list[float] | None:
+    """The ``###[x1, y1, x2, y2]`` pixel box of the image list, if there is a usable one."""
+    for entry in image_field if isinstance(image_field, list) else []:
+        if isinstance(entry, str) and "###" in entry:
+            try:
+                box = json.loads(entry.split("###", 1)[1])
+            except json.JSONDecodeError:
+                return None
+            return [float(v) for v in box] if isinstance(box, list) and len(box) == 4 and all(map(_number, box)) else None
+    return None
+
+
+def image_path(path: str, prefix: str, path_map: dict[str, str]) -> str:
+    """``cot/<ds>/<file>`` -> path under the image root: drop ``prefix``, apply renames."""
+    path = path.split("###", 1)[0]
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix):]
+    for old, new in path_map.items():
+        if path.startswith(old):
+            return new + path[len(old):]
+    return path
+
+
+def parse_llava(file_name: str, offset: int, item, prefix: str = "cot/",
+                path_map: dict[str, str] | None = None) -> Record:
+    """One LLaVA-form record -> a Record; the pixel box is preferred over the normalised one."""
+    if isinstance(item, JsonError):
+        return unreadable("viscot_llava", file_name, offset, item)
+    name = os.path.basename(file_name)
+    bad = Record(stable_id("viscot_llava", name, offset), "viscot_llava", f"{name}@{offset}", "", "", "", "", "", 0, 0, [])
+    if not isinstance(item, dict):
+        return bad.reject("read", "bad_record", f"{name}@{offset}: not an object")
+    images, turns = item.get("image"), item.get("conversations")
+    if not (isinstance(images, list) and images and isinstance(images[0], str)
+            and isinstance(turns, list) and len(turns) >= 4
+            and all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in turns[:4])):
+        return bad.reject("read", "missing_key", f"{name}@{offset}: needs image [..] and 4 conversation turns")
+    dataset, qid = str(item.get("dataset", "")), item.get("question_id", offset)
+    record = Record(stable_id("viscot_llava", dataset, qid, images[0]), "viscot_llava", str(qid), dataset,
+                    str(item.get("split", "")), _question(turns[0]["value"]), turns[3]["value"].strip(),
+                    image_path(images[0], prefix, path_map or {}), 0, 0, [])
+    pixel = _pixel_box(images)
+    if pixel is not None:
+        record.gt_boxes = [pixel]
+        return record
+    try:
+        square = json.loads(turns[1]["value"])
+    except json.JSONDecodeError:
+        square = None
+    if isinstance(square, list) and len(square) == 4 and all(_number(v) and 0 <= v <= 1 for v in square):
+        record.square_boxes = [[float(v) for v in square]]  # pixels once the image size is known
+        return record
+    return record.reject("read", "no_boxes", "neither a ###[..] pixel box nor a normalised box in turn 2")
+
+
+class ReadVisCoTLlava(beam.PTransform):
+    """``viscot_363k.json`` / benchmark ``<ds>.json`` (one JSON array), streamed and split."""
+
+    def __init__(self, src):
+        super().__init__()
+        self.src = src
+
+    def expand(self, pbegin):
+        f = self.src.filters
+        parse = partial(parse_llava, prefix=self.src.image_prefix, path_map=self.src.path_map)
+        return (read_json_items(pbegin, self.src.path, "ReadJson", "array", ("image", "conversations"))
+                | "Parse" >> beam.MapTuple(parse)
+                | "SelectDatasets" >> beam.Map(select_dataset, f.datasets, f.exclude_datasets))

@@ -1,0 +1,119 @@
+"""GQA reader: questions (one huge JSON object) joined with scene graphs by ``imageId``.
+
+Evidence boxes are the scene-graph objects named in ``annotations`` (answer first, then
+question, then fullAnswer, each in token order), xywh -> xyxy, labelled with the
+object's name. Clipping to the image happens in the image stage.
+"""
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+
+from schemas.record import Record, stable_id
+from transforms.jsonstream import JsonError
+from transforms.sources import read_json_items, unreadable
+
+SOURCE = "gqa"
+ANNOTATION_ORDER = ("answer", "question", "fullAnswer")
+
+
+def slim_graph(file_name: str, offset: int, item):
+    """(imageId, {width, height, objects: {id: [name, x, y, w, h]}}) or None if unusable."""
+    if isinstance(item, JsonError):
+        return []
+    image_id, graph = item
+    objects = {oid: [o.get("name", ""), o["x"], o["y"], o["w"], o["h"]]
+               for oid, o in (graph.get("objects") or {}).items()
+               if isinstance(o, dict) and all(k in o for k in ("x", "y", "w", "h"))}
+    return [(str(image_id), {"width": graph.get("width"), "height": graph.get("height"), "objects": objects})]
+
+
+def _token_start(key: str) -> int:
+    try:
+        return int(key.split(":")[0])
+    except ValueError:
+        return 1 << 30
+
+
+def evidence_ids(annotations) -> list[str]:
+    """Object ids named in the annotations: answer, question, fullAnswer; token order; no repeats."""
+    ids: list[str] = []
+    for part in ANNOTATION_ORDER:
+        mapping = (annotations or {}).get(part) or {}
+        for key in sorted(mapping, key=_token_start):
+            if mapping[key] not in ids:
+                ids.append(str(mapping[key]))
+    return ids
+
+
+def keep_question(q: dict, f) -> str | None:
+    """The filter a question fails (a reason), or None to keep it."""
+    types = q.get("types") or {}
+    if f.balanced_only and not q.get("isBalanced", False):
+        return "not_balanced"
+    for kind in ("structural", "semantic", "detailed"):
+        wanted = getattr(f, kind)
+        if wanted and types.get(kind) not in wanted:
+            return f"{kind}_type_not_selected"
+    return None
+
+
+def parse_question(file_name: str, offset: int, item, split: str, filters) -> Record:
+    if isinstance(item, JsonError):
+        return unreadable(SOURCE, file_name, offset, item)
+    qid, q = item
+    record = Record(stable_id(SOURCE, qid), SOURCE, str(qid), SOURCE, split, str(q.get("question", "")),
+                    str(q.get("answer", "")), f"{q.get('imageId')}.jpg", 0, 0, [])
+    record.labels = evidence_ids(q.get("annotations"))  # object ids until joined
+    if missing := [k for k in ("imageId", "question", "answer") if not q.get(k)]:
+        return record.reject("read", "missing_key", f"question {qid}: missing {', '.join(missing)}")
+    if reason := keep_question(q, filters):
+        return record.reject("filter", reason)
+    return record
+
+
+def join_graph(record: Record, graphs: dict) -> Record:
+    """Attach size, evidence boxes and labels from the record's scene graph."""
+    if record.rejection is not None:
+        return record
+    image_id = record.image_path[: -len(".jpg")]
+    graph = graphs.get(image_id)
+    if graph is None:
+        return record.reject("read", "unknown_image_id", f"no scene graph for imageId {image_id}")
+    width, height = graph.get("width"), graph.get("height")
+    if not all(isinstance(v, int) and v > 0 for v in (width, height)):
+        return record.reject("read", "bad_size", f"scene graph {image_id}: size {width!r}x{height!r}")
+    record.width, record.height = width, height
+    ids, boxes, labels = record.labels, [], []
+    for oid in ids:
+        if oid in graph["objects"]:
+            name, x, y, w, h = graph["objects"][oid]
+            boxes.append([float(x), float(y), float(x + w), float(y + h)])
+            labels.append(name)
+    record.gt_boxes, record.labels = boxes, labels
+    if not boxes:
+        detail = f"annotated objects {ids} not in scene graph {image_id}" if ids else "no annotated objects"
+        return record.reject("read", "no_evidence_boxes", detail)
+    return record
+
+
+def split_from_filename(path: str) -> str:
+    return os.path.basename(path).split("_")[0]
+
+
+class ReadGqa(beam.PTransform):
+    """Questions streamed and split by byte range; scene graphs slimmed to boxes, joined as a side input."""
+
+    def __init__(self, src):
+        super().__init__()
+        self.src = src
+
+    def expand(self, pbegin):
+        graphs = (read_json_items(pbegin, self.src.scene_graphs, "ReadGraphs", "object", ("objects",))
+                  | "SlimGraphs" >> beam.FlatMapTuple(slim_graph))
+        split = self.src.split or split_from_filename(self.src.path if isinstance(self.src.path, str)
+                                                      else self.src.path[0])
+        return (read_json_items(pbegin, self.src.path, "ReadQuestions", "object", ("imageId", "question"))
+                | "Parse" >> beam.MapTuple(parse_question, split=split, filters=self.src.filters)
+                | "JoinGraphs" >> beam.Map(join_graph, graphs=beam.pvalue.AsDict(graphs)))

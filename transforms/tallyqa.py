@@ -1,0 +1,46 @@
+"""TallyQA readers: the boxed GRIT-style files (jsonl) and the raw ``train.json``/``test.json``."""
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+
+from schemas.record import Record, stable_id
+from transforms.jsonstream import JsonError
+from transforms.sources import read_each, read_json_items, unreadable
+from transforms.viscot import parse_line
+
+SOURCE = "tallyqa"
+COUNT_ZERO = "count 0: nothing to box; usable only by styles that need no boxes"
+RAW_NO_BOXES = "raw TallyQA has no boxes: usable only by styles that need none (use the boxed GRIT files for sif)"
+
+
+def parse_boxed(file_name: str, line: str) -> Record:
+    """A GRIT-style line: VisCoT metadata layout, one box per counted object."""
+    return parse_line(file_name, line, source=SOURCE, no_box_detail=COUNT_ZERO)
+
+
+def parse_raw(file_name: str, offset: int, item) -> Record:
+    """A raw TallyQA question: kept for its text, rejected for sif because it has no boxes."""
+    if isinstance(item, JsonError):
+        return unreadable(SOURCE, file_name, offset, item)
+    name = os.path.basename(file_name)
+    qid = item.get("question_id", offset)
+    record = Record(stable_id(SOURCE, "raw", qid, item.get("image")), SOURCE, str(qid),
+                    str(item.get("data_source", "")), name.split(".")[0], str(item.get("question", "")),
+                    str(item.get("answer", "")), str(item.get("image", "")), 0, 0, [])
+    return record.reject("read", "no_boxes", RAW_NO_BOXES)
+
+
+class ReadTallyQA(beam.PTransform):
+    def __init__(self, src):
+        super().__init__()
+        self.src = src
+
+    def expand(self, pbegin):
+        if self.src.format == "raw":
+            return (read_json_items(pbegin, self.src.path, "ReadJson", "array", ("question", "image"))
+                    | "Parse" >> beam.MapTuple(parse_raw))
+        return (read_each(pbegin, self.src.path, "ReadLines", beam.io.ReadFromTextWithFilename)
+                | "SkipBlank" >> beam.Filter(lambda kv: kv[1].strip() != "")
+                | "Parse" >> beam.MapTuple(parse_boxed))
