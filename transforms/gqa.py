@@ -7,6 +7,7 @@ object's name. Clipping to the image happens in the image stage.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import apache_beam as beam
 
@@ -115,5 +116,5 @@ class ReadGqa(beam.PTransform):
         split = self.src.split or split_from_filename(self.src.path if isinstance(self.src.path, str)
                                                       else self.src.path[0])
         return (read_json_items(pbegin, self.src.path, "ReadQuestions", "object", ("imageId", "question"))
-                | "Parse" >> beam.MapTuple(parse_question, split=split, filters=self.src.filters)
+                | "Parse" >> beam.MapTuple(partial(parse_question, split=split, filters=self.src.filters))
                 | "JoinGraphs" >> beam.Map(join_graph, graphs=beam.pvalue.AsDict(graphs)))

@@ -132,25 +132,27 @@ class JsonItemsSource(FileBasedSource):
         return [key, value], end
 
     def _candidates(self, buf: _Buffer, pos: int) -> Iterator[int]:
-        """Positions where a top-level item may start, from ``pos`` on."""
+        """Positions >= ``pos`` where a top-level item may start."""
+        scan = max(0, pos - 1024)  # the delimiter before an item may lie before pos
         while True:
             if self.container == "object":
-                match = _OBJECT_CANDIDATE.search(buf.text, pos)
-                if match:
-                    yield match.start(1)
-                    pos = match.start(1) + 1
-                    continue
+                match = _OBJECT_CANDIDATE.search(buf.text, scan)
+                found = match.start(1) if match else -1
             else:
-                i = buf.data.find(b"{", pos)
-                if i >= 0:
-                    j = i - 1
+                found = buf.data.find(b"{", scan)
+                if found >= 0:
+                    j = found - 1
                     while j >= 0 and buf.data[j] in WS:
                         j -= 1
-                    if j >= 0 and buf.data[j:j + 1] in (b",", b"["):
-                        yield i
-                    pos = i + 1
-                    continue
-            pos = max(pos, len(buf.data) - 300)  # a candidate may straddle the chunk edge
+                    if not (j >= 0 and buf.data[j:j + 1] in (b",", b"[")):
+                        scan = found + 1
+                        continue
+            if found >= 0:
+                scan = found + 1
+                if found >= pos:
+                    yield found
+                continue
+            scan = max(scan, len(buf.data) - 300)  # a candidate may straddle the chunk edge
             buf.fill()
 
     def _resync(self, buf: _Buffer, pos: int) -> int | None:

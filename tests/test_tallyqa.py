@@ -1,0 +1,30 @@
+import json
+
+from transforms.jsonstream import JsonError
+from transforms.tallyqa import parse_boxed, parse_raw
+
+
+def test_boxed_record_with_several_boxes():
+    line = json.dumps({"question": "How many giraffes are there?", "answer": 3, "image": "VG_100K/1.jpg",
+                       "width": 500, "height": 333, "dataset": "tallyqa", "split": "train",
+                       "bboxs": [[10, 20, 50, 90], [60, 20, 110, 95], [200, 40, 260, 120.5]]})
+    r = parse_boxed("tallyqa_train_10.jsonl", line)
+    assert r.rejection is None and r.source == "tallyqa"
+    assert r.gt_boxes == [[10, 20, 50, 90], [60, 20, 110, 95], [200, 40, 260, 120.5]]
+    assert r.answer == "3"
+
+
+def test_count_zero_has_no_box_and_says_why():
+    line = json.dumps({"question": "How many cats?", "answer": 0, "image": "VG_100K/2.jpg",
+                       "width": 500, "height": 333, "bboxs": []})
+    r = parse_boxed("t.jsonl", line)
+    assert r.rejection.reason == "no_boxes" and "count 0" in r.rejection.detail
+
+
+def test_raw_record_is_kept_but_rejected_for_boxes():
+    item = {"answer": 2, "data_source": "imported_genome", "image": "VG_100K_2/3.jpg", "image_id": 3,
+            "issimple": True, "question": "How many dogs?", "question_id": 77}
+    r = parse_raw("train.json", 0, item)
+    assert r.source_id == "77" and r.answer == "2" and r.image_path == "VG_100K_2/3.jpg"
+    assert r.rejection.reason == "no_boxes" and "raw TallyQA has no boxes" in r.rejection.detail
+    assert parse_raw("train.json", 5, JsonError("truncated_json", "x")).rejection.reason == "truncated_json"
