@@ -75,8 +75,10 @@ class _Buffer:
         """(value, end) of the JSON value at ``pos``; decoded from the raw bytes (UTF-8)."""
         while True:
             try:
-                _, end = _DECODER.raw_decode(self.text, pos)  # finds the end; latin-1 keeps offsets
-                return json.loads(self.data[pos:end]), end
+                value, end = _DECODER.raw_decode(self.text, pos)  # latin-1 keeps byte offsets
+                if self.data[pos:end].isascii():
+                    return value, end  # pure ASCII: the latin-1 parse is already exact
+                return json.loads(self.data[pos:end]), end  # UTF-8 inside: decode properly
             except json.JSONDecodeError as err:
                 incomplete = err.pos >= len(self.text) - 1 or err.msg.startswith("Unterminated string")
                 if not incomplete or self.eof:
