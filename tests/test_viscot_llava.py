@@ -7,7 +7,7 @@ from conftest import FIXTURES, png_bytes
 from transforms.images import load_image
 from transforms.jsonstream import JsonError
 from transforms.sources import select_dataset
-from transforms.viscot import image_path, parse_llava
+from transforms.viscot import SUFFIX, image_path, parse_llava
 
 GQA = json.loads((FIXTURES / "viscot" / "benchmark_gqa.first3.json").read_text())
 FLICKR = json.loads((FIXTURES / "viscot" / "benchmark_flickr30k.first3.json").read_text())
@@ -77,3 +77,19 @@ def test_dataset_filter_marks_filtered():
     assert r.filtered and r.rejection.reason == "dataset_not_selected"
     assert not select_dataset(parse_llava("f.json", 0, GQA[0]), ["gqa"], []).filtered
     assert select_dataset(parse_llava("f.json", 0, FLICKR[0]), ["gqa"], []).filtered
+
+
+def test_multi_box_record_becomes_the_union_in_the_llava_form():
+    # A docvqa-style metadata record with two boxes, and its LLaVA form as upstream writes it:
+    # the ###[..] box is the union of the boxes, truncated to int.
+    meta_boxes = [[100.4, 200.7, 300.2, 240.9], [120.0, 500.5, 410.8, 560.0]]
+    union = [int(min(b[0] for b in meta_boxes)), int(min(b[1] for b in meta_boxes)),
+             int(max(b[2] for b in meta_boxes)), int(max(b[3] for b in meta_boxes))]
+    item = {"dataset": "docvqa", "split": "train", "question_id": 5,
+            "image": ["cot/docvqa/d.png", f"cot/docvqa/d.png###{union}"],
+            "conversations": [{"from": "human", "value": "<image>\nWhat is the total? " + SUFFIX},
+                              {"from": "gpt", "value": "[0.1, 0.2, 0.3, 0.4]"},
+                              {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "$12"}]}
+    r = parse_llava("viscot_363k.json", 0, item)
+    assert r.gt_boxes == [[100.0, 200.0, 410.0, 560.0]]
+    assert r.question == "What is the total?"
