@@ -72,7 +72,15 @@ Source = Annotated[Union[VisCoTSource, VisCoTLlavaSource, TallyQASource, GqaSour
                    Field(discriminator="kind")]
 
 
-SOURCE_KINDS = {typing.get_args(m.model_fields["kind"].annotation)[0] for m in typing.get_args(typing.get_args(Source)[0])}
+def union_members(union) -> tuple:
+    """The models of a discriminated union type."""
+    return typing.get_args(typing.get_args(union)[0])
+
+
+def kind_of(model) -> str:
+    return typing.get_args(model.model_fields["kind"].annotation)[0]
+
+
 
 
 class Depth(Section):
@@ -93,8 +101,40 @@ class Expand(Section):
     seed: int = Field(0, description="With the record id, fixes every random choice.")
 
 
-class Teacher(Section):
+class TemplateTeacher(Section):
     kind: Literal["template"] = Field("template", description="template: offline deterministic baseline.")
+
+
+class OpenAITeacher(Section):
+    kind: Literal["openai"] = Field(description="A VLM behind an OpenAI-compatible API (vLLM server, hosted API).")
+    base_url: str = Field(description="e.g. http://localhost:8000/v1 for a vLLM server.")
+    model: str = Field(description="Model name as the endpoint knows it.")
+    api_key_env: Optional[str] = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
+                                       "(null: none, as for a local vLLM). The key itself never goes in a config.")
+    max_concurrency: int = Field(32, ge=1, description="Requests in flight per worker.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
+    max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
+                                                  "(exponential backoff with jitter, Retry-After honoured).")
+    temperature: float = Field(0.2, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(2048, ge=1, description="Completion length limit.")
+    extra_body: dict[str, object] = Field(default_factory=dict, description="Other request parameters "
+                                          "(e.g. top_p, seed), sent as they are and part of the cache key.")
+    image_max_side: int = Field(1024, ge=28, description="Images are downscaled to this longest side before "
+                                                         "sending (boxes are normalised, so unchanged).")
+    image_format: Literal["jpeg", "png"] = Field("jpeg", description="Encoding of the images sent.")
+    request_budget: Optional[int] = Field(None, ge=0, description="Most API calls a job may make (per worker "
+                                          "process on cluster runners); records past it are rejected.")
+    cache: Optional[str] = Field(None, description="Response cache folder or bucket prefix: re-runs never pay "
+                                                   "twice for the same call.")
+    reask: bool = Field(True, description="Ask once more, naming the violation, when a reply fails validation.")
+    judge: bool = Field(False, description="Let an LLM judge accept answers that differ from the GT only in wording.")
+    judge_model: Optional[str] = Field(None, description="Judge model (default: the teacher model).")
+    price_prompt_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million prompt tokens, "
+                                                   "for the cost estimate in stats.json.")
+    price_completion_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million completion tokens.")
+
+
+Teacher = Annotated[Union[TemplateTeacher, OpenAITeacher], Field(discriminator="kind")]
 
 
 class Validate(Section):
@@ -123,12 +163,15 @@ class JobConfig(Section):
     sources: list[Source] = Field(min_length=1)
     depth: Depth = Depth()
     expand: Expand = Expand()
-    teacher: Teacher = Teacher()
+    teacher: Teacher = TemplateTeacher()
     validate_: Validate = Field(Validate(), alias="validate")
     output: Output = Output()
     runner: Runner = Runner()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+UNION_TAGS = {kind_of(m) for u in (Source, Teacher) for m in union_members(u)}
 
 
 class ConfigError(ValueError):
@@ -163,8 +206,7 @@ def _resolve_paths(cfg: JobConfig, base: Path) -> None:
 def _describe(error: dict) -> str:
     """One pydantic error as 'key: problem (got value)', keys as the user wrote them."""
     loc, value = list(error["loc"]), error["input"]
-    if loc[:1] == ["sources"] and len(loc) > 2 and loc[2] in SOURCE_KINDS:
-        del loc[2]  # the discriminated union puts the kind into the path
+    loc = [x for x in loc if x not in UNION_TAGS]  # discriminated unions put the kind into the path
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import json
-import typing
 
 from pydantic import BaseModel
 
-from pipeline.config import JobConfig, Source
+from pipeline.config import JobConfig, Source, Teacher, kind_of, union_members
 from schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
 
 
@@ -49,12 +48,14 @@ def _rows(prefix: str, model: type[BaseModel]) -> list[str]:
 
 def config_table() -> str:
     rows = ["| key | default | meaning |", "|---|---|---|"]
-    for member in typing.get_args(typing.get_args(Source)[0]):  # one block per source kind
-        kind = typing.get_args(member.model_fields["kind"].annotation)[0]
-        rows += _rows(f"sources[kind={kind}]", member)
+    unions = {"sources": Source, "teacher": Teacher}
     for name, field in JobConfig.model_fields.items():
-        if name != "sources":
-            rows += _rows(field.alias or name, field.annotation)
+        key = field.alias or name
+        if key in unions:  # one block per kind
+            for member in union_members(unions[key]):
+                rows += _rows(f"{key}[kind={kind_of(member)}]", member)
+        else:
+            rows += _rows(key, field.annotation)
     return "\n".join(rows)
 
 

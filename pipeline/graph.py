@@ -19,6 +19,7 @@ from transforms.expand import expand_record
 from transforms.images import load_image
 from transforms.sink import WriteOutputs
 from transforms.stage import Stage
+from transforms.teach import TeachAsync
 from transforms.teacher import make_teacher, teach
 from transforms.validate import validate
 from transforms.flickr30k import ReadFlickr30k
@@ -37,7 +38,14 @@ def _limit(pcoll, n: int, label: str):
             | f"{label}Unpack" >> beam.FlatMap(lambda records: records))
 
 
-def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | None) -> None:
+def teacher_step(cfg: JobConfig, run_id: str):
+    """The template teacher is a plain stage; API teachers run many requests at once."""
+    if cfg.teacher.kind == "template":
+        return beam.ParDo(Stage("teacher", partial(teach, teacher=make_teacher(cfg.teacher.kind))))
+    return beam.ParDo(TeachAsync(cfg.teacher, cfg.validate_.model_dump(), run_id))
+
+
+def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | None, run_id: str = "run") -> None:
     """Wire the whole job into pipeline ``p``, writing under ``out``."""
     every = cfg.runner.log_every_s
     per_source, inputs = [], []
@@ -57,10 +65,9 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | 
         records = records | "Depth" >> RunInference(
             DepthHandler(depth_model, cfg.depth.batch_size, cfg.depth.device))
     params = cfg.expand.model_dump()
-    teacher = make_teacher(cfg.teacher.kind)
     records = (records
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
-               | "Teach" >> beam.ParDo(Stage("teacher", partial(teach, teacher=teacher)))
+               | "Teach" >> teacher_step(cfg, run_id)
                | "Validate" >> beam.ParDo(Stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every)))
     outcomes = records | "Write" >> WriteOutputs(

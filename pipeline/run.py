@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import time
+import uuid
 from collections import Counter, defaultdict
 from importlib import metadata
 
@@ -21,7 +22,7 @@ from transforms.depth import DepthModel, resolve_model
 
 log = logging.getLogger("groundcot")
 OUTPUT_PARTS = ("data", "rejected", "_counts", "stats.json")  # all groundcot's own
-PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy")
+PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
 
 
 def clear_outputs(out: str) -> None:
@@ -98,9 +99,32 @@ def versions() -> dict[str, str]:
     return found
 
 
+def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
+    """The teacher's kind and, for API teachers, the ledger and an estimated cost."""
+    info = {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"}
+    if cfg.teacher.kind == "template":
+        return info
+    ledger = {k[len("ledger."):]: v for k, v in counters.items() if k.startswith("ledger.")}
+    ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
+    info.update(model=cfg.teacher.model, ledger=dict(sorted(ledger.items())))
+    t = cfg.teacher
+    if t.price_prompt_per_mtok is not None and t.price_completion_per_mtok is not None:
+        info["estimated_cost_usd"] = round(ledger.get("prompt_tokens", 0) / 1e6 * t.price_prompt_per_mtok
+                                           + ledger.get("completion_tokens", 0) / 1e6 * t.price_completion_per_mtok, 4)
+    return info
+
+
+def preflight(cfg: JobConfig) -> None:
+    """Fail before starting when a required secret is missing (naming the variable, not a value)."""
+    env = getattr(cfg.teacher, "api_key_env", None)
+    if env and not os.environ.get(env):
+        raise RuntimeError(f"teacher.api_key_env: the environment variable {env} is not set")
+
+
 def run(cfg: JobConfig, out: str | None = None) -> dict:
     """Run the job and return what it wrote to ``OUT/stats.json``."""
     out = (out or cfg.output.dir).rstrip("/")
+    preflight(cfg)
     clear_outputs(out)
     depth_model: DepthModel | None = None
     if cfg.depth.enabled:
@@ -109,19 +133,21 @@ def run(cfg: JobConfig, out: str | None = None) -> dict:
     started = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build(p, cfg, out, depth_model)
+        build(p, cfg, out, depth_model, run_id=uuid.uuid4().hex)
         result = p.run()
         result.wait_until_finish()
     finally:
         if depth_model is not None and depth_model.fallback:
             shutil.rmtree(depth_model.load_from, ignore_errors=True)
     stats = summarise(read_counts(out), time.monotonic() - started)
+    counters = beam_counters(result)
     stats.update({
-        "teacher": {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"},
+        "teacher": teacher_stats(cfg, counters),
         "depth_model": None if depth_model is None else {
             "requested": depth_model.requested, "fallback_tiny_random": depth_model.fallback,
             "reason": depth_model.reason},
-        "counters": beam_counters(result), "config": echo(cfg), "versions": versions(),
+        "counters": {k: v for k, v in counters.items() if not k.startswith("ledger.")},
+        "config": echo(cfg), "versions": versions(),
     })
     with FileSystems.create(f"{out}/stats.json") as handle:
         handle.write(json.dumps(stats, indent=2).encode())

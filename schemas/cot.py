@@ -122,6 +122,23 @@ def parse_cot(text: str, require_depth: bool = True) -> Cot:
     return Cot(tuple(steps), _plain_text(outer["answer"], "answer"))
 
 
+_FENCED = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.S)
+_BARE = re.compile(r"<think>.*</answer>", re.S)
+
+
+def extract_cot(text: str) -> str:
+    r"""The CoT inside a model reply: a fenced block holding <think>, else the bare span.
+
+    >>> extract_cot("Sure!\n```xml\n<think>x</think><answer>y</answer>\n```")
+    '<think>x</think><answer>y</answer>'
+    """
+    for block in _FENCED.findall(text):
+        if "<think>" in block:
+            return block.strip()
+    match = _BARE.search(text)
+    return match.group(0) if match else text.strip()
+
+
 def _fmt(value: float) -> str:
     return f"{value:.{MAX_DECIMALS}f}"
 

@@ -52,6 +52,7 @@ class Record:
     teacher: str | None = None
     style: str = "sif"
     hiou: float | None = None
+    answer_judged: bool = False  # an LLM judge accepted an answer that differs in wording
     rejection: Rejection | None = None
 
     @property

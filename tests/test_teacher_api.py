@@ -1,0 +1,155 @@
+"""The OpenAI teacher end to end, against a scripted local OpenAI-compatible server."""
+import base64
+import io
+import json
+
+import datasets
+import pytest
+from PIL import Image
+
+from conftest import png_bytes, viscot_line
+from fake_openai import FakeOpenAI
+from pipeline.cli import main
+
+KEY = "sk-groundcot-test-SECRET-7c1f"
+MODES = ["good", "fenced", "malformed_once", "malformed", "wrong_box", "rate_limited_once",
+         "server_error_once", "server_error", "slow_once", "echo_auth", "paraphrase"]
+
+
+def dataset(tmp_path, modes, size=(64, 48)):
+    root = tmp_path / "images"
+    root.mkdir(exist_ok=True)
+    (root / "a.png").write_bytes(png_bytes(*size))
+    meta = tmp_path / "toy_cot_train.jsonl"
+    meta.write_text("".join(viscot_line("a.png", *size, [[10, 10, 30, 30]], question=f"What is it? [[{m}]]",
+                                        answer="red") + "\n" for m in modes))
+    return meta, root
+
+
+def job(tmp_path, fake, modes, **teacher):
+    meta, root = dataset(tmp_path, modes)
+    settings = {"kind": "openai", "base_url": fake.base_url, "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
+                "max_concurrency": 4, "timeout_s": 1.0, "max_retries": 2, "temperature": 0.3, "max_tokens": 256,
+                "image_max_side": 40, "cache": str(tmp_path / "cache"), **teacher}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps({"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(root)}],
+                                "depth": {"enabled": False}, "teacher": settings}))
+    return str(path)
+
+
+def outcome(out):
+    stats = json.loads((out / "stats.json").read_text())
+    rejected = {json.loads(l)["question"]: json.loads(l) for f in (out / "rejected").glob("*.jsonl")
+                for l in f.read_text().splitlines()}
+    written = {r["question"]: r for r in datasets.load_dataset(
+        "parquet", data_files=str(out / "data" / "*.parquet"), split="train")} if stats["written"] else {}
+    return stats, written, rejected
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv("GC_TEST_KEY", KEY)
+
+
+def test_each_behaviour_is_accepted_reasked_retried_or_rejected(tmp_path, key):
+    with FakeOpenAI(slow_s=1.6) as fake:
+        out = tmp_path / "out"
+        assert main(["generate", job(tmp_path, fake, MODES), "--out", str(out)]) == 0
+    stats, written, rejected = outcome(out)
+    assert stats["balanced"] and stats["records_in"] == len(MODES)
+    mode = lambda q: q.split("[[")[1].rstrip("]")  # noqa: E731
+    assert {mode(q) for q in written} == {"good", "fenced", "malformed_once", "rate_limited_once",
+                                          "server_error_once", "slow_once"}
+    reasons = {mode(q): r["reason"] for q, r in rejected.items()}
+    assert reasons == {"malformed": "grammar_not_think_then_answer", "wrong_box": "chain_box_mismatch",
+                       "server_error": "teacher_server_error", "echo_auth": "teacher_http_400",
+                       "paraphrase": "answer_mismatch"}
+    assert rejected["What is it? [[malformed]]"]["stage"] == "validate"
+    for row in written.values():
+        assert row["teacher"] == "openai:fake-vlm" and row["cot"].startswith("<think>")
+    ledger = stats["teacher"]["ledger"]
+    assert ledger["status_429"] == 1 and ledger["status_500"] == 1 + 3  # once, then 1 + 2 retries
+    assert ledger["failures.server_error"] == 1 and ledger["failures.http_400"] == 1
+    assert ledger["reasks"] == 4  # malformed_once, malformed, wrong_box, paraphrase
+    assert ledger["retries"] >= 1 + 1 + 2 + 1  # 429, 500 once, 500 twice more, the slow one's timeout
+    assert ledger["prompt_tokens"] == 100 * ledger["status_200"]
+
+
+def test_requests_carry_the_images_and_parameters(tmp_path, key):
+    with FakeOpenAI() as fake:
+        assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(tmp_path / "out")]) == 0
+        body, headers = fake.requests[0]["body"], fake.requests[0]["headers"]
+    assert headers["authorization"] == f"Bearer {KEY}"
+    assert body["model"] == "fake-vlm" and body["temperature"] == 0.3 and body["max_tokens"] == 256
+    system, user = body["messages"]
+    assert "What is it?" in system["content"] and "Correct answer: red" in system["content"]
+    texts = [p["text"] for p in user["content"] if p["type"] == "text"]
+    images = [p["image_url"]["url"] for p in user["content"] if p["type"] == "image_url"]
+    assert len(texts) == len(images) >= 3 and texts[0].startswith("Step 1 of")
+    assert '"bbox_2d": [0.000, 0.000, 1.000, 1.000]' in texts[0]
+    first = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
+    assert first.format == "JPEG" and max(first.size) == 40  # downscaled to image_max_side
+    r, g, b = first.convert("RGB").getpixel((0, 0))
+    assert r > 150 and g < 100  # the full-image box is drawn in red along the edge
+
+
+def test_second_run_is_served_from_the_cache(tmp_path, key):
+    modes = ["good", "malformed_once", "fenced"]
+    with FakeOpenAI() as fake:
+        path = job(tmp_path, fake, modes)
+        assert main(["generate", path, "--out", str(tmp_path / "one")]) == 0
+        calls = len(fake.requests)
+        assert main(["generate", path, "--out", str(tmp_path / "two")]) == 0
+        assert len(fake.requests) == calls  # nothing new reached the server
+    first, second = outcome(tmp_path / "one"), outcome(tmp_path / "two")
+    ledger = second[0]["teacher"]["ledger"]
+    assert ledger.get("requests", 0) == 0 and ledger["cache_hits"] == calls
+    assert {q: r["cot"] for q, r in first[1].items()} == {q: r["cot"] for q, r in second[1].items()}
+
+
+def test_judge_accepts_a_paraphrased_answer(tmp_path, key):
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        assert main(["generate", job(tmp_path, fake, ["paraphrase"], judge=True), "--out", str(out)]) == 0
+    stats, written, _ = outcome(out)
+    assert stats["written"] == 1 and stats["teacher"]["ledger"]["judge_calls"] == 1
+
+
+def test_request_budget(tmp_path, key):
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        path = job(tmp_path, fake, ["good", "fenced"], request_budget=1)
+        assert main(["generate", path, "--out", str(out)]) == 0
+    stats, _, rejected = outcome(out)
+    assert stats["written"] == 1 and stats["rejected_by_reason"] == {"teacher_budget_exhausted": 1}
+
+
+def test_cost_estimate(tmp_path, key):
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        path = job(tmp_path, fake, ["good"], price_prompt_per_mtok=2.0, price_completion_per_mtok=10.0)
+        assert main(["generate", path, "--out", str(out)]) == 0
+    teacher = json.loads((out / "stats.json").read_text())["teacher"]
+    assert teacher["estimated_cost_usd"] == pytest.approx((100 * 2.0 + 40 * 10.0) / 1e6)
+
+
+def test_the_key_never_appears_anywhere(tmp_path, key, capfd, caplog):
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        assert main(["generate", job(tmp_path, fake, ["echo_auth", "good"]), "--out", str(out)]) == 0
+        assert KEY in json.dumps(fake.requests[0]["headers"])  # it was sent, and echoed back
+    _, _, rejected = outcome(out)
+    detail = rejected["What is it? [[echo_auth]]"]["detail"]
+    assert "***" in detail and KEY not in detail
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    printed = capfd.readouterr()
+    assert KEY not in printed.out + printed.err + caplog.text
+
+
+def test_missing_key_variable_is_named_not_shown(tmp_path, monkeypatch, capfd):
+    monkeypatch.delenv("GC_TEST_KEY", raising=False)
+    with FakeOpenAI() as fake:
+        assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(tmp_path / "out")]) == 1
+    assert "GC_TEST_KEY is not set" in capfd.readouterr().err

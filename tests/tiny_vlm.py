@@ -1,0 +1,52 @@
+"""A tiny random LLaVA saved to a folder: tokenizer trained in memory, a chat template,
+the PIL image processor (no torchvision needed). For tests only."""
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] in ['image', 'image_url'] %}<image>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CORPUS = ['<think><area>[{"bbox_2d": [0.125, 0.25, 0.5, 0.75], "depth": 0.5}]</area>'
+          "<text>The whole image shows a red car next to a tree.</text></think><answer>yes no 0123456789</answer>",
+          "What colour is the car? How many balls are on the grass? system user assistant"]
+
+
+def build_tiny_vlm(path: str, seed: int = 0) -> str:
+    """Save a ~100k-parameter random LLaVA with its processor to ``path``."""
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor, PreTrainedTokenizerFast)
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=512, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        chat_template=CHAT_TEMPLATE)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    eos, pad, image = (raw.token_to_id(t) for t in ("<|im_end|>", "<|endoftext|>", "<image>"))
+    torch.manual_seed(seed)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=28, patch_size=14, projection_dim=32),
+        text_config=LlamaConfig(vocab_size=raw.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                max_position_embeddings=8192, eos_token_id=eos, pad_token_id=pad),
+        image_token_index=image, vision_feature_layer=-1, vision_feature_select_strategy="default")
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = pad
+    model.save_pretrained(path)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                   vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
+                   chat_template=CHAT_TEMPLATE).save_pretrained(path)
+    return path
