@@ -1,0 +1,82 @@
+"""Integration: the teacher against a real OpenAI-compatible server (`transformers serve`)
+hosting a tiny random VLM on loopback. Its replies are noise, so every record must be
+rejected with a clear reason, and none lost."""
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import png_bytes, viscot_line
+from pipeline.cli import main
+from tiny_vlm import build_tiny_vlm
+
+pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is needed for this test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    model = build_tiny_vlm(str(tmp_path_factory.mktemp("tiny-llava")))
+    port = free_port()
+    cli = Path(sys.executable).parent / "transformers"
+    proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("transformers serve did not come up in 180 s")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1", model
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
+    base_url, model = server
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(64, 48))
+    (tmp_path / "images" / "b.png").write_bytes(png_bytes(48, 64, (20, 200, 40)))
+    meta = tmp_path / "toy_cot_train.jsonl"
+    meta.write_text("".join(viscot_line(name, *size, [[5, 5, 25, 25]], question=q) + "\n" for name, size, q in [
+        ("a.png", (64, 48), "What colour is it?"), ("b.png", (48, 64), "Is it green?"),
+        ("a.png", (64, 48), "Where is the box?")]))
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({
+        "sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
+        "depth": {"enabled": False},
+        "teacher": {"kind": "openai", "base_url": base_url, "model": model, "api_key_env": None,
+                    "max_concurrency": 2, "timeout_s": 120, "max_retries": 0, "max_tokens": 16,
+                    "temperature": 0.0, "image_max_side": 56, "image_format": "png"}}))
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "--out", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["balanced"] and stats["records_in"] == 3 and stats["written"] == 0
+    rows = [json.loads(l) for f in (out / "rejected").glob("*.jsonl") for l in f.read_text().splitlines()]
+    assert len(rows) == 3
+    for row in rows:  # noise fails validation, with the rule named
+        assert row["stage"] == "validate" and row["reason"].startswith(("grammar_", "chain_", "answer_"))
+        assert row["cot"] is not None and row["detail"]
+    ledger = stats["teacher"]["ledger"]
+    assert ledger["requests"] == ledger["status_200"] == 6  # each record asked twice (one re-ask)
+    assert ledger["prompt_tokens"] > 0 and ledger["completion_tokens"] > 0
