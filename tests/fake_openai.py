@@ -28,6 +28,8 @@ def good_reply(body: dict) -> str:
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
     def log_message(self, *args):  # quiet
         pass
 
@@ -91,6 +93,11 @@ class Handler(BaseHTTPRequestHandler):
         return self._reply(good)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the listen backlog: many clients connect at once
+    daemon_threads = True
+
+
 class FakeOpenAI:
     """``with FakeOpenAI() as fake: fake.base_url ...``; ``fake.requests`` records every call."""
 
@@ -102,9 +109,7 @@ class FakeOpenAI:
         self.attempts: Counter = Counter()
 
     def __enter__(self) -> "FakeOpenAI":
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 256
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.fake = self
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
