@@ -14,7 +14,8 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline.config import JobConfig
-from transforms.depth import DepthHandler, DepthModel
+from transforms.depth import DepthHandler
+from transforms.models import ResolvedModel
 from transforms.expand import expand_record
 from transforms.images import load_image
 from transforms.sink import WriteOutputs
@@ -45,7 +46,7 @@ def teacher_step(cfg: JobConfig, run_id: str):
     return beam.ParDo(TeachAsync(cfg.teacher, cfg.validate_.model_dump(), run_id))
 
 
-def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: DepthModel | None, run_id: str = "run") -> None:
+def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: ResolvedModel | None, run_id: str = "run") -> None:
     """Wire the whole job into pipeline ``p``, writing under ``out``."""
     every = cfg.runner.log_every_s
     per_source, inputs = [], []

@@ -18,7 +18,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import JobConfig, echo
 from pipeline.graph import build
-from transforms.depth import DepthModel, resolve_model
+from transforms.depth import resolve_depth_model
+from transforms.models import ResolvedModel
 
 log = logging.getLogger("groundcot")
 OUTPUT_PARTS = ("data", "rejected", "_counts", "stats.json")  # all groundcot's own
@@ -126,9 +127,9 @@ def run(cfg: JobConfig, out: str | None = None) -> dict:
     out = (out or cfg.output.dir).rstrip("/")
     preflight(cfg)
     clear_outputs(out)
-    depth_model: DepthModel | None = None
+    depth_model: ResolvedModel | None = None
     if cfg.depth.enabled:
-        depth_model = resolve_model(cfg.depth.model, cfg.depth.fallback)
+        depth_model = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
     runner, options = pipeline_options(cfg)
     started = time.monotonic()
     try:

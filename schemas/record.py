@@ -47,6 +47,7 @@ class Record:
     square_boxes: list[list[float]] | None = None
     image: bytes | None = None
     depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
+    masks: list[dict] | None = None  # per GT box: COCO RLE {size, counts}, box, area, score
     chain: list[ChainStep] = field(default_factory=list)
     cot: str | None = None
     teacher: str | None = None

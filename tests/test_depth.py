@@ -6,15 +6,16 @@ from PIL import Image
 
 from conftest import png_bytes
 from schemas.record import Record
-from transforms.depth import (DepthHandler, DepthModel, box_depths, build_tiny_random, decode_png16,
-                              encode_png16, normalise, resolve_model)
+from transforms.depth import (DepthHandler, box_depths, build_tiny_random, decode_png16, encode_png16,
+                              normalise, resolve_depth_model)
+from transforms.models import ResolvedModel
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("depth"))
     build_tiny_random(path)
-    handler = DepthHandler(DepthModel(path, path), batch_size=4, device="cpu")
+    handler = DepthHandler(ResolvedModel(path, path), batch_size=4, device="cpu")
     return handler, handler.load_model()
 
 
@@ -67,18 +68,18 @@ def test_one_bad_image_does_not_sink_the_batch(tiny_model):
 
 
 def test_handler_batches_by_config():
-    handler = DepthHandler(DepthModel("m", "m"), batch_size=16)
+    handler = DepthHandler(ResolvedModel("m", "m"), batch_size=16)
     assert handler.batch_elements_kwargs()["max_batch_size"] == 16
 
 
 def test_resolve_model_local_path_and_no_silent_fallback(tmp_path):
-    assert resolve_model(str(tmp_path), "none").load_from == str(tmp_path)
+    assert resolve_depth_model(str(tmp_path), "none").load_from == str(tmp_path)
     with pytest.raises(RuntimeError, match="depth model cannot be loaded"):
-        resolve_model("no-such-org/no-such-model-groundcot-test", "none")
+        resolve_depth_model("no-such-org/no-such-model-groundcot-test", "none")
 
 
 def test_resolve_model_demo_fallback_is_recorded():
-    chosen = resolve_model("no-such-org/no-such-model-groundcot-test", "tiny_random")
+    chosen = resolve_depth_model("no-such-org/no-such-model-groundcot-test", "tiny_random")
     assert chosen.fallback and "no-such-model" in chosen.reason
     handler = DepthHandler(chosen, device="cpu")
     assert handler.load_model().net.config.model_type == "depth_anything"

@@ -6,22 +6,17 @@ so 0 = nearest and 1 = farthest, stored as a lossless 16-bit PNG at the image's 
 from __future__ import annotations
 
 import io
-import logging
 import math
-import os
-import socket
-import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
 from schemas.record import Record
+from transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
-log = logging.getLogger("groundcot")
 STAGE = "depth"
 
 
@@ -58,67 +53,10 @@ def box_depths(depth01: np.ndarray, norm_boxes: Sequence[Sequence[float]]) -> li
     return out
 
 
-# --- model resolution (driver side) ----------------------------------------------------
+# --- model (driver side: see transforms.models) -----------------------------------------
 
-@dataclass
-class DepthModel:
-    """What the workers load: a hub id or a local path, and whether it is the fallback."""
-
-    requested: str
-    load_from: str
-    local_files_only: bool = False
-    fallback: bool = False
-    reason: str = ""
-
-
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
-def resolve_model(model: str, fallback: str | None) -> DepthModel:
-    """Find ``model`` (local path, HF cache, or the hub); else fall back if allowed."""
-    if os.path.isdir(model):
-        return DepthModel(model, model)
-    from huggingface_hub import model_info, snapshot_download
-
-    try:
-        snapshot_download(model, local_files_only=True)
-        return DepthModel(model, model, local_files_only=True)
-    except Exception as err:  # noqa: BLE001 - any cache miss means: look further
-        reason = f"{model} is not in the local Hugging Face cache ({type(err).__name__})"
-    if not hub_reachable():
-        reason += " and the Hub cannot be reached"
-    else:
-        try:
-            model_info(model)  # exists and is readable with this environment's token
-            return DepthModel(model, model)
-        except Exception as err:  # noqa: BLE001
-            reason += f" and the Hub does not serve it ({type(err).__name__})"
-    if fallback != "tiny_random":
-        raise RuntimeError(f"depth model cannot be loaded: {reason}. Download it, give a local path "
-                           "in depth.model, or set depth.enabled=false")
-    path = build_tiny_random(tempfile.mkdtemp(prefix="groundcot-depth-"))
-    log.warning("=" * 78)
-    log.warning("DEPTH FALLBACK: %s.", reason)
-    log.warning("Using a TINY RANDOM-WEIGHTS Depth-Anything model: depth values are noise.")
-    log.warning("This is for the offline demo only; it is recorded in stats.json.")
-    log.warning("=" * 78)
-    return DepthModel(model, path, fallback=True, reason=reason)
-
-
-def quiet_transformers() -> None:
-    """No progress bars or backend notices from transformers in pipeline logs."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+def resolve_depth_model(model: str, fallback: str | None) -> ResolvedModel:
+    return resolve_model(model, fallback, build_tiny_random, "depth")
 
 
 def build_tiny_random(path: str, seed: int = 0) -> str:
@@ -145,14 +83,6 @@ def build_tiny_random(path: str, seed: int = 0) -> str:
 
 # --- Beam model handler ----------------------------------------------------------------
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 @dataclass
 class LoadedDepth:
     """What ``load_model`` returns (Beam's model sharing needs a weak-referenceable object)."""
@@ -165,7 +95,7 @@ class LoadedDepth:
 class DepthHandler(ModelHandler):
     """Records in, records out with ``depth_map`` set; rejected records pass through."""
 
-    def __init__(self, model: DepthModel, batch_size: int = 8, device: str = "auto"):
+    def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto"):
         super().__init__()
         self.model, self.batch_size, self.device = model, batch_size, device
 
@@ -174,12 +104,12 @@ class DepthHandler(ModelHandler):
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         quiet_transformers()
-        device = _device(self.device)
+        where = device(self.device)
         kwargs = {"local_files_only": self.model.local_files_only}
         processor = AutoImageProcessor.from_pretrained(self.model.load_from, **kwargs)
-        dtype = torch.float16 if device == "cuda" else torch.float32
+        dtype = torch.float16 if where == "cuda" else torch.float32
         net = AutoModelForDepthEstimation.from_pretrained(self.model.load_from, dtype=dtype, **kwargs)
-        return LoadedDepth(processor, net.to(device).eval(), device)
+        return LoadedDepth(processor, net.to(where).eval(), where)
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}

@@ -1,0 +1,77 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import png_bytes
+from schemas.record import Record
+from transforms.masks import (Sam2Handler, build_tiny_random, decode, encode, preprocess, scale_boxes,
+                              torchvision_available, upsample)
+from transforms.models import ResolvedModel
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny_random(str(tmp_path_factory.mktemp("sam2")))
+    handler = Sam2Handler(ResolvedModel(path, path), batch_size=2, device="cpu")
+    return handler, handler.load_model()
+
+
+def record(i, w, h, boxes):
+    return Record(f"r{i}", "viscot", str(i), "toy", "train", "q", "a", "x.png", w, h, boxes,
+                  image=png_bytes(w, h, (40 * i, 120, 90)))
+
+
+def test_masks_from_the_tiny_model_have_the_image_shape_and_round_trip(tiny):
+    handler, loaded = tiny
+    batch = [record(0, 64, 48, [[5, 5, 30, 30], [30, 10, 60, 40]]), record(1, 40, 90, [[1, 2, 20, 80]]),
+             record(2, 50, 50, [[0, 0, 10, 10]]).reject("image", "missing_image")]
+    out = list(handler.run_inference(batch, loaded))
+    assert out == batch and out[2].masks is None
+    assert [len(r.masks) for r in out[:2]] == [2, 1]  # one per GT box, padding dropped
+    for r in out[:2]:
+        for entry in r.masks:
+            mask = decode(entry)
+            assert mask.shape == (r.height, r.width)
+            assert encode(mask, entry["score"]) == entry  # RLE round-trips
+            assert entry["area"] == int(mask.sum())
+
+
+def test_rle_box_and_area_on_a_known_mask():
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:9, 10:25] = True  # rows 5-8, columns 10-24
+    entry = encode(mask, 0.9)
+    assert entry["box"] == [10.0, 5.0, 25.0, 9.0] and entry["area"] == 60
+    assert entry["size"] == [20, 30] and np.array_equal(decode(entry), mask)
+    empty = encode(np.zeros((4, 4), dtype=bool), 0.1)
+    assert empty["area"] == 0
+
+
+def test_own_preprocessing_matches_the_processor_steps():
+    image = Image.new("RGB", (64, 32), (255, 0, 128))
+    x = preprocess(image, 16)
+    assert x.shape == (3, 16, 16)
+    assert x[0, 0, 0] == pytest.approx((1.0 - 0.485) / 0.229, abs=1e-5)
+    assert x[1, 5, 5] == pytest.approx((0.0 - 0.456) / 0.224, abs=1e-5)
+    assert scale_boxes([[16, 8, 32, 16]], 64, 32, 1024) == [[256.0, 256.0, 512.0, 512.0]]
+    logits = np.full((1, 4, 4), -1.0, dtype=np.float32)
+    logits[0, :2, :2] = 1.0
+    up = upsample(logits, 8, 8)
+    assert up.shape == (1, 8, 8) and up[0, :3, :3].all() and not up[0, 5:, 5:].any()
+
+
+@pytest.mark.skipif(not torchvision_available(), reason="needs torchvision (e.g. on a GPU machine)")
+def test_own_steps_match_sam2_processor(tmp_path):
+    import torch
+    from transformers import Sam2ImageProcessor, Sam2Processor
+
+    processor = Sam2Processor(image_processor=Sam2ImageProcessor())
+    image = Image.open(io.BytesIO(png_bytes(300, 200, (10, 200, 30)))).convert("RGB")
+    inputs = processor(images=[image], input_boxes=[[[10, 20, 150, 180]]], return_tensors="pt")
+    ours = torch.from_numpy(preprocess(image, 1024))
+    assert torch.allclose(inputs["pixel_values"][0], ours, atol=0.05)
+    assert torch.allclose(inputs["input_boxes"][0], torch.tensor(scale_boxes([[10, 20, 150, 180]], 300, 200, 1024)))
+    logits = torch.randn(1, 1, 256, 256)
+    theirs = processor.post_process_masks([logits], [(200, 300)])[0][:, 0].numpy()
+    assert (theirs == upsample(logits[:, 0], 200, 300)).mean() > 0.999

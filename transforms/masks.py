@@ -1,0 +1,183 @@
+"""SAM2 box-prompted masks through ``transformers`` (``Sam2Model``), batched, GPU when present.
+
+One mask per GT box, stored as COCO RLE (pycocotools) with its tight box and area.
+``Sam2Processor`` needs torchvision. Where torchvision is missing (CPU machines here),
+the same steps are done here: resize to the model's square input, rescale, ImageNet
+normalise, scale the boxes to that frame, then upsample the low-resolution mask logits
+bilinearly to the image size and threshold at 0.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+from PIL import Image
+
+from schemas.record import Record
+from transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
+
+STAGE = "masks"
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet, as Sam2ImageProcessor
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+# --- pure core ---------------------------------------------------------------------------
+
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """(3, size, size) float32: bilinear resize to a square, rescale, normalise."""
+    resized = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    return ((resized / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def scale_boxes(boxes: Sequence[Sequence[float]], width: int, height: int, size: int) -> list[list[float]]:
+    """Pixel boxes of the image -> boxes in the model's square input frame."""
+    sx, sy = size / width, size / height
+    return [[x1 * sx, y1 * sy, x2 * sx, y2 * sy] for x1, y1, x2, y2 in boxes]
+
+
+def upsample(logits, height: int, width: int) -> np.ndarray:
+    """Low-resolution mask logits (k, h, w) -> boolean masks (k, height, width)."""
+    import torch
+    import torch.nn.functional as F
+
+    up = F.interpolate(torch.as_tensor(logits)[None].float(), (height, width), mode="bilinear", align_corners=False)
+    return (up[0] > 0).cpu().numpy()
+
+
+def encode(mask: np.ndarray, score: float) -> dict:
+    """A boolean mask -> {size, counts (COCO RLE string), box (xyxy), area, score}."""
+    from pycocotools import mask as coco
+
+    rle = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
+    x, y, w, h = (float(v) for v in coco.toBbox(rle))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii"),
+            "box": [x, y, x + w, y + h], "area": int(coco.area(rle)), "score": round(float(score), 4)}
+
+
+def decode(entry: dict) -> np.ndarray:
+    """The boolean mask of an encoded entry."""
+    from pycocotools import mask as coco
+
+    return coco.decode({"size": entry["size"], "counts": entry["counts"].encode("ascii")}).astype(bool)
+
+
+def build_tiny_random(path: str, seed: int = 0) -> str:
+    """Save a tiny random SAM2 (same architecture, ~125k params) to ``path``."""
+    import torch
+
+    quiet_transformers()
+    from transformers import Sam2Config, Sam2Model
+    from transformers.models.sam2.configuration_sam2 import (Sam2HieraDetConfig, Sam2MaskDecoderConfig,
+                                                             Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    torch.manual_seed(seed)
+    backbone = Sam2HieraDetConfig(hidden_size=8, num_attention_heads=1, blocks_per_stage=[1, 1, 2, 1],
+                                  embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+                                  window_size_per_stage=[8, 4, 14, 7], global_attention_blocks=[3])
+    config = Sam2Config(
+        vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                                       fpn_hidden_size=32),
+        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
+        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                  iou_head_hidden_dim=32))
+    Sam2Model(config).save_pretrained(path)
+    return path
+
+
+def resolve_sam2_model(model: str, fallback: str | None) -> ResolvedModel:
+    return resolve_model(model, fallback, build_tiny_random, "masks")
+
+
+# --- Beam model handler ------------------------------------------------------------------
+
+@dataclass
+class LoadedSam2:
+    net: object
+    processor: object | None  # Sam2Processor when torchvision is there
+    size: int
+    device: str
+
+
+def torchvision_available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001 - a broken install counts as missing
+        return False
+
+
+class Sam2Handler(ModelHandler):
+    """Records in, records out with ``masks`` (one per GT box); rejected records pass through."""
+
+    def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto"):
+        super().__init__()
+        self.model, self.batch_size, self.device = model, batch_size, device
+
+    def load_model(self) -> LoadedSam2:
+        import torch
+        from transformers import Sam2Model
+
+        quiet_transformers()
+        where = device(self.device)
+        kwargs = {"local_files_only": self.model.local_files_only}
+        dtype = torch.float16 if where == "cuda" else torch.float32
+        net = Sam2Model.from_pretrained(self.model.load_from, dtype=dtype, **kwargs).to(where).eval()
+        processor = None
+        if torchvision_available():
+            from transformers import Sam2Processor
+            try:
+                processor = Sam2Processor.from_pretrained(self.model.load_from, **kwargs)
+            except OSError:  # a checkpoint without processor files: do the steps here
+                processor = None
+        size = net.config.prompt_encoder_config.image_size
+        return LoadedSam2(net, processor, size if isinstance(size, int) else size[0], where)
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def run_inference(self, batch: Sequence[Record], model: LoadedSam2, inference_args=None) -> Iterable[Record]:
+        todo = [r for r in batch if r.rejection is None]
+        for start in range(0, len(todo), self.batch_size):
+            group = todo[start:start + self.batch_size]
+            try:
+                self._segment(group, model)
+            except Exception:  # noqa: BLE001 - isolate the record that fails
+                for record in group:
+                    try:
+                        self._segment([record], model)
+                    except Exception as err:  # noqa: BLE001
+                        record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+        return batch
+
+    @staticmethod
+    def _segment(group: list[Record], model: LoadedSam2) -> None:
+        import torch
+
+        images = [Image.open(io.BytesIO(r.image)).convert("RGB") for r in group]
+        most = max(len(r.gt_boxes) for r in group)
+        # pad every image's boxes to the same count; padded masks are dropped
+        padded = [r.gt_boxes + [[0.0, 0.0, 1.0, 1.0]] * (most - len(r.gt_boxes)) for r in group]
+        if model.processor is not None:
+            inputs = model.processor(images=images, input_boxes=padded, return_tensors="pt")
+            pixels, boxes = inputs["pixel_values"], inputs["input_boxes"]
+        else:
+            pixels = torch.from_numpy(np.stack([preprocess(im, model.size) for im in images]))
+            boxes = torch.tensor([scale_boxes(b, im.width, im.height, model.size) for b, im in zip(padded, images)])
+        with torch.inference_mode():
+            out = model.net(pixel_values=pixels.to(model.device, model.net.dtype),
+                            input_boxes=boxes.to(model.device, torch.float32), multimask_output=False)
+        logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
+        for i, (record, image) in enumerate(zip(group, images)):
+            k = len(record.gt_boxes)
+            if model.processor is not None:
+                masks = model.processor.post_process_masks([logits[i, :k]], [(image.height, image.width)])[0][:, 0]
+                masks = masks.numpy()
+            else:
+                masks = upsample(logits[i, :k, 0], image.height, image.width)
+            record.masks = [encode(m, scores[i, j, 0]) for j, m in enumerate(masks)]
+
+    def get_metrics_namespace(self) -> str:
+        return "groundcot.masks"
