@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _report(stats, out)
     if not stats["balanced"]:
-        log.error("stats do not add up: %d in vs %d written + %d rejected",
-                  stats["records_in"], stats["written"], stats["rejected"])
+        log.error("stats do not add up: %d in; per style: %s", stats["records_in"], stats["by_style"])
         return 1
     return 0
 

@@ -93,6 +93,26 @@ class Depth(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
 
 
+class Masks(Section):
+    enabled: bool = Field(False, description="Run SAM2 on each GT box (needed for aperture segment crops).")
+    model: str = Field("facebook/sam2.1-hiera-tiny", description="Hub id or local path of a SAM2 checkpoint.")
+    fallback: Literal["none", "tiny_random"] = Field(
+        "none", description="tiny_random: if the model cannot be loaded, use a random tiny SAM2 (demo only; "
+                            "logged loudly and recorded in stats.json).")
+    batch_size: int = Field(4, ge=1, description="Images per forward pass (all of an image's boxes go together).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
+
+
+class Crops(Section):
+    frame: Literal["original", "qwen2_5_vl"] = Field(
+        "original", description="mgpo: the pixel frame of its region: the image's own size, or the size "
+                                "Qwen2.5-VL resizes it to (multiples of 28 within min/max_pixels).")
+    min_pixels: int = Field(3136, ge=784, description="qwen2_5_vl frame: least pixels.")
+    max_pixels: int = Field(12845056, ge=784, description="qwen2_5_vl frame: most pixels.")
+    min_side: int = Field(28, ge=1, description="Crops grow around their centre to at least this many pixels a side.")
+    max_aspect: float = Field(4.0, ge=1, description="Crops are widened so that their aspect ratio stays below this.")
+
+
 class Expand(Section):
     steps: int = Field(5, ge=1, description="Expansion steps from the GT to the full image.")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="Chance of a distractor step.")
@@ -161,7 +181,11 @@ class Runner(Section):
 
 class JobConfig(Section):
     sources: list[Source] = Field(min_length=1)
+    styles: list[Literal["sif", "mgpo", "aperture", "textual"]] = Field(
+        ["sif"], min_length=1, description="Trajectory styles to write: one row per record per style.")
     depth: Depth = Depth()
+    masks: Masks = Masks()
+    crops: Crops = Crops()
     expand: Expand = Expand()
     teacher: Teacher = TemplateTeacher()
     validate_: Validate = Field(Validate(), alias="validate")

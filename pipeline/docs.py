@@ -54,8 +54,10 @@ def config_table() -> str:
         if key in unions:  # one block per kind
             for member in union_members(unions[key]):
                 rows += _rows(f"{key}[kind={kind_of(member)}]", member)
-        else:
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             rows += _rows(key, field.annotation)
+        else:
+            rows.append(f"| `{key}` | {_default(field)} | {field.description} |")
     return "\n".join(rows)
 
 

@@ -2,7 +2,9 @@
 
   per source: read -> (limit) -> count in / count filtered -> load image     (then flattened)
   -> depth (RunInference, batched)        [if depth.enabled]
-  -> reverse expansion -> teacher -> validation
+  -> SAM2 masks (RunInference, batched)   [if masks.enabled]
+  -> reverse expansion -> one record per style -> style plan (frame, actions, crops)
+  -> teacher -> validation
   -> Parquet shards | rejected JSONL | outcome counts -> OUT/_counts (read back for stats.json)
 """
 from __future__ import annotations
@@ -18,8 +20,10 @@ from transforms.depth import DepthHandler
 from transforms.models import ResolvedModel
 from transforms.expand import expand_record
 from transforms.images import load_image
+from transforms.masks import Sam2Handler
 from transforms.sink import WriteOutputs
 from transforms.stage import Stage
+from transforms.styles import fan_out, plan
 from transforms.teach import TeachAsync
 from transforms.teacher import make_teacher, teach
 from transforms.validate import validate
@@ -46,7 +50,8 @@ def teacher_step(cfg: JobConfig, run_id: str):
     return beam.ParDo(TeachAsync(cfg.teacher, cfg.validate_.model_dump(), run_id))
 
 
-def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: ResolvedModel | None, run_id: str = "run") -> None:
+def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, ResolvedModel],
+          run_id: str = "run") -> None:
     """Wire the whole job into pipeline ``p``, writing under ``out``."""
     every = cfg.runner.log_every_s
     per_source, inputs = [], []
@@ -55,19 +60,24 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, depth_model: ResolvedModel
         read = p | f"{label}Read" >> READERS[src.kind](src)
         records, filtered = read | f"{label}Filtered" >> beam.Partition(lambda r, _: int(r.filtered), 2)
         inputs.append(filtered | f"{label}CountFiltered" >> beam.Map(
-            lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}", 1)))
+            lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}\t", 1)))
         if src.limit:
             records = _limit(records, src.limit, label)
-        inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t", 1)))
+        inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t\t", 1)))
         per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
             Stage("image", partial(load_image, image_root=src.image_root), every)))
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
-            DepthHandler(depth_model, cfg.depth.batch_size, cfg.depth.device))
+            DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device))
+    if cfg.masks.enabled:
+        records = records | "Masks" >> RunInference(
+            Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device))
     params = cfg.expand.model_dump()
     records = (records
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
+               | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
+               | "PlanStyles" >> beam.ParDo(Stage("styles", partial(plan, **cfg.crops.model_dump())))
                | "Teach" >> teacher_step(cfg, run_id)
                | "Validate" >> beam.ParDo(Stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every)))

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.config import JobConfig, echo
 from pipeline.graph import build
 from transforms.depth import resolve_depth_model
+from transforms.masks import resolve_sam2_model
 from transforms.models import ResolvedModel
 
 log = logging.getLogger("groundcot")
@@ -46,34 +47,44 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
     return None, PipelineOptions(flags=[], runner=cfg.runner.name, **extra)
 
 
-def read_counts(out: str) -> dict[tuple[str, str, str], int]:
+def read_counts(out: str) -> dict[tuple[str, str, str, str], int]:
     counts: Counter = Counter()
     for result in FileSystems.match([f"{out}/_counts/*"]):
         for meta in result.metadata_list:
             with FileSystems.open(meta.path) as handle:
                 for line in handle.read().decode().splitlines():
-                    source, kind, reason, n = json.loads(line)
-                    counts[(source, kind, reason)] += n
+                    source, kind, reason, style, n = json.loads(line)
+                    counts[(source, kind, reason, style)] += n
     return counts
 
 
-def summarise(counts: dict, elapsed: float) -> dict:
+def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
+    """Totals per source and per style. A record rejected before styles were made counts once
+    (style ""); every other record counts once per style, written or rejected."""
     by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter(),
                                            "filtered": 0, "filtered_by_reason": Counter()})
-    for (source, kind, reason), n in counts.items():
+    by_style: dict = defaultdict(lambda: {"written": 0, "rejected": 0, "rejected_by_reason": Counter()})
+    for (source, kind, reason, style), n in counts.items():
         entry = by_source[source]
         entry[kind] += n
         if kind in ("rejected", "filtered"):
             entry[f"{kind}_by_reason"][reason] += n
+        if kind in ("written", "rejected"):
+            by_style[style or "before_styles"][kind] += n
+            if kind == "rejected":
+                by_style[style or "before_styles"]["rejected_by_reason"][reason] += n
     total = {k: sum(s[k] for s in by_source.values()) for k in ("in", "written", "rejected", "filtered")}
     reasons = sum((s["rejected_by_reason"] for s in by_source.values()), Counter())
+    made = total["in"] - by_style["before_styles"]["rejected"]  # records that reached the styles
+    balanced = all(made == by_style[s]["written"] + by_style[s]["rejected"] for s in styles)
     return {
         "records_in": total["in"], "written": total["written"], "rejected": total["rejected"],
         "rejected_by_reason": dict(reasons.most_common()),
-        "balanced": total["in"] == total["written"] + sum(reasons.values()),
+        "balanced": balanced and made >= 0,
         "filtered_out": total["filtered"],  # left out by source filters; not part of records_in
         "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"]),
                           "filtered_by_reason": dict(e["filtered_by_reason"])} for s, e in by_source.items()},
+        "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
     }
@@ -127,26 +138,29 @@ def run(cfg: JobConfig, out: str | None = None) -> dict:
     out = (out or cfg.output.dir).rstrip("/")
     preflight(cfg)
     clear_outputs(out)
-    depth_model: ResolvedModel | None = None
+    models: dict[str, ResolvedModel] = {}
     if cfg.depth.enabled:
-        depth_model = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
+        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
+    if cfg.masks.enabled:
+        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback)
     runner, options = pipeline_options(cfg)
     started = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build(p, cfg, out, depth_model, run_id=uuid.uuid4().hex)
+        build(p, cfg, out, models, run_id=uuid.uuid4().hex)
         result = p.run()
         result.wait_until_finish()
     finally:
-        if depth_model is not None and depth_model.fallback:
-            shutil.rmtree(depth_model.load_from, ignore_errors=True)
-    stats = summarise(read_counts(out), time.monotonic() - started)
+        for model in models.values():
+            if model.fallback:
+                shutil.rmtree(model.load_from, ignore_errors=True)
+    stats = summarise(read_counts(out), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
     stats.update({
         "teacher": teacher_stats(cfg, counters),
-        "depth_model": None if depth_model is None else {
-            "requested": depth_model.requested, "fallback_tiny_random": depth_model.fallback,
-            "reason": depth_model.reason},
+        **{f"{stage}_model": None if stage not in models else {
+            "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
+            "reason": models[stage].reason} for stage in ("depth", "masks")},
         "counters": {k: v for k, v in counters.items() if not k.startswith("ledger.")},
         "config": echo(cfg), "versions": versions(),
     })

@@ -26,10 +26,19 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "chain": ([{"kind": "string", "boxes": [["float64"]], "depths": ["float64"]}],
               "Coarse-to-fine chain: per step its kind (full, distractor, union, expansion, gt), "
               "normalised boxes and their depths (null when depth is off)."),
-    "cot": ("string", "The assistant text: `<think><area>..</area><text>..</text>..</think><answer>..</answer>`."),
+    "masks": ([{"size": ["int32"], "counts": "string", "box": ["float64"], "area": "int64", "score": "float64"}],
+              "SAM2 mask per GT box: COCO RLE (size [h, w], counts), tight box xyxy, area, predicted IoU "
+              "(null when masks are off)."),
+    "cot": ("string", "The assistant text (sif: `<think><area>..</area><text>..</text>..</think><answer>..</answer>`; "
+                      "multi-turn styles: the assistant turns, blank-line separated)."),
     "messages": ([{"role": "string", "content": [TEXT_PART]}],
-                 "User/assistant turns ready for TRL; the user turn holds an image placeholder."),
-    "style": ("string", "Trajectory style (sif)."),
+                 "Conversation ready for TRL: image placeholders in order `image`, then each of `crops`."),
+    "style": ("string", "Trajectory style: sif, mgpo, aperture or textual. A record has one row per style; "
+                        "(`id`, `style`) is unique and rows of one record share `id` (iVGR pairs textual with sif)."),
+    "frame": (["int32"], "mgpo: (w, h) of the image as the model sees it; its region is in these pixels."),
+    "actions": ([{"kind": "string", "label": "string", "bbox_2d": ["float64"]}],
+                "mgpo: the region (kind region, frame pixels); aperture: each action (zoom or segment, normalised)."),
+    "crops": (["image"], "Crops shown in later turns (mgpo: the region; aperture: one per action), PNG."),
     "teacher": ("string", "Who wrote the CoT, e.g. template (the offline baseline) or a model name."),
     "hiou": ("float64", "HIoU of the CoT's last area against the GT boxes."),
     "depth_map": ("image", "Depth map, 16-bit PNG, min-max normalised, 0 = nearest (null when depth is off)."),
@@ -45,6 +54,7 @@ REJECTED_COLUMNS: dict[str, tuple[object, str]] = {
     "answer": ("string", "The answer, when known."),
     "gt_boxes": ([["float64"]], "GT boxes as given, when known."),
     "cot": ("string", "The CoT, if one was written before the rejection."),
+    "style": ("string", "The style rejected; empty when rejected before styles were made (all styles)."),
     "stage": ("string", "The stage that rejected the record."),
     "reason": ("string", "Snake_case reason."),
     "detail": ("string", "Human-readable detail."),

@@ -49,9 +49,13 @@ class Record:
     depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
     masks: list[dict] | None = None  # per GT box: COCO RLE {size, counts}, box, area, score
     chain: list[ChainStep] = field(default_factory=list)
-    cot: str | None = None
+    cot: str | None = None  # the assistant text (multi-turn styles: the turns, blank-line separated)
+    turns: list[str] = field(default_factory=list)  # assistant turns
     teacher: str | None = None
     style: str = "sif"
+    frame: list[int] | None = None  # (w, h) of the image as the model sees it, where boxes are in pixels
+    actions: list[dict] = field(default_factory=list)  # planned regions / apertures of the style
+    crops: list[bytes] = field(default_factory=list)  # crop images shown in later turns (PNG)
     hiou: float | None = None
     answer_judged: bool = False  # an LLM judge accepted an answer that differs in wording
     rejection: Rejection | None = None

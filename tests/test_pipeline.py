@@ -23,9 +23,11 @@ def rejected_rows(out):
 
 def assert_adds_up(stats):
     assert stats["balanced"]
-    assert stats["records_in"] == stats["written"] + sum(stats["rejected_by_reason"].values())
-    for source in stats["by_source"].values():
-        assert source["in"] == source["written"] + sum(source["rejected_by_reason"].values())
+    before = stats["by_style"].get("before_styles", {}).get("rejected", 0)
+    for style, entry in stats["by_style"].items():
+        if style != "before_styles":  # every record that reached the styles ends once per style
+            assert stats["records_in"] - before == entry["written"] + sum(entry["rejected_by_reason"].values())
+    assert stats["rejected"] == sum(stats["rejected_by_reason"].values())
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +40,35 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
     stats = read_stats(demo_run)
     assert_adds_up(stats)
-    assert stats["records_in"] == 22 and stats["written"] == 21
+    assert stats["records_in"] == 22 and stats["written"] == 21 * 4  # all four styles
     assert stats["rejected_by_reason"] == {"box_outside_image": 1}
+    assert {s: v["written"] for s, v in stats["by_style"].items() if s != "before_styles"} == {
+        "sif": 21, "mgpo": 21, "aperture": 21, "textual": 21}
     shards = sorted((demo_run / "data").glob("train-*-of-*.parquet"))
     assert [s.name for s in shards] == ["train-00000-of-00001.parquet"]
     ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
-    assert len(ds) == 21 and set(ds.column_names) == set(TRAIN_COLUMNS)
+    assert len(ds) == 84 and set(ds.column_names) == set(TRAIN_COLUMNS)
     row = ds[0]
     assert row["image"].size == (row["width"], row["height"])
     assert row["depth_map"].mode == "I;16" and row["depth_map"].size == row["image"].size
-    for row in ds:
+    assert len({(r["id"], r["style"]) for r in ds}) == 84 and len(set(ds["id"])) == 21
+    for row in ds.filter(lambda r: r["style"] == "sif"):
         cot = parse_cot(row["cot"])
         assert len(cot.steps) == len(row["chain"]) and cot.answer == row["answer"]
-        assert row["style"] == "sif" and row["teacher"] == "template" and row["hiou"] >= 0.5
+        assert row["teacher"] == "template" and row["hiou"] >= 0.5
         assert row["messages"][1]["content"][0]["text"] == row["cot"]
         assert row["question"] in row["messages"][0]["content"][1]["text"]
-    assert len(set(ds["id"])) == 21
+        assert len(row["masks"]) == len(row["gt_boxes"])
+
+
+def test_demo_rows_of_every_style_hold_their_images(demo_run):
+    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    for row in ds:
+        placeholders = sum(p["type"] == "image" for m in row["messages"] for p in m["content"])
+        assert placeholders == 1 + len(row["crops"])
+        assert len(row["crops"]) == {"sif": 0, "textual": 0, "mgpo": 1}.get(row["style"], len(row["actions"]))
+        for crop in row["crops"]:
+            assert min(crop.size) >= 28 or min(crop.size) == min(row["width"], row["height"])
 
 
 def test_demo_records_the_depth_fallback_and_the_baseline_teacher(demo_run):
@@ -61,22 +76,24 @@ def test_demo_records_the_depth_fallback_and_the_baseline_teacher(demo_run):
     assert stats["depth_model"]["fallback_tiny_random"] is True
     assert stats["teacher"] == {"kind": "template", "offline_baseline": True}
     assert stats["config"]["depth"]["fallback"] == "tiny_random"
-    assert stats["versions"]["apache-beam"] and stats["counters"]["validate.ok"] == 21
+    assert stats["masks_model"]["fallback_tiny_random"] is True
+    assert stats["versions"]["apache-beam"] and stats["counters"]["validate.ok"] == 84
 
 
 def test_demo_handles_exif_greyscale_and_clipping(demo_run):
     ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
-    by_path = {r["image_path"]: r for r in ds}
+    by_path = {r["image_path"]: r for r in ds if r["style"] == "sif"}
     assert by_path["signs/sign_exif.jpg"]["image"].size == (240, 320)
     assert by_path["signs/sign_grey.png"]["image"].mode == "RGB"
     assert by_path["signs/sign_grey.png"]["gt_boxes"] == [[200.0, 60.0, 320.0, 120.0]]
 
 
 def test_ids_and_text_are_stable_across_runs(demo_run, tmp_path):
-    assert main(["generate", DEMO, "--out", str(tmp_path), "--set", "depth.enabled=false"]) == 0
+    assert main(["generate", DEMO, "--out", str(tmp_path), "--set", "depth.enabled=false",
+                 "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
     first = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
     second = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
-    assert sorted(first["id"]) == sorted(second["id"])
+    assert sorted(set(first["id"])) == sorted(second["id"])
     chains = {r["id"]: [s["boxes"] for s in r["chain"]] for r in first}
     assert all(chains[r["id"]] == [s["boxes"] for s in r["chain"]] for r in second)
     assert all(r["depth_map"] is None and '"depth"' not in r["cot"] for r in second)
@@ -86,7 +103,8 @@ def test_limit_takes_the_same_records_each_time(tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert main(["generate", DEMO, "--out", str(out), "--limit", "5", "--set", "depth.enabled=false"]) == 0
+        assert main(["generate", DEMO, "--out", str(out), "--limit", "5", "--set", "depth.enabled=false",
+                     "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
         assert read_stats(out)["records_in"] == 5  # one source (a glob over two files)
         runs.append(sorted(datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
                                                  split="train")["id"]))
@@ -135,10 +153,10 @@ def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, ima
 def test_two_local_worker_processes(tmp_path):
     out = tmp_path / "out"
     assert main(["generate", DEMO, "--out", str(out), "--set", "runner.workers=2",
-                 "--set", "depth.enabled=false"]) == 0
+                 "--set", "depth.enabled=false", "--set", "masks.enabled=false"]) == 0
     stats = read_stats(out)
     assert_adds_up(stats)
-    assert stats["written"] == 21
+    assert stats["written"] == 21 * 4
 
 
 def test_bad_config_exits_2_with_one_line(capsys):

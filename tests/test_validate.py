@@ -81,7 +81,7 @@ def test_answer_mismatch_and_normalised_match():
 def test_low_hiou_threshold():
     r = make(with_depth=False)
     r.chain[-1].boxes = [[0.0, 0.0, 0.2, 0.2]]  # the CoT and chain agree, but not with the GT
-    r.cot = TemplateTeacher().write(r)
+    teach(r, TemplateTeacher())
     assert check(r)[0] == "low_hiou"
     assert check(r, min_hiou=0.0) is None
 

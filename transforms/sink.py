@@ -33,13 +33,33 @@ def features(columns=TRAIN_COLUMNS):
     return datasets.Features({name: to_feature(spec) for name, (spec, _) in columns.items()})
 
 
+IMAGE = {"type": "image", "text": None}
+
+
+def _text(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
 def messages(record: Record) -> list[dict]:
-    """User turn (image + training prompt) and assistant turn (the CoT), TRL's layout."""
-    prompt = prompts.render("sif_train", question=record.question)
-    return [
-        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": prompt}]},
-        {"role": "assistant", "content": [{"type": "text", "text": record.cot}]},
-    ]
+    """The conversation in TRL's layout; image placeholders in order: the image, then each crop."""
+    style = record.style or "sif"
+    turns = record.turns or [record.cot]
+    out = [{"role": "user", "content": [IMAGE, _text(prompts.render(f"{style}_train", question=record.question))]}]
+    for i, turn in enumerate(turns):
+        if i:  # later turns follow a crop
+            follow = [IMAGE, _text(prompts.render("mgpo_turn2", question=record.question))] if style == "mgpo" else [IMAGE]
+            out.append({"role": "user", "content": follow})
+        out.append({"role": "assistant", "content": [_text(turn)]})
+    return out
+
+
+def _image(data: bytes | None) -> dict | None:
+    return None if data is None else {"bytes": data, "path": None}
+
+
+def _actions(record: Record) -> list[dict]:
+    return [{"kind": a.get("action", "region"), "label": a.get("label"), "bbox_2d": [float(v) for v in a["bbox_2d"]]}
+            for a in record.actions]
 
 
 def to_row(record: Record) -> dict:
@@ -47,13 +67,13 @@ def to_row(record: Record) -> dict:
     row = {
         "id": record.id, "source": record.source, "source_id": record.source_id,
         "dataset": record.dataset, "split": record.split, "question": record.question,
-        "answer": record.answer, "image": {"bytes": record.image, "path": None},
+        "answer": record.answer, "image": _image(record.image),
         "image_path": record.image_path, "width": record.width, "height": record.height,
         "gt_boxes": record.gt_boxes, "labels": record.labels,
         "chain": [{"kind": s.kind, "boxes": s.boxes, "depths": s.depths} for s in record.chain],
-        "cot": record.cot, "messages": messages(record), "style": record.style,
-        "teacher": record.teacher, "hiou": record.hiou,
-        "depth_map": None if record.depth_map is None else {"bytes": record.depth_map, "path": None},
+        "masks": record.masks, "cot": record.cot, "messages": messages(record), "style": record.style,
+        "frame": record.frame, "actions": _actions(record), "crops": [_image(c) for c in record.crops],
+        "teacher": record.teacher, "hiou": record.hiou, "depth_map": _image(record.depth_map),
     }
     assert row.keys() == TRAIN_COLUMNS.keys(), "to_row and schemas.columns disagree"
     return row
@@ -64,17 +84,17 @@ def to_rejected(record: Record) -> str:
     why = record.rejection
     row = {"id": record.id, "source": record.source, "source_id": record.source_id,
            "dataset": record.dataset, "image_path": record.image_path, "question": record.question,
-           "answer": record.answer, "gt_boxes": record.gt_boxes, "cot": record.cot,
+           "answer": record.answer, "gt_boxes": record.gt_boxes, "cot": record.cot, "style": record.style,
            "stage": why.stage, "reason": why.reason, "detail": why.detail}
     assert row.keys() == REJECTED_COLUMNS.keys(), "to_rejected and schemas.columns disagree"
     return json.dumps(row, ensure_ascii=False)
 
 
-def outcome(record: Record) -> tuple[str, str, str]:
-    """The counting key: (source, 'written' | 'rejected', reason)."""
+def outcome(record: Record) -> tuple[str, str, str, str]:
+    """The counting key: (source, 'written' | 'rejected', reason, style)."""
     if record.rejection is None:
-        return record.source, "written", ""
-    return record.source, "rejected", record.rejection.reason
+        return record.source, "written", "", record.style
+    return record.source, "rejected", record.rejection.reason, record.style
 
 
 class WriteOutputs(beam.PTransform):

@@ -1,4 +1,5 @@
-"""Validation of a written CoT: grammar, agreement with the chain, depth, answer, HIoU."""
+"""Validation of a written trajectory: grammar (per style), agreement with the chain or plan,
+depth, answer, HIoU."""
 from __future__ import annotations
 
 from schemas import boxes as B
@@ -6,6 +7,7 @@ from schemas.answers import answers_match
 from schemas.cot import CotError, parse_cot
 from schemas.depth import depth_close
 from schemas.record import Record
+from schemas.styles import parse_aperture, parse_mgpo, parse_textual
 from transforms.depth import box_depths, decode_png16
 
 STAGE = "validate"
@@ -13,10 +15,63 @@ STAGE = "validate"
 
 def check(record: Record, min_hiou: float = 0.5, box_tol: float = 0.01,
           depth_tol: float = 0.1) -> tuple[str, str] | None:
-    """``(reason, detail)`` for the first rule the record's CoT breaks, else None.
+    """``(reason, detail)`` for the first rule the record's trajectory breaks, else None.
 
-    Sets ``record.hiou`` (last area vs GT) once the grammar and chain checks pass.
+    Sets ``record.hiou`` (the last region vs the GT) once the grammar checks pass.
     """
+    if (record.style or "sif") == "sif":
+        return check_sif(record, min_hiou, box_tol, depth_tol)
+    try:
+        problem = STYLE_CHECKS[record.style](record, box_tol)
+    except CotError as err:
+        return f"grammar_{err.rule}", err.detail
+    if problem is None and record.hiou is not None and record.hiou < min_hiou:
+        return "low_hiou", f"HIoU {record.hiou} < {min_hiou}"
+    return problem
+
+
+def _gt_norm(record: Record) -> list[list[float]]:
+    return [B.to_norm(b, record.width, record.height) for b in record.gt_boxes]
+
+
+def _answer(record: Record, answer: str) -> tuple[str, str] | None:
+    if record.answer_judged or answers_match(answer, record.answer):
+        return None
+    return "answer_mismatch", f"{answer!r} vs GT {record.answer!r}"
+
+
+def check_textual(record: Record, box_tol: float):
+    _, answer = parse_textual(record.turns[0] if len(record.turns) == 1 else "")
+    return _answer(record, answer)
+
+
+def check_mgpo(record: Record, box_tol: float):
+    if len(record.turns) != 2:
+        return "grammar_turn_count", f"{len(record.turns)} assistant turns, MGPO has 2"
+    fw, fh = record.frame
+    regions, answer = parse_mgpo(record.turns[0], record.turns[1], (fw, fh))
+    predicted = [[x1 / fw, y1 / fh, x2 / fw, y2 / fh] for x1, y1, x2, y2 in (r.box for r in regions)]
+    # MGPO's key region is one box holding all the evidence: compare with the GT's extent
+    record.hiou = round(B.hiou(predicted, [B.enclosing(_gt_norm(record))]), 4)
+    return _answer(record, answer)
+
+
+def check_aperture(record: Record, box_tol: float):
+    actions, answer = parse_aperture(record.turns)
+    planned = record.actions
+    if len(actions) != len(planned) or any(
+            a.kind != p["action"] or max(abs(x - y) for x, y in zip(a.box, p["bbox_2d"])) > box_tol
+            for a, p in zip(actions, planned)):
+        return "action_mismatch", f"{[(a.kind, a.box) for a in actions]} vs plan {planned}"[:300]
+    record.hiou = round(B.hiou([list(actions[-1].box)], [B.enclosing(_gt_norm(record))]), 4)
+    return _answer(record, answer)
+
+
+STYLE_CHECKS = {"textual": check_textual, "mgpo": check_mgpo, "aperture": check_aperture}
+
+
+def check_sif(record: Record, min_hiou: float, box_tol: float, depth_tol: float) -> tuple[str, str] | None:
+    """The SIF checks: grammar, the chain given, depths, answer, HIoU."""
     has_depth = record.depth_map is not None
     try:
         cot = parse_cot(record.cot or "", require_depth=has_depth)
@@ -35,10 +90,9 @@ def check(record: Record, min_hiou: float = 0.5, box_tol: float = 0.01,
             true = box_depths(depth, [a.box for a in step.areas])
             if not all(depth_close(a.depth, t, depth_tol) for a, t in zip(step.areas, true)):
                 return "depth_mismatch", f"step {i}: stated {[a.depth for a in step.areas]}, map {true}"
-    if not record.answer_judged and not answers_match(cot.answer, record.answer):
-        return "answer_mismatch", f"{cot.answer!r} vs GT {record.answer!r}"
-    gt = [B.to_norm(b, record.width, record.height) for b in record.gt_boxes]
-    record.hiou = round(B.hiou([a.box for a in cot.steps[-1].areas], gt), 4)
+    if problem := _answer(record, cot.answer):
+        return problem
+    record.hiou = round(B.hiou([a.box for a in cot.steps[-1].areas], _gt_norm(record)), 4)
     if record.hiou < min_hiou:
         return "low_hiou", f"HIoU {record.hiou} < {min_hiou}"
     return None
