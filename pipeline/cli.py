@@ -26,7 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--limit", type=int, help="at most N records per source")
     gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set depth.enabled=false (repeatable)")
+    exp = sub.add_parser("export", help="write a run's rows in the layout a trainer reads")
+    exp.add_argument("out", help="the run's output folder (the one holding data/)")
+    exp.add_argument("--format", required=True, choices=["trl", "llamafactory", "verl"])
+    exp.add_argument("--dest", help="where to write (default: OUT/exports/FORMAT)")
+    exp.add_argument("--styles", help="comma-separated styles to keep (default: all)")
     return parser
+
+
+def _export(args) -> int:
+    from pipeline.export import export
+
+    try:
+        export(args.out, args.format, args.dest, args.styles.split(",") if args.styles else None)
+    except FileNotFoundError as err:
+        print(f"groundcot: no run to export in {args.out}: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _report(stats: dict, out: str) -> None:
@@ -40,6 +56,8 @@ def _report(stats: dict, out: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
+    if args.command == "export":
+        return _export(args)
     from pipeline.config import ConfigError, load_config
     from pipeline.run import run
 

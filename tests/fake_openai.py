@@ -18,13 +18,28 @@ _ANSWER = re.compile(r"Correct answer: (.*)")
 _MODE = re.compile(r"\[\[(\w+)\]\]")
 
 
+_ACTION = re.compile(r"<(zoom|segment)>(.*?)</\1>")
+
+
 def good_reply(body: dict) -> str:
+    """What a faithful teacher writes for the request's style."""
     system = body["messages"][0]["content"]
     user = next(m for m in body["messages"] if m["role"] == "user")["content"]
-    areas = [a for part in user if part["type"] == "text" for a in _AREA.findall(part["text"])]
+    answer = _ANSWER.search(system).group(1).strip()
+    texts = [part["text"] for part in user if part["type"] == "text"]
+    if "reasons in words" in system:  # textual
+        return f"<think>The whole scene, then the part that matters, described in words.</think><answer>{answer}</answer>"
+    if "picks the key region" in system:  # mgpo
+        return f"The crop shows the object clearly. \\boxed{{{answer}}}"
+    if "looks closer step by step" in system:  # aperture
+        actions = [a for t in texts for a in _ACTION.findall(t)]
+        steps = "".join(f"<think>Look there.</think><{kind}>{box}</{kind}><observe>It shows part {i}.</observe>"
+                        for i, (kind, box) in enumerate(actions, 1))
+        return f"{steps}<answer>{answer}</answer>"
+    areas = [a for t in texts for a in _AREA.findall(t)]
     steps = "".join(f"<area>{a}</area>\n<text>Region {i} holds part of the scene.</text>\n"
                     for i, a in enumerate(areas, 1))
-    return f"<think>\n{steps}</think>\n<answer>{_ANSWER.search(system).group(1).strip()}</answer>"
+    return f"<think>\n{steps}</think>\n<answer>{answer}</answer>"
 
 
 class Handler(BaseHTTPRequestHandler):

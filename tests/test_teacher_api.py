@@ -153,3 +153,28 @@ def test_missing_key_variable_is_named_not_shown(tmp_path, monkeypatch, capfd):
     with FakeOpenAI() as fake:
         assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(tmp_path / "out")]) == 1
     assert "GC_TEST_KEY is not set" in capfd.readouterr().err
+
+
+def test_every_style_through_the_api_teacher(tmp_path, key):
+    meta, root = dataset(tmp_path, ["good"])
+    path = tmp_path / "styles.yaml"
+    path.write_text(json.dumps({
+        "sources": [{"kind": "viscot", "path": str(meta), "image_root": str(root)}],
+        "styles": ["sif", "textual", "mgpo", "aperture"], "depth": {"enabled": False},
+        "teacher": {"kind": "openai", "base_url": "", "model": "fake-vlm", "api_key_env": "GC_TEST_KEY"}}))
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        assert main(["generate", str(path), "--out", str(out), "--set", f"teacher.base_url={fake.base_url}"]) == 0
+        bodies = [r["body"] for r in fake.requests]
+    stats, _, _ = outcome(out)
+    assert stats["written"] == 4 and stats["teacher"]["ledger"]["requests"] == 4  # one call per style
+    rows = {r["style"]: r for r in datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
+                                                         split="train")}
+    assert rows["mgpo"]["cot"].endswith("\\boxed{red}") and rows["aperture"]["cot"].endswith("<answer>red</answer>")
+    assert all(r["teacher"] == "openai:fake-vlm" for r in rows.values())
+    def images_sent(phrase):  # phrase: from that style's system prompt
+        body = next(b for b in bodies if phrase in b["messages"][0]["content"])
+        return sum(p["type"] == "image_url" for p in body["messages"][1]["content"])
+
+    assert images_sent("picks the key region") == 2  # mgpo: the image with its region, and the crop
+    assert images_sent("looks closer step by step") == 1 + len(rows["aperture"]["actions"])  # + one crop per action

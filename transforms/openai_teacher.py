@@ -17,10 +17,10 @@ import threading
 from collections import Counter
 
 import prompts
-from schemas.cot import CotError, extract_cot, parse_cot
+from schemas.cot import CotError, parse_cot
 from schemas.record import Record
 from transforms.response_cache import ResponseCache, cache_key
-from transforms.teacher_request import build_messages, reask_messages
+from transforms.teacher_request import build_messages, reask_messages, reply_turns
 from transforms.validate import check
 
 STAGE = "teacher"
@@ -65,6 +65,23 @@ def take_budget(run_id: str, budget: int | None) -> bool:
 
 def api_key(env_name: str | None) -> str | None:
     return os.environ.get(env_name) if env_name else None
+
+
+def final_answer(record: Record) -> str | None:
+    """The answer a record's trajectory states, whatever its style (None if unreadable)."""
+    from schemas.styles import parse_aperture, parse_mgpo, parse_textual
+
+    try:
+        style = record.style or "sif"
+        if style == "sif":
+            return parse_cot(record.cot or "", require_depth=False).answer
+        if style == "textual":
+            return parse_textual(record.turns[0])[1]
+        if style == "mgpo":
+            return parse_mgpo(record.turns[0], record.turns[1], tuple(record.frame))[1]
+        return parse_aperture(record.turns)[1]
+    except (CotError, IndexError, TypeError):
+        return None
 
 
 class OpenAITeacher:
@@ -162,9 +179,8 @@ class OpenAITeacher:
         return build_messages(record, self.cfg.image_max_side, self.cfg.image_format)
 
     async def judge(self, record: Record) -> bool:
-        try:
-            candidate = parse_cot(record.cot or "", require_depth=False).answer
-        except CotError:
+        candidate = final_answer(record)
+        if candidate is None:
             return False
         prompt = prompts.render("judge", question=record.question, reference=record.answer, candidate=candidate)
         reply = await self.complete([{"role": "user", "content": prompt}], self.cfg.judge_model or self.cfg.model)
@@ -173,7 +189,8 @@ class OpenAITeacher:
 
     async def _write(self, record: Record, messages: list[dict]) -> tuple[str, tuple[str, str] | None]:
         reply = await self.complete(messages)
-        record.cot = extract_cot(reply)
+        record.turns = reply_turns(record, reply)
+        record.cot = "\n\n".join(record.turns)
         problem = await asyncio.to_thread(check, record, **self.validate_params)  # CPU: off the loop
         if problem and problem[0] == "answer_mismatch" and self.cfg.judge and await self.judge(record):
             record.answer_judged = True

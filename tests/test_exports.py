@@ -1,0 +1,71 @@
+"""Each export loads in what consumes it: TRL (and datasets) for trl and verl, and the
+layout LLaMA-Factory documents for its sharegpt multimodal datasets."""
+import json
+
+import datasets
+import pytest
+from PIL import Image
+from trl.data_utils import is_conversational, prepare_multimodal_messages
+
+from conftest import REPO
+from pipeline.cli import main
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["generate", DEMO, "--out", str(out), "--set", "depth.enabled=false"]) == 0
+    return out
+
+
+def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
+    assert main(["export", str(run), "--format", "trl", "--dest", str(tmp_path)]) == 0
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
+    assert set(ds.column_names) == {"id", "style", "images", "messages"} and len(ds) == 84
+    for row in ds:
+        assert is_conversational(row)
+        filled = prepare_multimodal_messages(row["messages"], row["images"])  # raises on a count mismatch
+        injected = [p["image"] for m in filled for p in m["content"] if p["type"] == "image"]
+        assert len(injected) == len(row["images"]) and all(isinstance(i, Image.Image) for i in injected)
+    assert {len(r["images"]) for r in ds if r["style"] == "mgpo"} == {2}
+
+
+def test_verl_export(run, tmp_path):
+    assert main(["export", str(run), "--format", "verl", "--dest", str(tmp_path), "--styles", "sif,mgpo"]) == 0
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
+    assert len(ds) == 42
+    for row in ds:
+        assert [m["role"] for m in row["prompt"]] == ["user"]
+        assert row["prompt"][0]["content"].count("<image>") == len(row["images"]) == 1
+        assert isinstance(row["images"][0], Image.Image)
+        assert row["reward_model"]["style"] == "rule" and row["reward_model"]["ground_truth"]
+        assert row["extra_info"]["answer"] == row["reward_model"]["ground_truth"]
+        boxes = json.loads(row["extra_info"]["gt_boxes"])
+        assert boxes and all(0 <= v <= 1 for b in boxes for v in b)
+
+
+def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
+    assert main(["export", str(run), "--format", "llamafactory", "--dest", str(tmp_path)]) == 0
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert set(info) == {"groundcot_sif", "groundcot_mgpo", "groundcot_aperture", "groundcot_textual"}
+    for name, entry in info.items():
+        assert entry["formatting"] == "sharegpt"
+        assert entry["columns"] == {"messages": "messages", "images": "images"}
+        assert entry["tags"]["role_tag"] == "role" and entry["tags"]["user_tag"] == "user"
+        items = json.loads((tmp_path / entry["file_name"]).read_text())
+        assert len(items) == 21
+        for item in items:
+            roles = [m["role"] for m in item["messages"]]
+            assert roles[0] == "user" and roles[-1] == "assistant"
+            assert all(a != b for a, b in zip(roles, roles[1:]))  # alternating turns
+            tokens = sum(m["content"].count("<image>") for m in item["messages"])
+            assert tokens == len(item["images"]) >= 1
+            for path in item["images"]:
+                Image.open(tmp_path / path).verify()
+
+
+def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capfd):
+    assert main(["export", str(tmp_path / "nothing"), "--format", "trl"]) == 1
+    assert "no run to export" in capfd.readouterr().err
