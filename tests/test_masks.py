@@ -67,7 +67,9 @@ def test_own_steps_match_sam2_processor(tmp_path):
     from transformers import Sam2ImageProcessor, Sam2Processor
 
     processor = Sam2Processor(image_processor=Sam2ImageProcessor())
-    image = Image.open(io.BytesIO(png_bytes(300, 200, (10, 200, 30)))).convert("RGB")
+    yy, xx = np.mgrid[0:200, 0:300]
+    texture = np.stack([xx * 255 // 299, yy * 255 // 199, (xx * yy) % 256], axis=-1).astype(np.uint8)
+    image = Image.fromarray(texture)  # gradients and fine detail: a flat image would prove nothing
     inputs = processor(images=[image], input_boxes=[[[10, 20, 150, 180]]], return_tensors="pt")
     ours = torch.from_numpy(preprocess(image, 1024))
     assert torch.allclose(inputs["pixel_values"][0], ours, atol=0.05)
