@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--limit", type=int, help="at most N records per source")
     gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set depth.enabled=false (repeatable)")
+    train = sub.add_parser("train", help="fine-tune a VLM on groundcot rows (TRL + peft)")
+    train.add_argument("method", choices=["sft", "grpo"])
+    train.add_argument("--config", required=True, help="e.g. jobs/train_sft.yaml")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.max_steps=10 (repeatable)")
     exp = sub.add_parser("export", help="write a run's rows in the layout a trainer reads")
     exp.add_argument("out", help="the run's output folder (the one holding data/)")
     exp.add_argument("--format", required=True, choices=["trl", "llamafactory", "verl"])
@@ -45,6 +50,27 @@ def _export(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from pipeline.config import ConfigError, read_tree, validated
+    from trainer.config import GrpoJob, SftJob
+
+    try:
+        job = validated(SftJob if args.method == "sft" else GrpoJob, read_tree(args.config, args.overrides), args.config)
+    except ConfigError as err:
+        print(f"groundcot: config error: {err}", file=sys.stderr)
+        return 2
+    if args.method == "sft":
+        from trainer.sft import run_sft as run
+    else:
+        from trainer.grpo import run_grpo as run
+    summary = run(job)
+    log.info("trained %s for %d steps on %d rows -> %s", args.method, summary["global_step"], summary["rows"],
+             job.output_dir)
+    for name, value in summary["reward_means"].items():
+        log.info("  %s %.4f", name, value)
+    return 0
+
+
 def _report(stats: dict, out: str) -> None:
     log.info("done in %.1fs: %d records in, %d written, %d rejected -> %s",
              stats["elapsed_s"], stats["records_in"], stats["written"], stats["rejected"], out)
@@ -58,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     if args.command == "export":
         return _export(args)
+    if args.command == "train":
+        return _train(args)
     from pipeline.config import ConfigError, load_config
     from pipeline.run import run
 

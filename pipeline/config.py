@@ -238,8 +238,8 @@ def _describe(error: dict) -> str:
     return f"{key}: {error['msg']}{got}"
 
 
-def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
-    """Read YAML, apply ``key=value`` overrides (dotted keys, YAML values), validate."""
+def read_tree(path: str, overrides: list[str] = ()) -> dict:
+    """Read YAML and apply ``key=value`` overrides (dotted keys, YAML values)."""
     try:
         tree = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
@@ -252,11 +252,20 @@ def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
             _set(tree, key.strip(), yaml.safe_load(raw))
         except (IndexError, ValueError, TypeError, AttributeError) as err:
             raise ConfigError(f"--set {item!r}: no such key ({err})") from err
+    return tree
+
+
+def validated(model: type[BaseModel], tree: dict, path: str):
+    """``model`` built from ``tree``, or one ConfigError line naming every bad key."""
     try:
-        cfg = JobConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as err:
-        parts = [_describe(e) for e in err.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(parts)) from None
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in err.errors())) from None
+
+
+def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
+    """Read, override and validate a job config; local paths resolve against its folder."""
+    cfg = validated(JobConfig, read_tree(path, overrides), path)
     _resolve_paths(cfg, Path(path).resolve().parent)
     return cfg
 

@@ -50,3 +50,45 @@ def build_tiny_vlm(path: str, seed: int = 0) -> str:
                    vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
                    chat_template=CHAT_TEMPLATE).save_pretrained(path)
     return path
+
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|image_pad|>", "<|video_pad|>"]
+QWEN_TEMPLATE = CHAT_TEMPLATE.replace("<image>", "<|vision_start|><|image_pad|><|vision_end|>")
+
+
+def build_tiny_qwen25vl(path: str, seed: int = 0) -> str:
+    """Save a tiny random Qwen2.5-VL with an image-only processor (no torchvision) to ``path``."""
+    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2VLImageProcessorPil)
+
+    from trainer.models import image_only_processor
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=512, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        chat_template=QWEN_TEMPLATE)
+    ids = {t: raw.token_to_id(t) for t in QWEN_SPECIAL}
+    special = dict(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None)
+    torch.manual_seed(seed)
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=raw.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 2, 4]}, **special),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], **special)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = special["eos_token_id"]
+    model.generation_config.pad_token_id = special["pad_token_id"]
+    model.save_pretrained(path)
+    processor = image_only_processor("qwen2_5_vl")(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16),
+        tokenizer=tokenizer, chat_template=QWEN_TEMPLATE)
+    processor.save_pretrained(path)
+    return path

@@ -14,6 +14,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
+from schemas.depth import box_depths  # noqa: F401 - re-exported for the stages
 from schemas.record import Record
 from transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
@@ -40,17 +41,6 @@ def encode_png16(depth01: np.ndarray) -> bytes:
 
 def decode_png16(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 65535.0
-
-
-def box_depths(depth01: np.ndarray, norm_boxes: Sequence[Sequence[float]]) -> list[float]:
-    """Mean depth inside each normalised box (at least one pixel), 3 decimals."""
-    h, w = depth01.shape
-    out = []
-    for x1, y1, x2, y2 in norm_boxes:
-        c1, r1 = min(int(x1 * w), w - 1), min(int(y1 * h), h - 1)
-        c2, r2 = max(math.ceil(x2 * w), c1 + 1), max(math.ceil(y2 * h), r1 + 1)
-        out.append(round(float(depth01[r1:r2, c1:c2].mean()), 3))
-    return out
 
 
 # --- model (driver side: see transforms.models) -----------------------------------------

@@ -1,0 +1,137 @@
+"""CPU smoke tests: one SFT and one GRPO step with a tiny random Qwen2.5-VL (tokenizer trained
+in memory, image-only processor: no torchvision) on rows a pipeline run produced."""
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pipeline.cli import main
+from tiny_vlm import build_tiny_qwen25vl
+
+SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False,
+         "logging_steps": 1, "max_steps": 1, "max_length": 1024}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "--out", str(out), "--limit", "4",
+                 "--set", "styles=[sif, textual]", "--set", "masks.enabled=false"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return build_tiny_qwen25vl(str(tmp_path_factory.mktemp("qwen")))
+
+
+def job_file(tmp_path, base: str, **changes) -> str:
+    tree = yaml.safe_load((REPO / "jobs" / base).read_text())
+    for key, value in changes.items():
+        tree[key] = value if not isinstance(value, dict) else {**tree.get(key, {}), **value}
+    path = tmp_path / base
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+def reload(output_dir: str, base: str):
+    """The saved adapter on the base model, run on one processed example."""
+    from PIL import Image
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from trainer.models import load_processor
+
+    processor = load_processor(output_dir)
+    tuned = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), output_dir)
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
+                                         add_generation_prompt=True)
+    inputs = processor(text=[text], images=[Image.new("RGB", (64, 48))], return_tensors="pt")
+    return tuned(**inputs).logits
+
+
+def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path):
+    out = tmp_path / "sft"
+    config = job_file(tmp_path, "train_sft.yaml", model=model, output_dir=str(out),
+                      data={"runs": [str(run)], "styles": ["sif"], "depth_image": True}, train=SMALL)
+    assert main(["train", "sft", "--config", config]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 1 and summary["rows"] == 4 and summary["last_log"]["loss"] > 0
+    assert (out / "adapter_model.safetensors").exists() and (out / "checkpoint-1").is_dir()
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and "visual" in adapter["target_modules"]  # the regex keeps LoRA off the vision tower
+    assert reload(str(out), model).shape[0] == 1
+
+
+def sft_like_adapter(model: str, path: str) -> str:
+    """A LoRA adapter on ``model`` with non-zero weights, as an SFT run leaves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    tuned = get_peft_model(AutoModelForImageTextToText.from_pretrained(model),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        for p in tuned.parameters():
+            if p.requires_grad:
+                p.add_(0.05)
+    tuned.save_pretrained(path)
+    return path
+
+
+def test_grpo_one_step_logs_every_reward_and_resumes(run, model, tmp_path):
+    out = tmp_path / "grpo"
+    grpo = {"num_generations": 2, "max_completion_length": 8}
+    config = job_file(tmp_path, "train_grpo.yaml", model=model, output_dir=str(out),
+                      init_adapter=sft_like_adapter(model, str(tmp_path / "sft-adapter")),
+                      data={"runs": [str(run)], "styles": ["sif"]}, train=SMALL, grpo=grpo)
+    assert main(["train", "grpo", "--config", config]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 1
+    for name in ("format_reward", "answer_reward", "box_reward", "depth_reward"):
+        assert f"rewards/{name}/mean" in summary["reward_means"]
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 64
+    assert reload(str(out), model).shape[0] == 1
+    assert main(["train", "grpo", "--config", config, "--set", "train.max_steps=2",
+                 "--set", "resume_from_checkpoint=true"]) == 0
+    assert json.loads((out / "summary.json").read_text())["global_step"] == 2  # went on from checkpoint-1
+
+
+def test_init_adapter_is_merged(model, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from trainer.models import load_model
+
+    base = AutoModelForImageTextToText.from_pretrained(model)
+    merged = load_model(model, "fp32", sft_like_adapter(model, str(tmp_path / "adapter")))
+    name = next(n for n, _ in base.named_parameters() if n.endswith("q_proj.weight") and "visual" not in n)
+    assert not torch.equal(dict(base.named_parameters())[name], dict(merged.named_parameters())[name])
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_textual_rows_carry_their_grounded_twin(run):
+    from trainer.config import Data
+    from trainer.data import grpo_dataset
+
+    rows = grpo_dataset(Data(runs=[str(run)], styles=["textual"]))
+    assert len(rows) == 4 and all(r["twin_text"].startswith("<think>\n<area>") for r in rows)
+
+
+def test_shipped_training_configs_hold_the_anchor_settings():
+    from pipeline.config import read_tree, validated
+    from trainer.config import GrpoJob, SftJob
+
+    sft = validated(SftJob, read_tree(str(REPO / "jobs" / "train_sft.yaml")), "sft")
+    grpo = validated(GrpoJob, read_tree(str(REPO / "jobs" / "train_grpo.yaml")), "grpo")
+    assert (sft.lora.r, sft.train.learning_rate, sft.train.epochs, sft.train.max_length) == (8, 1e-4, 3, 2048)
+    assert (grpo.grpo.num_generations, grpo.grpo.beta, grpo.lora.r, grpo.lora.alpha) == (8, 0.04, 64, 128)
+    assert (grpo.train.learning_rate, grpo.grpo.max_completion_length) == (1e-5, 2048)
+    assert sft.freeze_vision and grpo.freeze_vision and sft.model == grpo.model == "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def test_bad_training_config_is_one_line(tmp_path, capfd):
+    assert main(["train", "sft", "--config", str(REPO / "jobs" / "train_sft.yaml"), "--set", "lora.rank=4"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "lora.rank" in err and "\n" not in err

@@ -1,0 +1,80 @@
+"""Training job configs. Defaults are SIFThinker's settings for Qwen2.5-VL-7B
+(REFERENCE.md section 2): SFT LoRA r=8, lr 1e-4, 3 epochs, cutoff 2048; GRPO N=8,
+beta 0.04, LoRA r=64 alpha 128, lr 1e-5, completions up to 2048 tokens, vision frozen."""
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Data(Section):
+    runs: list[str] = Field(min_length=1, description="groundcot output folders (local or bucket), each holding data/*.parquet.")
+    styles: list[str] = Field(["sif"], description="Styles to train on.")
+    sources: Optional[list[str]] = Field(None, description="Keep only these sources (default: all).")
+    depth_image: bool = Field(False, description="SFT: add the depth map as a second image, as SIFThinker did.")
+    limit: Optional[int] = Field(None, ge=1, description="Use at most this many rows.")
+
+
+class Lora(Section):
+    enabled: bool = Field(True, description="Train LoRA adapters (peft) instead of all weights.")
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: Union[Literal["language", "all"], list[str]] = Field(
+        "language", description="language: the language model's attention and MLP projections; all: the "
+                                "vision tower's too; or explicit module names.")
+
+
+class Train(Section):
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many steps (-1: run the epochs).")
+    batch_size: int = Field(1, ge=1, description="Per-device batch size.")
+    grad_accum: int = Field(8, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(2048, ge=16, description="SFT: sequences are cut at this many tokens.")
+    precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="fp32 on CPU.")
+    gradient_checkpointing: bool = Field(True)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(500, ge=1)
+    seed: int = Field(0)
+
+
+class Grpo(Section):
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (N).")
+    beta: float = Field(0.04, ge=0, description="KL coefficient.")
+    max_completion_length: int = Field(2048, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    use_vllm: bool = Field(False, description="Generate with vLLM (TRL's server mode: start `trl vllm-serve` first).")
+    vllm_server_base_url: Optional[str] = Field(None, description="e.g. http://host:8000 (server mode).")
+    rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency"], float] = Field(
+        {"format": 1.0, "answer": 1.0, "box": 1.0, "depth": 1.0},
+        description="Rewards and their weights (GRPO-SIF sums the four, unweighted). boxed_answer is "
+                    "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin.")
+    progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
+
+
+class Job(Section):
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Hub id or local path.")
+    output_dir: str = Field(description="Where checkpoints, the adapter and summary.json go.")
+    init_adapter: Optional[str] = Field(None, description="A LoRA adapter (e.g. the SFT output) merged into the "
+                                        "model before training.")
+    resume_from_checkpoint: Optional[Union[bool, str]] = Field(None, description="true: the latest in output_dir.")
+    freeze_vision: bool = Field(True, description="Keep the vision tower's weights fixed.")
+    data: Data
+    lora: Lora = Lora()
+    train: Train = Train()
+
+
+class SftJob(Job):
+    pass
+
+
+class GrpoJob(Job):
+    lora: Lora = Lora(r=64, alpha=128)
+    train: Train = Train(learning_rate=1e-5, epochs=1.0, grad_accum=1, batch_size=8)
+    grpo: Grpo = Grpo()

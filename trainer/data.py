@@ -1,0 +1,66 @@
+"""groundcot runs -> the rows TRL's trainers read."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from schemas import boxes as B
+
+SINGLE_TURN = ("sif", "textual")
+
+
+def read_runs(data):
+    """The rows of one or more runs (local folders or bucket prefixes), filtered."""
+    import datasets
+
+    files = [f"{run.rstrip('/')}/data/*.parquet" for run in data.runs]
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    ds = ds.cast_column("depth_map", datasets.Image(decode=False))
+    ds = ds.filter(lambda s, src: s in data.styles and (not data.sources or src in data.sources),
+                   input_columns=["style", "source"])
+    return ds.select(range(min(data.limit, len(ds)))) if data.limit else ds
+
+
+def depth_as_image(depth_png: bytes) -> Image.Image:
+    """A 16-bit depth map as an 8-bit RGB image (0 = nearest = black)."""
+    depth = np.asarray(Image.open(io.BytesIO(depth_png)), dtype=np.float64) / 65535.0
+    return Image.fromarray((depth * 255).round().astype(np.uint8)).convert("RGB")
+
+
+def sft_row(row: dict, depth_image: bool = False) -> dict:
+    """``images`` + ``messages``; with ``depth_image`` the depth map follows the image."""
+    images, messages = [row["image"], *row["crops"]], row["messages"]
+    if depth_image and row["depth_map"] is not None:
+        images.insert(1, depth_as_image(row["depth_map"]["bytes"]))
+        first = messages[0]["content"]
+        messages = [{**messages[0], "content": first[:1] + [{"type": "image", "text": None}] + first[1:]},
+                    *messages[1:]]
+    return {"images": images, "messages": messages}
+
+
+def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
+    """A conversational ``prompt`` (the first user turn), its image, and what the rewards need."""
+    if row["style"] not in SINGLE_TURN:
+        raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use sif or textual)")
+    return {
+        "prompt": row["messages"][:1], "images": [row["image"]], "answer": row["answer"], "id": row["id"],
+        "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
+        "depth_map": row["depth_map"]["bytes"] if row["depth_map"] else None,
+        "twin_text": (twins or {}).get(row["id"], row["cot"]),  # textual rows: their grounded (sif) twin
+    }
+
+
+def sft_dataset(data):
+    ds = read_runs(data)
+    return ds.map(lambda r: sft_row(r, data.depth_image), remove_columns=ds.column_names)
+
+
+def grpo_dataset(data):
+    ds = read_runs(data)
+    twins = None
+    if "textual" in data.styles:
+        grounded = read_runs(data.model_copy(update={"styles": ["sif"], "limit": None}))
+        twins = dict(zip(grounded["id"], grounded["cot"]))
+    return ds.map(lambda r: grpo_row(r, twins), remove_columns=ds.column_names)

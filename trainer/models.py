@@ -1,0 +1,100 @@
+"""Model and processor loading, LoRA targets, freezing the vision tower."""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("groundcot")
+VISION = ("visual", "vision_tower", "vision_model", "multi_modal_projector")
+PROJECTIONS = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
+
+
+def image_only_processor(model_type: str):
+    """A Qwen-VL processor without the video processor (which needs torchvision)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+    base = {"qwen2_5_vl": Qwen2_5_VLProcessor, "qwen2_vl": Qwen2VLProcessor}.get(model_type)
+    if base is None:
+        return None
+
+    class ImageOnlyProcessor(base):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    return ImageOnlyProcessor
+
+
+def model_type(path: str) -> str:
+    """The model family of a model folder, or of the base model of a LoRA adapter folder."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.is_file() and not (Path(path) / "config.json").is_file():
+        path = json.loads(adapter.read_text())["base_model_name_or_path"]
+    return AutoConfig.from_pretrained(path).model_type
+
+
+def load_processor(path: str):
+    """``AutoProcessor``; where it cannot be built (no torchvision), an image-only one from its parts."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+    from transformers.processing_utils import ProcessorMixin
+
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        if isinstance(processor, ProcessorMixin):
+            return processor
+    except (ImportError, AttributeError, OSError, TypeError, ValueError) as err:
+        log.info("AutoProcessor unavailable for %s (%s); building an image-only processor", path, type(err).__name__)
+    cls = image_only_processor(model_type(path))
+    if cls is None:
+        raise RuntimeError(f"cannot build a processor for {path}: install torchvision")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return cls(image_processor=AutoImageProcessor.from_pretrained(path), tokenizer=tokenizer,
+               chat_template=tokenizer.chat_template)
+
+
+def dtype_of(precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def load_model(path: str, precision: str, init_adapter: str | None = None):
+    """The model, with ``init_adapter`` (a LoRA adapter folder) merged in when given."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype_of(precision))
+    if init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, init_adapter).merge_and_unload()
+        log.info("merged adapter %s into %s", init_adapter, path)
+    return model
+
+
+def freeze_vision(model) -> int:
+    """Stop gradients into the vision tower; returns how many tensors were frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(part in name for part in VISION):
+            param.requires_grad = False
+            frozen += 1
+    return frozen
+
+
+def lora_config(lora, freeze_vision_tower: bool):
+    """peft's LoraConfig; with the vision tower frozen, adapters go on the language model only."""
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    if isinstance(lora.target_modules, list):
+        targets = lora.target_modules
+    elif lora.target_modules == "all" and not freeze_vision_tower:
+        targets = rf".*\.({PROJECTIONS}|qkv|proj|fc1|fc2)$"
+    else:  # a full-match regex: projections outside the vision tower
+        targets = rf"^(?!.*({'|'.join(VISION)})).*\.({PROJECTIONS})$"
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      task_type="CAUSAL_LM")

@@ -1,0 +1,175 @@
+"""Rewards in TRL's shape: ``f(completions, **columns) -> list[float | None]``.
+
+The GRPO-SIF rewards (REFERENCE.md section 2): ``format`` (the SIF grammar, 0/1),
+``answer`` (a match score, plus a progress bonus when a sample improves), ``box``
+(H_end + max(0, H_end - H_ini) with HIoU against the GT), and ``depth`` (the share of
+stated depths within 10% of the depth map's box mean). Also MGPO's binary
+``boxed_answer`` and iVGR's ``consistency`` of textual reasoning with its grounded twin.
+
+>>> c = '<think><area>[{"bbox_2d": [0, 0, 1, 1], "depth": 0.5}]</area><text>All.</text></think><answer>no</answer>'
+>>> format_reward([c]), answer_reward([c], answer=["No"])
+([1.0], [1.0])
+"""
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections import Counter
+
+import numpy as np
+
+from schemas.answers import answers_match
+from schemas.boxes import hiou
+from schemas.cot import CotError, parse_cot
+from schemas.depth import box_depths, depth_close
+
+FULL = (0.0, 0.0, 1.0, 1.0)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def text_of(completion) -> str:
+    """A completion as text, whether a string or a conversational list of messages."""
+    if isinstance(completion, str):
+        return completion
+    content = completion[-1]["content"] if completion else ""
+    return content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)
+
+
+def _cot(completion):
+    try:
+        return parse_cot(text_of(completion), require_depth=False)
+    except CotError:
+        return None
+
+
+def format_reward(completions, **kwargs) -> list[float]:
+    """1 if the completion follows the SIF grammar (boxes with depth), else 0."""
+    out = []
+    for c in completions:
+        try:
+            parse_cot(text_of(c), require_depth=True)
+            out.append(1.0)
+        except CotError:
+            out.append(0.0)
+    return out
+
+
+def _answer_of(completion) -> str | None:
+    cot = _cot(completion)
+    if cot is not None:
+        return cot.answer
+    match = re.search(r"<answer>(.*?)</answer>", text_of(completion), re.S)
+    return match.group(1).strip() if match else None
+
+
+def answer_reward(completions, answer, **kwargs) -> list[float]:
+    """1 if the <answer> matches the GT (normalised string or number), else 0."""
+    return [float(a is not None and answers_match(a, gt)) for a, gt in zip(map(_answer_of, completions), answer)]
+
+
+class ProgressAnswerReward:
+    """GRPO-SIF's answer reward: the score s plus s - s_prev when a sample beats its previous best.
+
+    ``s_prev`` is the best score the sample (by ``id``) got in earlier calls; the first time
+    a sample is seen there is no bonus. Picklable, with a ``__name__`` for TRL's logs.
+    """
+
+    __name__ = "answer_reward"
+
+    def __init__(self):
+        self.best: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, completions, answer, id, **kwargs) -> list[float]:  # noqa: A002 - TRL column name
+        scores = answer_reward(completions, answer)
+        with self._lock:
+            before = dict(self.best)
+            rewards = [s + max(0.0, s - before[i]) if i in before else s for s, i in zip(scores, id)]
+            for s, i in zip(scores, id):
+                self.best[i] = max(self.best.get(i, 0.0), s)
+        return rewards
+
+    def __getstate__(self):
+        return {"best": self.best}
+
+    def __setstate__(self, state):
+        self.best, self._lock = state["best"], threading.Lock()
+
+
+def box_reward(completions, gt_boxes, **kwargs) -> list[float]:
+    """H_end + max(0, H_end - H_ini): HIoU of the last area, and of the first that is not the whole image."""
+    out = []
+    for c, gt in zip(completions, gt_boxes):
+        cot = _cot(c)
+        if cot is None:
+            out.append(0.0)
+            continue
+        areas = [[list(a.box) for a in step.areas] for step in cot.steps]
+        h_end = hiou(areas[-1], gt)
+        first = next((a for a in areas if not (len(a) == 1 and tuple(a[0]) == FULL)), areas[-1])
+        out.append(h_end + max(0.0, h_end - hiou(first, gt)))
+    return out
+
+
+def _depth_map(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64) / 65535.0
+
+
+def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
+    """Share of stated depths within 10% of the depth map's mean inside their box (None: no map)."""
+    out = []
+    for c, png in zip(completions, depth_map):
+        if png is None:
+            out.append(None)
+            continue
+        cot = _cot(c)
+        areas = [a for step in cot.steps for a in step.areas] if cot else []
+        if not areas:
+            out.append(0.0)
+            continue
+        true = box_depths(_depth_map(png), [a.box for a in areas])
+        out.append(sum(a.depth is not None and depth_close(a.depth, t) for a, t in zip(areas, true)) / len(areas))
+    return out
+
+
+def boxed_answer_reward(completions, answer, **kwargs) -> list[float]:
+    """MGPO's reward: 1 if the \\boxed{} answer matches the GT."""
+    out = []
+    for c, gt in zip(completions, answer):
+        boxed = _BOXED.findall(text_of(c))
+        out.append(float(len(boxed) == 1 and answers_match(boxed[0], gt)))
+    return out
+
+
+def _words(text: str) -> Counter:
+    text = re.sub(r"<area>.*?</area>|<[^>]+>|\(depth [0-9.]+\)", " ", text.lower(), flags=re.S)
+    return Counter(_WORD.findall(text))
+
+
+def consistency_reward(completions, twin_text, answer, **kwargs) -> list[float]:
+    """iVGR's consistency, offline form: word-overlap F1 of the reasoning with the grounded twin's
+    (coordinates and tags removed), counted only when the answer is right."""
+    out = []
+    for c, twin, gt in zip(completions, twin_text, answer):
+        a = _answer_of(c)
+        mine, theirs = _words(text_of(c)), _words(twin or "")
+        common = sum((mine & theirs).values())
+        if not (a and answers_match(a, gt)) or not common:
+            out.append(0.0)
+            continue
+        p, r = common / sum(mine.values()), common / sum(theirs.values())
+        out.append(2 * p * r / (p + r))
+    return out
+
+
+def select(weights: dict[str, float], progress_bonus: bool = True) -> tuple[list, list[float]]:
+    """The reward functions named in ``weights``, and their weights, in TRL's form."""
+    table = {"format": format_reward, "answer": ProgressAnswerReward() if progress_bonus else answer_reward,
+             "box": box_reward, "depth": depth_reward, "boxed_answer": boxed_answer_reward,
+             "consistency": consistency_reward}
+    names = [n for n, w in weights.items() if w]
+    return [table[n] for n in names], [float(weights[n]) for n in names]
