@@ -61,8 +61,23 @@ def config_table() -> str:
     return "\n".join(rows)
 
 
+def train_table() -> str:
+    """Keys of `groundcot train` configs (GRPO's defaults where they differ from SFT's are in jobs/)."""
+    from trainer.config import GrpoJob
+
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, field in GrpoJob.model_fields.items():
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            rows += _rows(name, inner)
+        else:
+            rows.append(f"| `{name}` | {_default(field)} | {field.description} |")
+    return "\n".join(rows)
+
+
 def tables() -> dict[str, str]:
-    return {"config": config_table(), "columns": columns_table(), "rejected": columns_table(REJECTED_COLUMNS)}
+    return {"config": config_table(), "columns": columns_table(), "rejected": columns_table(REJECTED_COLUMNS),
+            "train": train_table()}
 
 
 def refresh(text: str) -> str:

@@ -90,3 +90,21 @@ def test_mgpo_and_ivgr_rewards():
 def test_select_follows_the_config():
     funcs, weights = select({"format": 1.0, "answer": 2.0, "box": 0.0, "depth": 1.0})
     assert [f.__name__ for f in funcs] == ["format_reward", "answer_reward", "depth_reward"] and weights == [1, 2, 1]
+
+
+def test_answer_judge_through_an_openai_compatible_endpoint():
+    from fake_openai import FakeOpenAI
+    from trainer.rewards import OpenAIJudge
+
+    worded = PERFECT.replace(">red<", ">a deep red colour<")
+    with FakeOpenAI() as fake:  # its judge says yes for questions marked [[paraphrase]]
+        judge = OpenAIJudge(fake.base_url, "judge-model")
+        reward = ProgressAnswerReward(judge)
+        got = reward([worded, worded, PERFECT], answer=["red"] * 3, id=["a", "b", "c"],
+                     question=["Colour? [[paraphrase]]", "Colour?", "Colour?"])
+        assert got == [1.0, 0.0, 1.0]
+        calls = len(fake.requests)
+        assert calls == 2  # exact matches need no judge
+        reward([worded], answer=["red"], id=["a"], question=["Colour? [[paraphrase]]"])
+        assert len(fake.requests) == calls  # verdicts are cached
+    assert answer_reward([worded], answer=["red"]) == [0.0]  # without a judge

@@ -31,24 +31,30 @@ class Lora(Section):
 
 
 class Train(Section):
-    learning_rate: float = Field(1e-4, gt=0)
-    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the data.")
     max_steps: int = Field(-1, description="Stop after this many steps (-1: run the epochs).")
     batch_size: int = Field(1, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(8, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(2048, ge=16, description="SFT: sequences are cut at this many tokens.")
     precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="fp32 on CPU.")
-    gradient_checkpointing: bool = Field(True)
-    logging_steps: int = Field(10, ge=1)
-    save_steps: int = Field(500, ge=1)
-    seed: int = Field(0)
+    gradient_checkpointing: bool = Field(True, description="Trade compute for memory.")
+    logging_steps: int = Field(10, ge=1, description="Log losses and reward means every N steps.")
+    save_steps: int = Field(500, ge=1, description="Save a checkpoint every N steps.")
+    seed: int = Field(0, description="Random seed.")
+
+
+class Judge(Section):
+    base_url: str = Field(description="OpenAI-compatible endpoint of the judge (e.g. the teacher's vLLM server).")
+    model: str = Field(description="Judge model name.")
+    api_key_env: Optional[str] = Field(None, description="Environment variable holding the key (never the key).")
 
 
 class Grpo(Section):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (N).")
     beta: float = Field(0.04, ge=0, description="KL coefficient.")
-    max_completion_length: int = Field(2048, ge=1)
-    temperature: float = Field(1.0, gt=0)
+    max_completion_length: int = Field(2048, ge=1, description="Tokens per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     use_vllm: bool = Field(False, description="Generate with vLLM (TRL's server mode: start `trl vllm-serve` first).")
     vllm_server_base_url: Optional[str] = Field(None, description="e.g. http://host:8000 (server mode).")
     rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency"], float] = Field(
@@ -56,6 +62,7 @@ class Grpo(Section):
         description="Rewards and their weights (GRPO-SIF sums the four, unweighted). boxed_answer is "
                     "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin.")
     progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
+    judge: Optional[Judge] = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
 
 
 class Job(Section):

@@ -46,6 +46,7 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
         raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use sif or textual)")
     return {
         "prompt": row["messages"][:1], "images": [row["image"]], "answer": row["answer"], "id": row["id"],
+        "question": row["question"],
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
         "depth_map": row["depth_map"]["bytes"] if row["depth_map"] else None,
         "twin_text": (twins or {}).get(row["id"], row["cot"]),  # textual rows: their grounded (sif) twin

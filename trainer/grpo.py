@@ -6,7 +6,7 @@ import logging
 from trainer.config import GrpoJob
 from trainer.data import grpo_dataset
 from trainer.models import freeze_vision, load_model, load_processor, lora_config
-from trainer.rewards import select
+from trainer.rewards import OpenAIJudge, select
 from trainer.sft import precision_flags
 from trainer.summary import write_summary
 
@@ -21,7 +21,8 @@ def run_grpo(job: GrpoJob) -> dict:
     model = load_model(job.model, job.train.precision, job.init_adapter)
     if job.freeze_vision:
         log.info("froze %d vision tensors", freeze_vision(model))
-    rewards, weights = select(job.grpo.rewards, job.grpo.progress_bonus)
+    judge = OpenAIJudge(**job.grpo.judge.model_dump()) if job.grpo.judge else None
+    rewards, weights = select(job.grpo.rewards, job.grpo.progress_bonus, judge)
     t, g = job.train, job.grpo
     vllm = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": g.vllm_server_base_url} if g.use_vllm else {}
     args = GRPOConfig(

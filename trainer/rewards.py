@@ -1,7 +1,8 @@
 """Rewards in TRL's shape: ``f(completions, **columns) -> list[float | None]``.
 
 The GRPO-SIF rewards (REFERENCE.md section 2): ``format`` (the SIF grammar, 0/1),
-``answer`` (a match score, plus a progress bonus when a sample improves), ``box``
+``answer`` (a match score, or an LLM judge's verdict for free-form answers, plus a progress
+bonus when a sample improves), ``box``
 (H_end + max(0, H_end - H_ini) with HIoU against the GT), and ``depth`` (the share of
 stated depths within 10% of the depth map's box mean). Also MGPO's binary
 ``boxed_answer`` and iVGR's ``consistency`` of textual reasoning with its grounded twin.
@@ -64,9 +65,54 @@ def _answer_of(completion) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def answer_reward(completions, answer, **kwargs) -> list[float]:
-    """1 if the <answer> matches the GT (normalised string or number), else 0."""
-    return [float(a is not None and answers_match(a, gt)) for a, gt in zip(map(_answer_of, completions), answer)]
+def answer_reward(completions, answer, question=None, judge=None, **kwargs) -> list[float]:
+    """1 if the <answer> matches the GT (normalised string or number); else the judge's verdict
+    when a judge is given (free-form answers), else 0."""
+    questions = question or [""] * len(answer)
+    out = []
+    for a, gt, q in zip(map(_answer_of, completions), answer, questions):
+        if a is None:
+            out.append(0.0)
+        elif answers_match(a, gt):
+            out.append(1.0)
+        else:
+            out.append(judge(q, gt, a) if judge else 0.0)
+    return out
+
+
+class OpenAIJudge:
+    """An LLM judge behind an OpenAI-compatible endpoint, with groundcot's judge prompt.
+
+    The key is read from the environment variable ``api_key_env``; verdicts are cached per
+    (question, reference, candidate). Picklable: the client is made on first use.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0):
+        self.base_url, self.model, self.api_key_env, self.timeout_s = base_url, model, api_key_env, timeout_s
+        self.verdicts: dict[tuple, float] = {}
+        self._client = None
+
+    def __call__(self, question: str, reference: str, candidate: str) -> float:
+        import os
+
+        import openai
+
+        import prompts
+
+        key = (question, reference, candidate)
+        if key not in self.verdicts:
+            if self._client is None:
+                api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
+                self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY",
+                                             timeout=self.timeout_s)
+            prompt = prompts.render("judge", question=question, reference=reference, candidate=candidate)
+            reply = self._client.chat.completions.create(model=self.model, max_tokens=4, temperature=0.0,
+                                                         messages=[{"role": "user", "content": prompt}])
+            self.verdicts[key] = float((reply.choices[0].message.content or "").strip().lower().startswith("yes"))
+        return self.verdicts[key]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_client": None}
 
 
 class ProgressAnswerReward:
@@ -78,12 +124,13 @@ class ProgressAnswerReward:
 
     __name__ = "answer_reward"
 
-    def __init__(self):
+    def __init__(self, judge: OpenAIJudge | None = None):
         self.best: dict[str, float] = {}
+        self.judge = judge
         self._lock = threading.Lock()
 
-    def __call__(self, completions, answer, id, **kwargs) -> list[float]:  # noqa: A002 - TRL column name
-        scores = answer_reward(completions, answer)
+    def __call__(self, completions, answer, id, question=None, **kwargs) -> list[float]:  # noqa: A002 - TRL column
+        scores = answer_reward(completions, answer, question, self.judge)
         with self._lock:
             before = dict(self.best)
             rewards = [s + max(0.0, s - before[i]) if i in before else s for s, i in zip(scores, id)]
@@ -92,10 +139,10 @@ class ProgressAnswerReward:
         return rewards
 
     def __getstate__(self):
-        return {"best": self.best}
+        return {"best": self.best, "judge": self.judge}
 
     def __setstate__(self, state):
-        self.best, self._lock = state["best"], threading.Lock()
+        self.best, self.judge, self._lock = state["best"], state["judge"], threading.Lock()
 
 
 def box_reward(completions, gt_boxes, **kwargs) -> list[float]:
@@ -166,9 +213,11 @@ def consistency_reward(completions, twin_text, answer, **kwargs) -> list[float]:
     return out
 
 
-def select(weights: dict[str, float], progress_bonus: bool = True) -> tuple[list, list[float]]:
+def select(weights: dict[str, float], progress_bonus: bool = True,
+           judge: OpenAIJudge | None = None) -> tuple[list, list[float]]:
     """The reward functions named in ``weights``, and their weights, in TRL's form."""
-    table = {"format": format_reward, "answer": ProgressAnswerReward() if progress_bonus else answer_reward,
+    answer = ProgressAnswerReward(judge) if progress_bonus or judge else answer_reward
+    table = {"format": format_reward, "answer": answer,
              "box": box_reward, "depth": depth_reward, "boxed_answer": boxed_answer_reward,
              "consistency": consistency_reward}
     names = [n for n, w in weights.items() if w]
