@@ -81,26 +81,25 @@ def kind_of(model) -> str:
     return typing.get_args(model.model_fields["kind"].annotation)[0]
 
 
+class ModelStage(Section):
+    """A stage that runs a model: where it comes from, how it batches, where it runs."""
+
+    fallback: Literal["none", "tiny_random"] = Field(
+        "none", description="tiny_random: if the model cannot be loaded, use a tiny random model of the same "
+                            "architecture (demo only; logged loudly and recorded in stats.json).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
 
 
-class Depth(Section):
+class Depth(ModelStage):
     enabled: bool = Field(True, description="Run Depth-Anything-V2; off: no depth in the CoT or output.")
     model: str = Field("depth-anything/Depth-Anything-V2-Small-hf", description="Hub id or local path.")
-    fallback: Literal["none", "tiny_random"] = Field(
-        "none", description="tiny_random: if the model cannot be loaded, use a random tiny model "
-                            "(demo only; logged loudly and recorded in stats.json).")
     batch_size: int = Field(8, ge=1, description="Images per forward pass.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
 
 
-class Masks(Section):
+class Masks(ModelStage):
     enabled: bool = Field(False, description="Run SAM2 on each GT box (needed for aperture segment crops).")
     model: str = Field("facebook/sam2.1-hiera-tiny", description="Hub id or local path of a SAM2 checkpoint.")
-    fallback: Literal["none", "tiny_random"] = Field(
-        "none", description="tiny_random: if the model cannot be loaded, use a random tiny SAM2 (demo only; "
-                            "logged loudly and recorded in stats.json).")
     batch_size: int = Field(4, ge=1, description="Images per forward pass (all of an image's boxes go together).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
 
 
 class Crops(Section):

@@ -18,19 +18,25 @@ CORPUS = ['<think><area>[{"bbox_2d": [0.125, 0.25, 0.5, 0.75], "depth": 0.5}]</a
           "What colour is the car? How many balls are on the grass? system user assistant"]
 
 
-def build_tiny_vlm(path: str, seed: int = 0) -> str:
-    """Save a ~100k-parameter random LLaVA with its processor to ``path``."""
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor, PreTrainedTokenizerFast)
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+def train_tokenizer(special: list[str], chat_template: str):
+    """A byte-level BPE tokenizer trained in memory, with ``special`` tokens; (raw, wrapped)."""
+    from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     raw.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        chat_template=CHAT_TEMPLATE)
+        vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return raw, PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        chat_template=chat_template)
+
+
+def build_tiny_vlm(path: str, seed: int = 0) -> str:
+    """Save a ~100k-parameter random LLaVA with its processor to ``path``."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    raw, tokenizer = train_tokenizer(SPECIAL, CHAT_TEMPLATE)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     eos, pad, image = (raw.token_to_id(t) for t in ("<|im_end|>", "<|endoftext|>", "<image>"))
     torch.manual_seed(seed)
@@ -59,18 +65,11 @@ QWEN_TEMPLATE = CHAT_TEMPLATE.replace("<image>", "<|vision_start|><|image_pad|><
 
 def build_tiny_qwen25vl(path: str, seed: int = 0) -> str:
     """Save a tiny random Qwen2.5-VL with an image-only processor (no torchvision) to ``path``."""
-    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2VLImageProcessorPil)
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     from trainer.models import image_only_processor
 
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        chat_template=QWEN_TEMPLATE)
+    raw, tokenizer = train_tokenizer(QWEN_SPECIAL, QWEN_TEMPLATE)
     ids = {t: raw.token_to_id(t) for t in QWEN_SPECIAL}
     special = dict(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None)
     torch.manual_seed(seed)

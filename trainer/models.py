@@ -98,3 +98,28 @@ def lora_config(lora, freeze_vision_tower: bool):
         targets = rf"^(?!.*({'|'.join(VISION)})).*\.({PROJECTIONS})$"
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
+
+
+def prepare(job):
+    """The processor and the model of a training job, vision frozen if asked."""
+    processor = load_processor(job.model)
+    model = load_model(job.model, job.train.precision, job.init_adapter)
+    if job.freeze_vision:
+        log.info("froze %d vision tensors", freeze_vision(model))
+    return processor, model
+
+
+def common_args(job) -> dict:
+    """The TRL config arguments SFT and GRPO share."""
+    t = job.train
+    return dict(output_dir=job.output_dir, learning_rate=t.learning_rate, num_train_epochs=t.epochs,
+                max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
+                gradient_accumulation_steps=t.grad_accum, gradient_checkpointing=t.gradient_checkpointing,
+                logging_steps=t.logging_steps, save_steps=t.save_steps, seed=t.seed, report_to="none",
+                bf16=t.precision == "bf16", fp16=t.precision == "fp16")
+
+
+def train_and_save(trainer, job) -> None:
+    trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
+    trainer.save_model(job.output_dir)
+    trainer.processing_class.save_pretrained(job.output_dir)
