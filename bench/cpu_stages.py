@@ -10,7 +10,6 @@ Parquet writer's row-group buffer, output.buffer_mb, fills first, then memory st
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

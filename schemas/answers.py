@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import re
 import string
 
 _NUMBERS = {w: str(i) for i, w in enumerate(

@@ -50,7 +50,7 @@ def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
     assert main(["export", str(run), "--format", "llamafactory", "--dest", str(tmp_path)]) == 0
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert set(info) == {"groundcot_sif", "groundcot_mgpo", "groundcot_aperture", "groundcot_textual"}
-    for name, entry in info.items():
+    for entry in info.values():
         assert entry["formatting"] == "sharegpt"
         assert entry["columns"] == {"messages": "messages", "images": "images"}
         assert entry["tags"]["role_tag"] == "role" and entry["tags"]["user_tag"] == "user"
