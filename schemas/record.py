@@ -22,6 +22,12 @@ class ChainStep:
     boxes: list[list[float]]
     depths: list[float] | None = None
 
+    def areas(self):
+        """The step as CoT areas (box + depth, depth None when depth is off)."""
+        from schemas.cot import Area
+
+        return tuple(Area(tuple(b), d) for b, d in zip(self.boxes, self.depths or [None] * len(self.boxes)))
+
 
 @dataclass
 class Record:

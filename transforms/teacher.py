@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.cot import Area, Cot, Step, render_cot
+from schemas.cot import Cot, Step, render_cot
 from schemas.record import ChainStep, Record
 
 STAGE = "teacher"
@@ -62,9 +62,7 @@ class TemplateTeacher:
     def _sif(self, record: Record) -> list[str]:
         steps = []
         for step in record.chain:
-            depths = step.depths or [None] * len(step.boxes)
-            areas = tuple(Area(tuple(b), d) for b, d in zip(step.boxes, depths))
-            steps.append(Step(areas, observe(step, record)))
+            steps.append(Step(step.areas(), observe(step, record)))
         return [render_cot(Cot(tuple(steps), record.answer))]
 
     def _textual(self, record: Record) -> list[str]:

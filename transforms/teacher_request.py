@@ -13,18 +13,13 @@ import json
 from PIL import Image, ImageDraw
 
 import prompts
-from schemas.cot import Area, extract_cot, render_area
-from schemas.record import ChainStep, Record
+from schemas.cot import extract_cot, render_area
+from schemas.record import Record
 from schemas.styles import split_aperture
 
 ROLES = {"full": "the whole image", "distractor": "a distractor: a nearby region without the answer",
          "union": "the region spanning all the evidence", "expansion": "closer to the evidence",
          "gt": "the evidence"}
-
-
-def step_area(step: ChainStep) -> str:
-    depths = step.depths or [None] * len(step.boxes)
-    return render_area([Area(tuple(b), d) for b, d in zip(step.boxes, depths)])
 
 
 def downscale(image_bytes: bytes, max_side: int) -> Image.Image:
@@ -66,7 +61,7 @@ def _chain_messages(record: Record, max_side: int, fmt: str, system_prompt: str)
     content: list[dict] = []
     for i, step in enumerate(record.chain, 1):
         line = prompts.render("teacher_step", index=i, n_steps=n, role=ROLES.get(step.kind, step.kind),
-                              area=step_area(step))
+                              area=render_area(step.areas()))
         content += [{"type": "text", "text": line}, _picture(with_boxes(image, step.boxes, fmt))]
     system = prompts.render(system_prompt, question=record.question, answer=record.answer, n_steps=n)
     return [{"role": "system", "content": system}, {"role": "user", "content": content}]
