@@ -6,8 +6,9 @@ from PIL import Image
 
 from conftest import png_bytes
 from schemas.record import Record
-from transforms.depth import (DepthHandler, box_depths, build_tiny_random, decode_png16, encode_png16,
-                              normalise, resolve_depth_model)
+from schemas.depth import box_depths
+from transforms.depth import (DepthHandler, build_tiny_random, decode_png16, encode_png16, normalise,
+                              resolve_depth_model)
 from transforms.models import ResolvedModel
 
 

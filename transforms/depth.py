@@ -14,7 +14,6 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
-from schemas.depth import box_depths  # noqa: F401 - re-exported for the stages
 from schemas.record import Record
 from transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 

@@ -12,8 +12,9 @@ import random
 from typing import Sequence
 
 from schemas import boxes as B
+from schemas.depth import box_depths
 from schemas.record import ChainStep, Record
-from transforms.depth import box_depths, decode_png16
+from transforms.depth import decode_png16
 
 STAGE = "expand"
 Boxes = list[list[float]]

@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from schemas.record import Record, stable_id
 from transforms.jsonstream import JsonError
-from transforms.sources import read_json_items, unreadable
+from transforms.sources import patterns, read_json_items, unreadable
 
 SOURCE = "gqa"
 ANNOTATION_ORDER = ("answer", "question", "fullAnswer")
@@ -113,8 +113,7 @@ class ReadGqa(beam.PTransform):
     def expand(self, pbegin):
         graphs = (read_json_items(pbegin, self.src.scene_graphs, "ReadGraphs", "object", ("objects",))
                   | "SlimGraphs" >> beam.FlatMapTuple(slim_graph))
-        split = self.src.split or split_from_filename(self.src.path if isinstance(self.src.path, str)
-                                                      else self.src.path[0])
+        split = self.src.split or split_from_filename(patterns(self.src.path)[0])
         return (read_json_items(pbegin, self.src.path, "ReadQuestions", "object", ("imageId", "question"))
                 | "Parse" >> beam.MapTuple(partial(parse_question, split=split, filters=self.src.filters))
                 | "JoinGraphs" >> beam.Map(join_graph, graphs=beam.pvalue.AsDict(graphs)))

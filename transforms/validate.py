@@ -5,10 +5,10 @@ from __future__ import annotations
 from schemas import boxes as B
 from schemas.answers import answers_match
 from schemas.cot import CotError, parse_cot
-from schemas.depth import depth_close
+from schemas.depth import box_depths, depth_close
 from schemas.record import Record
 from schemas.styles import parse_aperture, parse_mgpo, parse_textual
-from transforms.depth import box_depths, decode_png16
+from transforms.depth import decode_png16
 
 STAGE = "validate"
 
