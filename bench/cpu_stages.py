@@ -59,7 +59,7 @@ def make_data(root: Path, n: int, n_images: int = 200, seed: int = 0) -> Path:
 
 
 def run(job: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, "-m", "pipeline.cli", "generate", str(job), "--out", str(out),
+    cmd = [sys.executable, "-m", "groundcot", "generate", str(job), "--out", str(out),
            "--set", f"runner.workers={workers}"]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,5 +1,6 @@
 """A lean OpenAI-compatible endpoint for benchmarks: asyncio, HTTP/1.1 keep-alive, a
-fixed latency per call, replies built like tests/fake_openai.py's good teacher.
+fixed latency per call, replies built like tests/support/fake_openai.py's good teacher
+(run with ``PYTHONPATH=tests``, as the README's bench commands do).
 
 The threaded test server spends more CPU per call than the client being measured; on a
 small machine that, not the client, would set the pace.
@@ -8,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fake_openai import good_reply  # noqa: E402
+from support.fake_openai import good_reply
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency: float) -> None:

@@ -72,8 +72,8 @@ def child(kind: str, path: str) -> None:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from transforms.sources import read_json_items
-    from transforms.viscot import parse_llava
+    from groundcot.transforms.sources import read_json_items
+    from groundcot.transforms.viscot import parse_llava
 
     from apache_beam.metrics import Metrics
     from apache_beam.metrics.metric import MetricsFilter
@@ -82,7 +82,7 @@ def child(kind: str, path: str) -> None:
     if kind == "llava":
         records = read_json_items(p, path, "Read", "array", ("image", "conversations")) | beam.MapTuple(parse_llava)
     else:
-        from transforms.gqa import parse_question
+        from groundcot.transforms.gqa import parse_question
         f = SimpleNamespace(balanced_only=False, structural=None, semantic=None, detailed=None)
         records = (read_json_items(p, path, "Read", "object", ("imageId", "question"))
                    | beam.MapTuple(lambda name, off, item: parse_question(name, off, item, "train", f)))
@@ -95,8 +95,7 @@ def child(kind: str, path: str) -> None:
 
 def measure(kind: str, path: Path) -> tuple[int, float, float]:
     proc = subprocess.Popen([sys.executable, __file__, "--child", kind, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = proc.stdout.read().decode().split()
     _, status, usage = os.wait4(proc.pid, 0)
     if status:

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 VALIDATE = {"min_hiou": 0.5, "box_tol": 0.01, "depth_tol": 0.1}
 
@@ -31,8 +30,8 @@ def records(n: int):
 
     from PIL import Image
 
-    from schemas.record import Record
-    from transforms.expand import expand_record
+    from groundcot.schemas.record import Record
+    from groundcot.transforms.expand import expand_record
 
     buffer = io.BytesIO()
     Image.new("RGB", (160, 120), (90, 140, 200)).save(buffer, format="JPEG")
@@ -57,7 +56,7 @@ def run_ours(base_url: str, recs, concurrency: int) -> float:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from transforms.teach import TeachAsync
+    from groundcot.transforms.teach import TeachAsync
 
     started = time.monotonic()
     with beam.Pipeline(runner=FnApiRunner()) as p:
@@ -73,7 +72,7 @@ def run_bare(base_url: str, recs, concurrency: int) -> float:
 
     import httpx2
 
-    from transforms.teacher_request import build_messages
+    from groundcot.transforms.teacher_request import build_messages
 
     bodies = [json.dumps({"model": "fake", "messages": build_messages(r), "max_tokens": 512}) for r in recs]
 
@@ -94,9 +93,9 @@ def run_bare(base_url: str, recs, concurrency: int) -> float:
 def run_threads(base_url: str, recs, threads: int = 30) -> float:
     import openai
 
-    from schemas.cot import extract_cot
-    from transforms.teacher_request import build_messages
-    from transforms.validate import check
+    from groundcot.schemas.cot import extract_cot
+    from groundcot.transforms.teacher_request import build_messages
+    from groundcot.transforms.validate import check
 
     client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=2)
 

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args) -> int:
-    from pipeline.export import export
+    from groundcot.pipeline.export import export
 
     try:
         export(args.out, args.format, args.dest, args.styles.split(",") if args.styles else None)
@@ -51,8 +51,8 @@ def _export(args) -> int:
 
 
 def _train(args) -> int:
-    from pipeline.config import ConfigError, read_tree, validated
-    from trainer.config import GrpoJob, SftJob
+    from groundcot.pipeline.config import ConfigError, read_tree, validated
+    from groundcot.trainer.config import GrpoJob, SftJob
 
     try:
         job = validated(SftJob if args.method == "sft" else GrpoJob, read_tree(args.config, args.overrides), args.config)
@@ -60,9 +60,9 @@ def _train(args) -> int:
         print(f"groundcot: config error: {err}", file=sys.stderr)
         return 2
     if args.method == "sft":
-        from trainer.sft import run_sft as run
+        from groundcot.trainer.sft import run_sft as run
     else:
-        from trainer.grpo import run_grpo as run
+        from groundcot.trainer.grpo import run_grpo as run
     summary = run(job)
     log.info("trained %s for %d steps on %d rows -> %s", args.method, summary["global_step"], summary["rows"],
              job.output_dir)
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "train":
         return _train(args)
-    from pipeline.config import ConfigError, load_config
-    from pipeline.run import run
+    from groundcot.pipeline.config import ConfigError, load_config
+    from groundcot.pipeline.run import run
 
     overrides = list(args.overrides)
     try:

@@ -1,7 +1,7 @@
 """Markdown reference tables generated from the code; README.md embeds them verbatim.
 
-    python -m pipeline.docs            # print the tables
-    python -m pipeline.docs --write    # refresh them in README.md, between <!-- name --> markers
+    python -m groundcot.pipeline.docs            # print the tables
+    python -m groundcot.pipeline.docs --write    # refresh them in README.md, between <!-- name --> markers
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 
 from pydantic import BaseModel
 
-from pipeline.config import JobConfig, Source, Teacher, kind_of, union_members
-from schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.pipeline.config import JobConfig, Source, Teacher, kind_of, union_members
+from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
 
 
 def _type(spec) -> str:
@@ -63,7 +63,7 @@ def config_table() -> str:
 
 def train_table() -> str:
     """Keys of `groundcot train` configs (GRPO's defaults where they differ from SFT's are in jobs/)."""
-    from trainer.config import GrpoJob
+    from groundcot.trainer.config import GrpoJob
 
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for name, field in GrpoJob.model_fields.items():

@@ -5,7 +5,7 @@ import json
 import logging
 from pathlib import Path
 
-from transforms.exports import (image_suffix, images_of, llamafactory_info, sharegpt_entry, trl_row,
+from groundcot.transforms.exports import (image_suffix, images_of, llamafactory_info, sharegpt_entry, trl_row,
                                 verl_row)
 
 log = logging.getLogger("groundcot")
@@ -29,7 +29,7 @@ def load_run(out: str, styles: list[str] | None):
 def export_trl(ds, dest: Path) -> int:
     import datasets
 
-    from transforms.sink import features
+    from groundcot.transforms.sink import features
 
     full = features()
     target = datasets.Features({"id": full["id"], "style": full["style"], "images": datasets.List(datasets.Image()),

@@ -15,22 +15,22 @@ from functools import partial
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.config import JobConfig
-from transforms.depth import DepthHandler
-from transforms.models import ResolvedModel
-from transforms.expand import expand_record
-from transforms.images import load_image
-from transforms.masks import Sam2Handler
-from transforms.sink import WriteOutputs
-from transforms.stage import Stage
-from transforms.styles import fan_out, plan
-from transforms.teach import TeachAsync
-from transforms.teacher import make_teacher, teach
-from transforms.validate import validate
-from transforms.flickr30k import ReadFlickr30k
-from transforms.gqa import ReadGqa
-from transforms.tallyqa import ReadTallyQA
-from transforms.viscot import ReadVisCoT, ReadVisCoTLlava
+from groundcot.pipeline.config import JobConfig
+from groundcot.transforms.depth import DepthHandler
+from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.expand import expand_record
+from groundcot.transforms.images import load_image
+from groundcot.transforms.masks import Sam2Handler
+from groundcot.transforms.sink import WriteOutputs
+from groundcot.transforms.stage import Stage
+from groundcot.transforms.styles import fan_out, plan
+from groundcot.transforms.teach import TeachAsync
+from groundcot.transforms.teacher import make_teacher, teach
+from groundcot.transforms.validate import validate
+from groundcot.transforms.flickr30k import ReadFlickr30k
+from groundcot.transforms.gqa import ReadGqa
+from groundcot.transforms.tallyqa import ReadTallyQA
+from groundcot.transforms.viscot import ReadVisCoT, ReadVisCoTLlava
 
 READERS = {"viscot": ReadVisCoT, "viscot_llava": ReadVisCoTLlava, "tallyqa": ReadTallyQA,
            "gqa": ReadGqa, "flickr30k": ReadFlickr30k}

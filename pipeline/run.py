@@ -16,11 +16,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import JobConfig, echo
-from pipeline.graph import build
-from transforms.depth import resolve_depth_model
-from transforms.masks import resolve_sam2_model
-from transforms.models import ResolvedModel
+from groundcot.pipeline.config import JobConfig, echo
+from groundcot.pipeline.graph import build
+from groundcot.transforms.depth import resolve_depth_model
+from groundcot.transforms.masks import resolve_sam2_model
+from groundcot.transforms.models import ResolvedModel
 
 log = logging.getLogger("groundcot")
 OUTPUT_PARTS = ("data", "rejected", "_counts", "stats.json")  # all groundcot's own

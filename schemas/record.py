@@ -24,7 +24,7 @@ class ChainStep:
 
     def areas(self):
         """The step as CoT areas (box + depth, depth None when depth is off)."""
-        from schemas.cot import Area
+        from groundcot.schemas.cot import Area
 
         return tuple(Area(tuple(b), d) for b, d in zip(self.boxes, self.depths or [None] * len(self.boxes)))
 

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from schemas.cot import CotError
+from groundcot.schemas.cot import CotError
 
 STYLES = ("sif", "mgpo", "aperture", "textual")
 _COORDS = re.compile(r"\[\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*,")

@@ -6,7 +6,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from schemas import boxes as B
+from groundcot.schemas import boxes as B
 
 SINGLE_TURN = ("sif", "textual")
 

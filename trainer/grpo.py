@@ -1,11 +1,11 @@
 """``groundcot train grpo``: GRPO with the GRPO-SIF rewards on TRL's GRPOTrainer."""
 from __future__ import annotations
 
-from trainer.config import GrpoJob
-from trainer.data import grpo_dataset
-from trainer.models import common_args, lora_config, prepare, train_and_save
-from trainer.rewards import OpenAIJudge, select
-from trainer.summary import write_summary
+from groundcot.trainer.config import GrpoJob
+from groundcot.trainer.data import grpo_dataset
+from groundcot.trainer.models import common_args, lora_config, prepare, train_and_save
+from groundcot.trainer.rewards import OpenAIJudge, select
+from groundcot.trainer.summary import write_summary
 
 
 def run_grpo(job: GrpoJob) -> dict:

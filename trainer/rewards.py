@@ -20,10 +20,10 @@ from collections import Counter
 
 import numpy as np
 
-from schemas.answers import answers_match
-from schemas.boxes import hiou
-from schemas.cot import CotError, parse_cot
-from schemas.depth import box_depths, depth_close
+from groundcot.schemas.answers import answers_match
+from groundcot.schemas.boxes import hiou
+from groundcot.schemas.cot import CotError, parse_cot
+from groundcot.schemas.depth import box_depths, depth_close
 
 FULL = (0.0, 0.0, 1.0, 1.0)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
@@ -97,7 +97,7 @@ class OpenAIJudge:
 
         import openai
 
-        import prompts
+        from groundcot import prompts
 
         key = (question, reference, candidate)
         if key not in self.verdicts:

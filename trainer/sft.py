@@ -1,10 +1,10 @@
 """``groundcot train sft``: supervised fine-tuning on groundcot rows with TRL's SFTTrainer."""
 from __future__ import annotations
 
-from trainer.config import SftJob
-from trainer.data import sft_dataset
-from trainer.models import common_args, lora_config, prepare, train_and_save
-from trainer.summary import write_summary
+from groundcot.trainer.config import SftJob
+from groundcot.trainer.data import sft_dataset
+from groundcot.trainer.models import common_args, lora_config, prepare, train_and_save
+from groundcot.trainer.summary import write_summary
 
 
 def run_sft(job: SftJob) -> dict:

@@ -11,10 +11,10 @@ import hashlib
 import random
 from typing import Sequence
 
-from schemas import boxes as B
-from schemas.depth import box_depths
-from schemas.record import ChainStep, Record
-from transforms.depth import decode_png16
+from groundcot.schemas import boxes as B
+from groundcot.schemas.depth import box_depths
+from groundcot.schemas.record import ChainStep, Record
+from groundcot.transforms.depth import decode_png16
 
 STAGE = "expand"
 Boxes = list[list[float]]

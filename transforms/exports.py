@@ -14,7 +14,7 @@ import json
 
 from PIL import Image
 
-from schemas import boxes as B
+from groundcot.schemas import boxes as B
 
 
 def images_of(row: dict) -> list[dict]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-import prompts
-from schemas.record import Record, stable_id
+from groundcot import prompts
+from groundcot.schemas.record import Record, stable_id
 
 SOURCE = "flickr30k"
 _PHRASE = re.compile(r"\[/EN#(\d+)/(\S+) ([^\]]+)\]")

@@ -11,9 +11,9 @@ from functools import partial
 
 import apache_beam as beam
 
-from schemas.record import Record, stable_id
-from transforms.jsonstream import JsonError
-from transforms.sources import patterns, read_json_items, unreadable
+from groundcot.schemas.record import Record, stable_id
+from groundcot.transforms.jsonstream import JsonError
+from groundcot.transforms.sources import patterns, read_json_items, unreadable
 
 SOURCE = "gqa"
 ANNOTATION_ORDER = ("answer", "question", "fullAnswer")

@@ -6,8 +6,8 @@ import posixpath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from schemas import boxes as B
-from schemas.record import Record
+from groundcot.schemas import boxes as B
+from groundcot.schemas.record import Record
 
 STAGE = "image"
 ORIENTATION = 0x0112  # EXIF tag

@@ -16,8 +16,8 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
-from schemas.record import Record
-from transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
+from groundcot.schemas.record import Record
+from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
 STAGE = "masks"
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet, as Sam2ImageProcessor

@@ -16,12 +16,12 @@ import os
 import threading
 from collections import Counter
 
-import prompts
-from schemas.cot import CotError, parse_cot
-from schemas.record import Record
-from transforms.response_cache import ResponseCache, cache_key
-from transforms.teacher_request import build_messages, reask_messages, reply_turns
-from transforms.validate import check
+from groundcot import prompts
+from groundcot.schemas.cot import CotError, parse_cot
+from groundcot.schemas.record import Record
+from groundcot.transforms.response_cache import ResponseCache, cache_key
+from groundcot.transforms.teacher_request import build_messages, reask_messages, reply_turns
+from groundcot.transforms.validate import check
 
 STAGE = "teacher"
 _BUDGETS: dict[str, list[int]] = {}
@@ -69,7 +69,7 @@ def api_key(env_name: str | None) -> str | None:
 
 def final_answer(record: Record) -> str | None:
     """The answer a record's trajectory states, whatever its style (None if unreadable)."""
-    from schemas.styles import parse_aperture, parse_mgpo, parse_textual
+    from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual
 
     try:
         style = record.style or "sif"

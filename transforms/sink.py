@@ -5,9 +5,9 @@ import json
 
 import apache_beam as beam
 
-import prompts
-from schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
-from schemas.record import Record
+from groundcot import prompts
+from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.schemas.record import Record
 
 _SCALARS = {"string", "int32", "int64", "float32", "float64", "bool"}
 

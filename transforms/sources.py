@@ -5,8 +5,8 @@ import os
 
 import apache_beam as beam
 
-from schemas.record import Record, stable_id
-from transforms.jsonstream import JsonError, JsonItemsSource
+from groundcot.schemas.record import Record, stable_id
+from groundcot.transforms.jsonstream import JsonError, JsonItemsSource
 
 
 def patterns(path: str | list[str]) -> list[str]:

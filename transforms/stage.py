@@ -8,7 +8,7 @@ from typing import Callable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.record import Record
+from groundcot.schemas.record import Record
 
 log = logging.getLogger("groundcot")
 NAMESPACE = "groundcot"

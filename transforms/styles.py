@@ -14,10 +14,10 @@ import math
 
 from PIL import Image
 
-from schemas import boxes as B
-from schemas.record import Record
-from transforms.crops import crop, png
-from transforms.masks import decode
+from groundcot.schemas import boxes as B
+from groundcot.schemas.record import Record
+from groundcot.transforms.crops import crop, png
+from groundcot.transforms.masks import decode
 
 STAGE = "styles"
 FOCUS = ("union", "expansion", "gt")

@@ -5,10 +5,10 @@ import os
 
 import apache_beam as beam
 
-from schemas.record import Record, stable_id
-from transforms.jsonstream import JsonError
-from transforms.sources import read_each, read_json_items, unreadable
-from transforms.viscot import parse_line
+from groundcot.schemas.record import Record, stable_id
+from groundcot.transforms.jsonstream import JsonError
+from groundcot.transforms.sources import read_each, read_json_items, unreadable
+from groundcot.transforms.viscot import parse_line
 
 SOURCE = "tallyqa"
 COUNT_ZERO = "count 0: nothing to box; usable only by styles that need no boxes"

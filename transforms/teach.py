@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from transforms.openai_teacher import STAGE, OpenAITeacher
+from groundcot.transforms.openai_teacher import STAGE, OpenAITeacher
 
 NAMESPACE = "groundcot"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from schemas.cot import Cot, Step, render_cot
-from schemas.record import ChainStep, Record
+from groundcot.schemas.cot import Cot, Step, render_cot
+from groundcot.schemas.record import ChainStep, Record
 
 STAGE = "teacher"
 

@@ -12,10 +12,10 @@ import json
 
 from PIL import Image, ImageDraw
 
-import prompts
-from schemas.cot import extract_cot, render_area
-from schemas.record import Record
-from schemas.styles import split_aperture
+from groundcot import prompts
+from groundcot.schemas.cot import extract_cot, render_area
+from groundcot.schemas.record import Record
+from groundcot.schemas.styles import split_aperture
 
 ROLES = {"full": "the whole image", "distractor": "a distractor: a nearby region without the answer",
          "union": "the region spanning all the evidence", "expansion": "closer to the evidence",

@@ -7,9 +7,9 @@ from functools import partial
 
 import apache_beam as beam
 
-from schemas.record import Record, stable_id
-from transforms.jsonstream import JsonError
-from transforms.sources import read_each, read_json_items, select_dataset, unreadable
+from groundcot.schemas.record import Record, stable_id
+from groundcot.transforms.jsonstream import JsonError
+from groundcot.transforms.sources import read_each, read_json_items, select_dataset, unreadable
 
 REQUIRED = ("question", "answer", "image", "width", "height", "bboxs")
 SUFFIX = "Please provide the bounding box coordinate of the region that can help you answer the question better."

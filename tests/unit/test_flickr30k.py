@@ -1,7 +1,7 @@
 import shutil
 
-from conftest import FIXTURES
-from transforms.flickr30k import parse_annotation, parse_sentences, records_for_image
+from support import FIXTURES
+from groundcot.transforms.flickr30k import parse_annotation, parse_sentences, records_for_image
 
 SRC = FIXTURES / "flickr30k_entities"
 

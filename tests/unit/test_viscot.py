@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from conftest import FIXTURES
-from transforms.viscot import parse_line
+from support import FIXTURES
+from groundcot.transforms.viscot import parse_line
 
 REAL = sorted((FIXTURES / "viscot").glob("metadata_*_cot_train.head5.jsonl"))
 

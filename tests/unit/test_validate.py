@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from schemas.cot import parse_cot
-from schemas.record import Record
-from transforms.depth import encode_png16
-from transforms.expand import expand_record
-from transforms.teacher import TemplateTeacher, position, teach
-from transforms.validate import check
+from groundcot.schemas.cot import parse_cot
+from groundcot.schemas.record import Record
+from groundcot.transforms.depth import encode_png16
+from groundcot.transforms.expand import expand_record
+from groundcot.transforms.teacher import TemplateTeacher, position, teach
+from groundcot.transforms.validate import check
 
 
 def make(with_depth=True, labels=()):

@@ -1,11 +1,11 @@
-from conftest import REPO
-from pipeline.docs import refresh
+from support import REPO
+from groundcot.pipeline.docs import refresh
 
 README = (REPO / "README.md").read_text()
 
 
 def test_readme_embeds_the_generated_reference_tables():
-    # regenerate with: python -m pipeline.docs --write
+    # regenerate with: python -m groundcot.pipeline.docs --write
     assert refresh(README) == README
 
 

@@ -4,10 +4,9 @@ import shutil
 
 import datasets
 
-from conftest import FIXTURES, REPO, png_bytes, viscot_line
-from pipeline.cli import main
-from pipeline.config import load_config
-from test_gqa import GRAPH
+from support import FIXTURES, GQA_GRAPH, REPO, png_bytes, viscot_line
+from groundcot.pipeline.cli import main
+from groundcot.pipeline.config import load_config
 
 
 def test_every_job_config_in_jobs_is_valid():
@@ -42,7 +41,7 @@ def build(tmp_path):
     # GQA: real questions and image, a scene graph in the documented layout
     (root / "gqa_images").mkdir()
     shutil.copy(FIXTURES / "gqa" / "2371269.jpg", root / "gqa_images" / "2371269.jpg")
-    (root / "val_sceneGraphs.json").write_text(json.dumps(GRAPH))
+    (root / "val_sceneGraphs.json").write_text(json.dumps(GQA_GRAPH))
     # Flickr30k Entities: real sentences and (partial) xml, a drawn 333x500 image
     f30k = root / "f30k"
     (f30k / "Sentences").mkdir(parents=True)

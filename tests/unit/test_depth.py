@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
-from schemas.record import Record
-from schemas.depth import box_depths
-from transforms.depth import (DepthHandler, build_tiny_random, decode_png16, encode_png16, normalise,
+from support import png_bytes
+from groundcot.schemas.record import Record
+from groundcot.schemas.depth import box_depths
+from groundcot.transforms.depth import (DepthHandler, build_tiny_random, decode_png16, encode_png16, normalise,
                               resolve_depth_model)
-from transforms.models import ResolvedModel
+from groundcot.transforms.models import ResolvedModel
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transforms.crops import NEUTRAL, crop, crop_box, to_image_frame
+from groundcot.transforms.crops import NEUTRAL, crop, crop_box, to_image_frame
 
 
 def test_frames():

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from schemas.cot import CotError
-from schemas.record import Record
-from schemas.styles import parse_aperture, parse_mgpo, parse_textual, split_aperture
-from transforms.expand import expand_record
-from transforms.masks import encode
-from transforms.sink import messages
-from transforms.styles import fan_out, model_frame, plan
-from transforms.teacher import TemplateTeacher, teach
-from transforms.validate import check
+from groundcot.schemas.cot import CotError
+from groundcot.schemas.record import Record
+from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual, split_aperture
+from groundcot.transforms.expand import expand_record
+from groundcot.transforms.masks import encode
+from groundcot.transforms.sink import messages
+from groundcot.transforms.styles import fan_out, model_frame, plan
+from groundcot.transforms.teacher import TemplateTeacher, teach
+from groundcot.transforms.validate import check
 
 
 def image_bytes(w=200, h=120):

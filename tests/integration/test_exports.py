@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from trl.data_utils import is_conversational, prepare_multimodal_messages
 
-from conftest import REPO
-from pipeline.cli import main
+from support import REPO
+from groundcot.pipeline.cli import main
 
 DEMO = str(REPO / "jobs" / "demo.yaml")
 

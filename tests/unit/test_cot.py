@@ -1,6 +1,6 @@
 import pytest
 
-from schemas.cot import Area, Cot, CotError, Step, parse_cot, render_cot
+from groundcot.schemas.cot import Area, Cot, CotError, Step, parse_cot, render_cot
 
 GOOD = ('<think><area>[{"bbox_2d": [0.0, 0.0, 1.0, 1.0], "depth": 0.5}]</area><text>All of it.</text>'
         '<area>[{"bbox_2d": [0.1, 0.2, 0.3, 0.4], "depth": 0.25}, {"bbox_2d": [0.5, 0.5, 0.6, 0.7], "depth": 1}]</area>'

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import png_bytes, viscot_line
-from pipeline.cli import main
-from tiny_vlm import build_tiny_vlm
+from support import png_bytes, viscot_line
+from groundcot.pipeline.cli import main
+from support.tiny_models import build_tiny_vlm
 
 pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is needed for this test")
 

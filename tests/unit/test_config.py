@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.config import ConfigError, load_config
-from conftest import REPO
+from groundcot.pipeline.config import ConfigError, load_config
+from support import REPO
 
 DEMO = str(REPO / "jobs" / "demo.yaml")
 

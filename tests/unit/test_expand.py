@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from schemas import boxes as B
-from schemas.record import Record
-from transforms.expand import expansion_levels, expand_record, forward_chain, merge_overlapping
+from groundcot.schemas import boxes as B
+from groundcot.schemas.record import Record
+from groundcot.transforms.expand import expansion_levels, expand_record, forward_chain, merge_overlapping
 
 CASES = [
     ([[10, 10, 20, 20]], 100, 80),

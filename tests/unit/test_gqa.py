@@ -4,20 +4,12 @@ from types import SimpleNamespace
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from conftest import FIXTURES
-from transforms.gqa import ReadGqa, evidence_ids, join_graph, parse_question, slim_graph, split_from_filename
-from transforms.jsonstream import JsonError
+from support import FIXTURES, GQA_GRAPH
+from groundcot.transforms.gqa import ReadGqa, evidence_ids, join_graph, parse_question, slim_graph, split_from_filename
+from groundcot.transforms.jsonstream import JsonError
 
 QUESTIONS = FIXTURES / "gqa" / "SAMPLE-val_balanced_questions.json"
 NO_FILTERS = SimpleNamespace(balanced_only=False, structural=None, semantic=None, detailed=None)
-# A scene graph for the real image 2371269 (500x375), written in GQA's documented layout.
-GRAPH = {"2371269": {"width": 500, "height": 375, "objects": {
-    "1669822": {"name": "camera", "x": 40, "y": 60, "w": 30, "h": 20, "attributes": [], "relations": []},
-    "3855001": {"name": "traffic light", "x": 20, "y": 50, "w": 70, "h": 120, "attributes": ["red"],
-                "relations": [{"name": "to the left of", "object": "3007398"}]},
-    "1837456": {"name": "car", "x": 300, "y": 250, "w": 150, "h": 90},
-    "3484036": {"name": "trash can", "x": 470, "y": 300, "w": 60, "h": 90},  # spills past the edge
-    "3007398": {"name": "traffic light", "x": 400, "y": 40, "w": 40, "h": 100}}}}
 
 
 def question(qid):
@@ -25,7 +17,7 @@ def question(qid):
 
 
 def joined(qid, filters=NO_FILTERS):
-    graphs = dict(slim_graph("g.json", 0, kv)[0] for kv in GRAPH.items())
+    graphs = dict(slim_graph("g.json", 0, kv)[0] for kv in GQA_GRAPH.items())
     return join_graph(parse_question("q.json", 0, question(qid), "val", filters), graphs)
 
 
@@ -80,7 +72,7 @@ def test_malformed_questions():
 
 def test_reader_streams_and_joins_in_beam(tmp_path):
     graphs = tmp_path / "val_sceneGraphs.json"
-    graphs.write_text(json.dumps(GRAPH))
+    graphs.write_text(json.dumps(GQA_GRAPH))
     src = SimpleNamespace(path=str(QUESTIONS), scene_graphs=str(graphs), split=None, filters=NO_FILTERS)
     with beam.Pipeline("DirectRunner") as p:
         out = (p | ReadGqa(src)

@@ -67,7 +67,7 @@ def build_tiny_qwen25vl(path: str, seed: int = 0) -> str:
     """Save a tiny random Qwen2.5-VL with an image-only processor (no torchvision) to ``path``."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from trainer.models import image_only_processor
+    from groundcot.trainer.models import image_only_processor
 
     raw, tokenizer = train_tokenizer(QWEN_SPECIAL, QWEN_TEMPLATE)
     ids = {t: raw.token_to_id(t) for t in QWEN_SPECIAL}

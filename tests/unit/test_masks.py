@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
-from schemas.record import Record
-from transforms.masks import (Sam2Handler, build_tiny_random, decode, encode, preprocess, scale_boxes,
+from support import png_bytes
+from groundcot.schemas.record import Record
+from groundcot.transforms.masks import (Sam2Handler, build_tiny_random, decode, encode, preprocess, scale_boxes,
                               torchvision_available, upsample)
-from transforms.models import ResolvedModel
+from groundcot.transforms.models import ResolvedModel
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from schemas.boxes import (clip, contains, global_iou, hiou, is_degenerate, pair_iou, to_norm,
+from groundcot.schemas.boxes import (clip, contains, global_iou, hiou, is_degenerate, pair_iou, to_norm,
                            to_pixel)
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from apache_beam.io import source_test_utils as stu
 
-from transforms.jsonstream import JsonError, JsonItemsSource
+from groundcot.transforms.jsonstream import JsonError, JsonItemsSource
 
 RECORDS = [{"dataset": "gqa", "image": [f"cot/gqa/{i}.jpg"], "question_id": i,
             "conversations": [{"from": "human", "value": 'tricky: }, {"image": [1], "conversations": 2} é 中'}]}

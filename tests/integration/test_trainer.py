@@ -5,9 +5,9 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO
-from pipeline.cli import main
-from tiny_vlm import build_tiny_qwen25vl
+from support import REPO
+from groundcot.pipeline.cli import main
+from support.tiny_models import build_tiny_qwen25vl
 
 SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False,
          "logging_steps": 1, "max_steps": 1, "max_length": 1024}
@@ -41,7 +41,7 @@ def reload(output_dir: str, base: str):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    from trainer.models import load_processor
+    from groundcot.trainer.models import load_processor
 
     processor = load_processor(output_dir)
     tuned = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), output_dir)
@@ -102,7 +102,7 @@ def test_init_adapter_is_merged(model, tmp_path):
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from trainer.models import load_model
+    from groundcot.trainer.models import load_model
 
     base = AutoModelForImageTextToText.from_pretrained(model)
     merged = load_model(model, "fp32", sft_like_adapter(model, str(tmp_path / "adapter")))
@@ -112,16 +112,16 @@ def test_init_adapter_is_merged(model, tmp_path):
 
 
 def test_textual_rows_carry_their_grounded_twin(run):
-    from trainer.config import Data
-    from trainer.data import grpo_dataset
+    from groundcot.trainer.config import Data
+    from groundcot.trainer.data import grpo_dataset
 
     rows = grpo_dataset(Data(runs=[str(run)], styles=["textual"]))
     assert len(rows) == 4 and all(r["twin_text"].startswith("<think>\n<area>") for r in rows)
 
 
 def test_shipped_training_configs_hold_the_anchor_settings():
-    from pipeline.config import read_tree, validated
-    from trainer.config import GrpoJob, SftJob
+    from groundcot.pipeline.config import read_tree, validated
+    from groundcot.trainer.config import GrpoJob, SftJob
 
     sft = validated(SftJob, read_tree(str(REPO / "jobs" / "train_sft.yaml")), "sft")
     grpo = validated(GrpoJob, read_tree(str(REPO / "jobs" / "train_grpo.yaml")), "grpo")
