@@ -70,13 +70,12 @@ def child(kind: str, path: str) -> None:
         print(len(data), time.monotonic() - started)
         return
     import apache_beam as beam
+    from apache_beam.metrics import Metrics
+    from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from groundcot.transforms.sources import read_json_items
     from groundcot.transforms.viscot import parse_llava
-
-    from apache_beam.metrics import Metrics
-    from apache_beam.metrics.metric import MetricsFilter
 
     p = beam.Pipeline(runner=FnApiRunner())
     if kind == "llava":

@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import random
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
-
 
 VALIDATE = {"min_hiou": 0.5, "box_tol": 0.01, "depth_tol": 0.1}
 

@@ -5,8 +5,7 @@ import json
 import logging
 from pathlib import Path
 
-from groundcot.transforms.exports import (image_suffix, images_of, llamafactory_info, sharegpt_entry, trl_row,
-                                verl_row)
+from groundcot.transforms.exports import image_suffix, images_of, llamafactory_info, sharegpt_entry, trl_row, verl_row
 
 log = logging.getLogger("groundcot")
 FORMATS = ("trl", "llamafactory", "verl")
@@ -29,7 +28,7 @@ def load_run(out: str, styles: list[str] | None):
 def export_trl(ds, dest: Path) -> int:
     import datasets
 
-    from groundcot.transforms.sink import features
+    from groundcot.schemas.columns import features
 
     full = features()
     target = datasets.Features({"id": full["id"], "style": full["style"], "images": datasets.List(datasets.Image()),

@@ -17,19 +17,19 @@ from apache_beam.ml.inference.base import RunInference
 
 from groundcot.pipeline.config import JobConfig
 from groundcot.transforms.depth import DepthHandler
-from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.expand import expand_record
+from groundcot.transforms.flickr30k import ReadFlickr30k
+from groundcot.transforms.gqa import ReadGqa
 from groundcot.transforms.images import load_image
 from groundcot.transforms.masks import Sam2Handler
+from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs
 from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
+from groundcot.transforms.tallyqa import ReadTallyQA
 from groundcot.transforms.teach import TeachAsync
 from groundcot.transforms.teacher import make_teacher, teach
 from groundcot.transforms.validate import validate
-from groundcot.transforms.flickr30k import ReadFlickr30k
-from groundcot.transforms.gqa import ReadGqa
-from groundcot.transforms.tallyqa import ReadTallyQA
 from groundcot.transforms.viscot import ReadVisCoT, ReadVisCoTLlava
 
 READERS = {"viscot": ReadVisCoT, "viscot_llava": ReadVisCoTLlava, "tallyqa": ReadTallyQA,

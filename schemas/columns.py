@@ -3,7 +3,7 @@
 Types are written as plain Python so this package stays free of pyarrow/datasets:
 a string is a scalar dtype (``"string"``, ``"int32"``, ``"float64"``) or ``"image"``
 (a Hugging Face ``Image`` column: struct of bytes and path); ``[t]`` is a list of t;
-a dict is a struct. ``transforms.sink`` turns this into ``datasets.Features``.
+a dict is a struct. ``features()`` turns this into ``datasets.Features`` (imported lazily).
 """
 from __future__ import annotations
 
@@ -59,3 +59,28 @@ REJECTED_COLUMNS: dict[str, tuple[object, str]] = {
     "reason": ("string", "Snake_case reason."),
     "detail": ("string", "Human-readable detail."),
 }
+
+
+_SCALARS = {"string", "int32", "int64", "float32", "float64", "bool"}
+
+
+def to_feature(spec):
+    """A column type written here -> a ``datasets`` feature."""
+    import datasets
+
+    if spec == "image":
+        return datasets.Image()
+    if isinstance(spec, str) and spec in _SCALARS:
+        return datasets.Value(spec)
+    if isinstance(spec, list):
+        return datasets.List(to_feature(spec[0]))
+    if isinstance(spec, dict):
+        return {k: to_feature(v) for k, v in spec.items()}
+    raise TypeError(f"unknown column type {spec!r}")
+
+
+def features(columns=TRAIN_COLUMNS):
+    """The ``datasets.Features`` of an output (its Arrow schema: ``features().arrow_schema``)."""
+    import datasets
+
+    return datasets.Features({name: to_feature(spec) for name, (spec, _) in columns.items()})

@@ -1,12 +1,11 @@
 """groundcot runs -> the rows TRL's trainers read."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image
 
 from groundcot.schemas import boxes as B
+from groundcot.schemas.codecs import decode_png16
 
 SINGLE_TURN = ("sif", "textual")
 
@@ -25,7 +24,7 @@ def read_runs(data):
 
 def depth_as_image(depth_png: bytes) -> Image.Image:
     """A 16-bit depth map as an 8-bit RGB image (0 = nearest = black)."""
-    depth = np.asarray(Image.open(io.BytesIO(depth_png)), dtype=np.float64) / 65535.0
+    depth = decode_png16(depth_png)
     return Image.fromarray((depth * 255).round().astype(np.uint8)).convert("RGB")
 
 

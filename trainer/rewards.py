@@ -13,15 +13,13 @@ stated depths within 10% of the depth map's box mean). Also MGPO's binary
 """
 from __future__ import annotations
 
-import io
 import re
 import threading
 from collections import Counter
 
-import numpy as np
-
 from groundcot.schemas.answers import answers_match
 from groundcot.schemas.boxes import hiou
+from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.cot import CotError, parse_cot
 from groundcot.schemas.depth import box_depths, depth_close
 
@@ -160,12 +158,6 @@ def box_reward(completions, gt_boxes, **kwargs) -> list[float]:
     return out
 
 
-def _depth_map(png: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64) / 65535.0
-
-
 def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
     """Share of stated depths within 10% of the depth map's mean inside their box (None: no map)."""
     out = []
@@ -178,7 +170,7 @@ def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
         if not areas:
             out.append(0.0)
             continue
-        true = box_depths(_depth_map(png), [a.box for a in areas])
+        true = box_depths(decode_png16(png), [a.box for a in areas])
         out.append(sum(a.depth is not None and depth_close(a.depth, t) for a, t in zip(areas, true)) / len(areas))
     return out
 

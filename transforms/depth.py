@@ -14,6 +14,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
+from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.record import Record
 from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
@@ -31,17 +32,6 @@ def normalise(inverse_depth: np.ndarray) -> np.ndarray:
     return (1.0 - (d - lo) / (hi - lo)).astype(np.float32)
 
 
-def encode_png16(depth01: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    values = np.round(np.clip(depth01, 0.0, 1.0) * 65535).astype(np.uint16)
-    Image.fromarray(values).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def decode_png16(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64) / 65535.0
-
-
 # --- model (driver side: see transforms.models) -----------------------------------------
 
 def resolve_depth_model(model: str, fallback: str | None) -> ResolvedModel:
@@ -53,8 +43,7 @@ def build_tiny_random(path: str, seed: int = 0) -> str:
     import torch
 
     quiet_transformers()  # before the import: it warns about torchvision on import
-    from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation,
-                              Dinov2Config, DPTImageProcessor)
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,

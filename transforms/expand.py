@@ -12,9 +12,9 @@ import random
 from typing import Sequence
 
 from groundcot.schemas import boxes as B
+from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.depth import box_depths
 from groundcot.schemas.record import ChainStep, Record
-from groundcot.transforms.depth import decode_png16
 
 STAGE = "expand"
 Boxes = list[list[float]]

@@ -16,6 +16,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
+from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.record import Record
 from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
@@ -47,31 +48,18 @@ def upsample(logits, height: int, width: int) -> np.ndarray:
     return (up[0] > 0).cpu().numpy()
 
 
-def encode(mask: np.ndarray, score: float) -> dict:
-    """A boolean mask -> {size, counts (COCO RLE string), box (xyxy), area, score}."""
-    from pycocotools import mask as coco
-
-    rle = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
-    x, y, w, h = (float(v) for v in coco.toBbox(rle))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii"),
-            "box": [x, y, x + w, y + h], "area": int(coco.area(rle)), "score": round(float(score), 4)}
-
-
-def decode(entry: dict) -> np.ndarray:
-    """The boolean mask of an encoded entry."""
-    from pycocotools import mask as coco
-
-    return coco.decode({"size": entry["size"], "counts": entry["counts"].encode("ascii")}).astype(bool)
-
-
 def build_tiny_random(path: str, seed: int = 0) -> str:
     """Save a tiny random SAM2 (same architecture, ~125k params) to ``path``."""
     import torch
 
     quiet_transformers()
     from transformers import Sam2Config, Sam2Model
-    from transformers.models.sam2.configuration_sam2 import (Sam2HieraDetConfig, Sam2MaskDecoderConfig,
-                                                             Sam2PromptEncoderConfig, Sam2VisionConfig)
+    from transformers.models.sam2.configuration_sam2 import (
+        Sam2HieraDetConfig,
+        Sam2MaskDecoderConfig,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
 
     torch.manual_seed(seed)
     backbone = Sam2HieraDetConfig(hidden_size=8, num_attention_heads=1, blocks_per_stage=[1, 1, 2, 1],
@@ -177,7 +165,7 @@ class Sam2Handler(ModelHandler):
                 masks = masks.numpy()
             else:
                 masks = upsample(logits[i, :k, 0], image.height, image.width)
-            record.masks = [encode(m, scores[i, j, 0]) for j, m in enumerate(masks)]
+            record.masks = [encode_mask(m, scores[i, j, 0]) for j, m in enumerate(masks)]
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.masks"

@@ -6,32 +6,8 @@ import json
 import apache_beam as beam
 
 from groundcot import prompts
-from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
 from groundcot.schemas.record import Record
-
-_SCALARS = {"string", "int32", "int64", "float32", "float64", "bool"}
-
-
-def to_feature(spec):
-    """A column type from ``schemas.columns`` -> a ``datasets`` feature."""
-    import datasets
-
-    if spec == "image":
-        return datasets.Image()
-    if isinstance(spec, str) and spec in _SCALARS:
-        return datasets.Value(spec)
-    if isinstance(spec, list):
-        return datasets.List(to_feature(spec[0]))
-    if isinstance(spec, dict):
-        return {k: to_feature(v) for k, v in spec.items()}
-    raise TypeError(f"unknown column type {spec!r}")
-
-
-def features(columns=TRAIN_COLUMNS):
-    import datasets
-
-    return datasets.Features({name: to_feature(spec) for name, (spec, _) in columns.items()})
-
 
 IMAGE = {"type": "image", "text": None}
 

@@ -15,9 +15,9 @@ import math
 from PIL import Image
 
 from groundcot.schemas import boxes as B
+from groundcot.schemas.codecs import decode_mask
 from groundcot.schemas.record import Record
 from groundcot.transforms.crops import crop, png
-from groundcot.transforms.masks import decode
 
 STAGE = "styles"
 FOCUS = ("union", "expansion", "gt")
@@ -73,7 +73,7 @@ def plan_aperture(record: Record, image: Image.Image, min_side: int, max_aspect:
         box = B.enclosing(step.boxes)
         mask = record.masks[0] if (step.kind == "gt" and record.masks and len(record.masks) == 1) else None
         if mask is not None and _irregular(mask, record.gt_boxes[0]):
-            piece, _ = crop(image, box, mask=decode(mask), min_side=min_side, max_aspect=max_aspect)
+            piece, _ = crop(image, box, mask=decode_mask(mask), min_side=min_side, max_aspect=max_aspect)
             kind = "segment"
         else:
             piece, _ = crop(image, box, min_side=min_side, max_aspect=max_aspect)

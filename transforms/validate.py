@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.answers import answers_match
+from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.cot import CotError, parse_cot
 from groundcot.schemas.depth import box_depths, depth_close
 from groundcot.schemas.record import Record
 from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual
-from groundcot.transforms.depth import decode_png16
 
 STAGE = "validate"
 

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from trl.data_utils import is_conversational, prepare_multimodal_messages
 
-from support import REPO
 from groundcot.pipeline.cli import main
+
+from support import REPO
 
 DEMO = str(REPO / "jobs" / "demo.yaml")
 

@@ -4,10 +4,11 @@ import json
 import datasets
 import pytest
 
-from support import REPO, png_bytes, viscot_line
 from groundcot.pipeline.cli import main
 from groundcot.schemas.columns import TRAIN_COLUMNS
 from groundcot.schemas.cot import parse_cot
+
+from support import REPO, png_bytes, viscot_line
 
 DEMO = str(REPO / "jobs" / "demo.yaml")
 

@@ -4,9 +4,10 @@ import shutil
 
 import datasets
 
-from support import FIXTURES, GQA_GRAPH, REPO, png_bytes, viscot_line
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import load_config
+
+from support import FIXTURES, GQA_GRAPH, REPO, png_bytes, viscot_line
 
 
 def test_every_job_config_in_jobs_is_valid():

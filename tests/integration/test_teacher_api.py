@@ -7,9 +7,10 @@ import datasets
 import pytest
 from PIL import Image
 
+from groundcot.pipeline.cli import main
+
 from support import png_bytes, viscot_line
 from support.fake_openai import FakeOpenAI
-from groundcot.pipeline.cli import main
 
 KEY = "sk-groundcot-test-SECRET-7c1f"
 MODES = ["good", "fenced", "malformed_once", "malformed", "wrong_box", "rate_limited_once",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from support import png_bytes, viscot_line
 from groundcot.pipeline.cli import main
+
+from support import png_bytes, viscot_line
 from support.tiny_models import build_tiny_vlm
 
 pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is needed for this test")

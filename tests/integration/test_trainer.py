@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
-from support import REPO
 from groundcot.pipeline.cli import main
+
+from support import REPO
 from support.tiny_models import build_tiny_qwen25vl
 
 SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False,
@@ -37,8 +38,8 @@ def job_file(tmp_path, base: str, **changes) -> str:
 
 def reload(output_dir: str, base: str):
     """The saved adapter on the base model, run on one processed example."""
-    from PIL import Image
     from peft import PeftModel
+    from PIL import Image
     from transformers import AutoModelForImageTextToText
 
     from groundcot.trainer.models import load_processor

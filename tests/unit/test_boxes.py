@@ -1,7 +1,6 @@
 import pytest
 
-from groundcot.schemas.boxes import (clip, contains, global_iou, hiou, is_degenerate, pair_iou, to_norm,
-                           to_pixel)
+from groundcot.schemas.boxes import clip, contains, global_iou, hiou, is_degenerate, pair_iou, to_norm, to_pixel
 
 
 def test_identical_sets_score_one():

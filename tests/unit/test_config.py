@@ -1,6 +1,7 @@
 import pytest
 
 from groundcot.pipeline.config import ConfigError, load_config
+
 from support import REPO
 
 DEMO = str(REPO / "jobs" / "demo.yaml")

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import png_bytes
-from groundcot.schemas.record import Record
+from groundcot.schemas.codecs import decode_png16, encode_png16
 from groundcot.schemas.depth import box_depths
-from groundcot.transforms.depth import (DepthHandler, build_tiny_random, decode_png16, encode_png16, normalise,
-                              resolve_depth_model)
+from groundcot.schemas.record import Record
+from groundcot.transforms.depth import DepthHandler, build_tiny_random, normalise, resolve_depth_model
 from groundcot.transforms.models import ResolvedModel
+
+from support import png_bytes
 
 
 @pytest.fixture(scope="module")

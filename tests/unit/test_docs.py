@@ -1,5 +1,6 @@
-from support import REPO
 from groundcot.pipeline.docs import refresh
+
+from support import REPO
 
 README = (REPO / "README.md").read_text()
 

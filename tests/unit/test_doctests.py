@@ -5,8 +5,6 @@ import pkgutil
 
 import pytest
 
-import groundcot
-
 SUBPACKAGES = ("schemas", "prompts", "transforms", "pipeline", "jobs", "trainer")
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.record import Record
-from groundcot.transforms.expand import expansion_levels, expand_record, forward_chain, merge_overlapping
+from groundcot.transforms.expand import expand_record, expansion_levels, forward_chain, merge_overlapping
 
 CASES = [
     ([[10, 10, 20, 20]], 100, 80),

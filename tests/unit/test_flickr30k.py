@@ -1,7 +1,8 @@
 import shutil
 
-from support import FIXTURES
 from groundcot.transforms.flickr30k import parse_annotation, parse_sentences, records_for_image
+
+from support import FIXTURES
 
 SRC = FIXTURES / "flickr30k_entities"
 

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from support import FIXTURES, GQA_GRAPH
 from groundcot.transforms.gqa import ReadGqa, evidence_ids, join_graph, parse_question, slim_graph, split_from_filename
 from groundcot.transforms.jsonstream import JsonError
+
+from support import FIXTURES, GQA_GRAPH
 
 QUESTIONS = FIXTURES / "gqa" / "SAMPLE-val_balanced_questions.json"
 NO_FILTERS = SimpleNamespace(balanced_only=False, structural=None, semantic=None, detailed=None)

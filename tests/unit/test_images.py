@@ -2,9 +2,10 @@ import io
 
 from PIL import Image
 
-from support import png_bytes
 from groundcot.schemas.record import Record
 from groundcot.transforms.images import load_image, resolve
+
+from support import png_bytes
 
 
 def record(path="a.png", width=64, height=48, boxes=((10, 10, 30, 30),), labels=()):

@@ -3,11 +3,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import png_bytes
+from groundcot.schemas.codecs import decode_mask, encode_mask
 from groundcot.schemas.record import Record
-from groundcot.transforms.masks import (Sam2Handler, build_tiny_random, decode, encode, preprocess, scale_boxes,
-                              torchvision_available, upsample)
+from groundcot.transforms.masks import (
+    Sam2Handler,
+    build_tiny_random,
+    preprocess,
+    scale_boxes,
+    torchvision_available,
+    upsample,
+)
 from groundcot.transforms.models import ResolvedModel
+
+from support import png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +39,19 @@ def test_masks_from_the_tiny_model_have_the_image_shape_and_round_trip(tiny):
     assert [len(r.masks) for r in out[:2]] == [2, 1]  # one per GT box, padding dropped
     for r in out[:2]:
         for entry in r.masks:
-            mask = decode(entry)
+            mask = decode_mask(entry)
             assert mask.shape == (r.height, r.width)
-            assert encode(mask, entry["score"]) == entry  # RLE round-trips
+            assert encode_mask(mask, entry["score"]) == entry  # RLE round-trips
             assert entry["area"] == int(mask.sum())
 
 
 def test_rle_box_and_area_on_a_known_mask():
     mask = np.zeros((20, 30), dtype=bool)
     mask[5:9, 10:25] = True  # rows 5-8, columns 10-24
-    entry = encode(mask, 0.9)
+    entry = encode_mask(mask, 0.9)
     assert entry["box"] == [10.0, 5.0, 25.0, 9.0] and entry["area"] == 60
-    assert entry["size"] == [20, 30] and np.array_equal(decode(entry), mask)
-    empty = encode(np.zeros((4, 4), dtype=bool), 0.1)
+    assert entry["size"] == [20, 30] and np.array_equal(decode_mask(entry), mask)
+    empty = encode_mask(np.zeros((4, 4), dtype=bool), 0.1)
     assert empty["area"] == 0
 
 

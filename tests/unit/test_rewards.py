@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groundcot.trainer.rewards import (ProgressAnswerReward, answer_reward, box_reward, boxed_answer_reward,
-                             consistency_reward, depth_reward, format_reward, select)
+from groundcot.trainer.rewards import (
+    ProgressAnswerReward,
+    answer_reward,
+    box_reward,
+    boxed_answer_reward,
+    consistency_reward,
+    depth_reward,
+    format_reward,
+    select,
+)
 
 GT = [[0.5, 0.5, 1.0, 1.0]]
 
@@ -93,8 +101,9 @@ def test_select_follows_the_config():
 
 
 def test_answer_judge_through_an_openai_compatible_endpoint():
-    from support.fake_openai import FakeOpenAI
     from groundcot.trainer.rewards import OpenAIJudge
+
+    from support.fake_openai import FakeOpenAI
 
     worded = PERFECT.replace(">red<", ">a deep red colour<")
     with FakeOpenAI() as fake:  # its judge says yes for questions marked [[paraphrase]]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
 from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual, split_aperture
 from groundcot.transforms.expand import expand_record
-from groundcot.transforms.masks import encode
 from groundcot.transforms.sink import messages
 from groundcot.transforms.styles import fan_out, model_frame, plan
 from groundcot.transforms.teacher import TemplateTeacher, teach
@@ -96,14 +96,14 @@ def test_aperture_segments_an_irregular_object_and_zooms_otherwise():
     mask = np.zeros((120, 200), dtype=bool)
     yy, xx = np.mgrid[0:120, 0:200]
     mask[((xx - 145) / 25) ** 2 + ((yy - 70) / 30) ** 2 <= 1] = True  # the ellipse: ~79% of its box
-    r = styled(record(masks=[encode(mask, 0.9)]), "aperture")
+    r = styled(record(masks=[encode_mask(mask, 0.9)]), "aperture")
     kinds = [a["action"] for a in r.actions]
     assert kinds[-1] == "segment" and set(kinds[:-1]) == {"zoom"}
     last = Image.open(io.BytesIO(r.crops[-1])).convert("RGB")
     assert last.getpixel((1, 1)) != (150, 200, 230)  # outside the mask: neutral, not the sky
     actions, answer = parse_aperture(r.turns)
     assert [a.kind for a in actions] == kinds and answer == "red"
-    boxy = styled(record(masks=[encode(np.pad(np.ones((60, 50), bool), ((40, 20), (120, 30))), 0.9)]), "aperture")
+    boxy = styled(record(masks=[encode_mask(np.pad(np.ones((60, 50), bool), ((40, 20), (120, 30))), 0.9)]), "aperture")
     assert [a["action"] for a in boxy.actions][-1] == "zoom"  # fills its box: a rectangle will do
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.cot import parse_cot
 from groundcot.schemas.record import Record
-from groundcot.transforms.depth import encode_png16
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.teacher import TemplateTeacher, position, teach
 from groundcot.transforms.validate import check

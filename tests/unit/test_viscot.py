@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from support import FIXTURES
 from groundcot.transforms.viscot import parse_line
+
+from support import FIXTURES
 
 REAL = sorted((FIXTURES / "viscot").glob("metadata_*_cot_train.head5.jsonl"))
 

@@ -2,11 +2,12 @@ import json
 
 import pytest
 
-from support import FIXTURES, png_bytes
 from groundcot.transforms.images import load_image
 from groundcot.transforms.jsonstream import JsonError
 from groundcot.transforms.sources import select_dataset
 from groundcot.transforms.viscot import SUFFIX, image_path, parse_llava
+
+from support import FIXTURES, png_bytes
 
 GQA = json.loads((FIXTURES / "viscot" / "benchmark_gqa.first3.json").read_text())
 FLICKR = json.loads((FIXTURES / "viscot" / "benchmark_flickr30k.first3.json").read_text())
