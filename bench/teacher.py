@@ -36,8 +36,9 @@ def records(n: int):
     out = []
     for i in range(n):
         x, y = rng.uniform(10, 100), rng.uniform(10, 70)
-        r = Record(f"r{i}", "bench", str(i), "bench", "train", f"Question {i}?", "red", "x.jpg", 160, 120,
-                   [[x, y, x + 30, y + 25]], image=buffer.getvalue())
+        r = Record(id=f"r{i}", source="bench", source_id=str(i), dataset="bench", split="train",
+                   question=f"Question {i}?", answer="red", image_path="x.jpg", width=160, height=120,
+                   gt_boxes=[[x, y, x + 30, y + 25]], image=buffer.getvalue())
         out.append(expand_record(r, seed=i))
     return out
 

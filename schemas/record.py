@@ -29,10 +29,12 @@ class ChainStep:
         return tuple(Area(tuple(b), d) for b, d in zip(self.boxes, self.depths or [None] * len(self.boxes)))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Record:
     """One grounded question. Boxes are pixel ``[x1, y1, x2, y2]`` of the upright image.
 
+    Built with keyword arguments; only the ids are required, so a reader can make a
+    record for input it could not parse and reject it with its reason.
     ``width``/``height`` are 0 when the source does not give them (the image stage reads
     them from the file). ``square_boxes`` holds boxes normalised to the image padded to a
     square, when a source gives only those; the image stage turns them into pixels.
@@ -41,14 +43,14 @@ class Record:
     id: str
     source: str  # reader kind, e.g. "viscot"
     source_id: str  # the record's id (or position) in its source
-    dataset: str
-    split: str
-    question: str
-    answer: str
-    image_path: str
-    width: int
-    height: int
-    gt_boxes: list[list[float]]
+    dataset: str = ""
+    split: str = ""
+    question: str = ""
+    answer: str = ""
+    image_path: str = ""
+    width: int = 0
+    height: int = 0
+    gt_boxes: list[list[float]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     square_boxes: list[list[float]] | None = None
     image: bytes | None = None

@@ -67,7 +67,8 @@ def _read(path: str) -> str:
 def records_for_image(image_id: str, root: str, split: str, all_mentions: bool = False) -> list[Record]:
     """All phrase-grounding records of one image (or one rejected record saying why none)."""
     image_id = image_id.strip()
-    base = Record(stable_id(SOURCE, image_id), SOURCE, image_id, SOURCE, split, "", "", f"{image_id}.jpg", 0, 0, [])
+    base = Record(id=stable_id(SOURCE, image_id), source=SOURCE, source_id=image_id, dataset=SOURCE, split=split,
+                  image_path=f"{image_id}.jpg")
     try:
         phrases = parse_sentences(_read(f"{root}/Sentences/{image_id}.txt"))
         width, height, chains = parse_annotation(_read(f"{root}/Annotations/{image_id}.xml"))
@@ -82,9 +83,10 @@ def records_for_image(image_id: str, root: str, split: str, all_mentions: bool =
         seen.add(p.chain)
         key = (image_id, p.chain, p.sentence_index) if all_mentions else (image_id, p.chain)
         question = prompts.render("flickr30k_question", phrase=p.text, sentence=p.sentence)
-        record = Record(stable_id(SOURCE, *key), SOURCE, "#".join(map(str, key)), SOURCE, split, question,
-                        p.text, f"{image_id}.jpg", width, height, chains.get(p.chain, []),
-                        [p.text] * len(chains.get(p.chain, [])))
+        record = Record(id=stable_id(SOURCE, *key), source=SOURCE, source_id="#".join(map(str, key)),
+                        dataset=SOURCE, split=split, question=question, answer=p.text,
+                        image_path=f"{image_id}.jpg", width=width, height=height, gt_boxes=chains.get(p.chain, []),
+                        labels=[p.text] * len(chains.get(p.chain, [])))
         if not record.gt_boxes:
             record.reject("read", "phrase_not_boxed", f"chain {p.chain} ({'/'.join(p.types)}) has no box")
         out.append(record)

@@ -64,8 +64,9 @@ def parse_question(file_name: str, offset: int, item, split: str, filters) -> Re
     if isinstance(item, JsonError):
         return unreadable(SOURCE, file_name, offset, item)
     qid, q = item
-    record = Record(stable_id(SOURCE, qid), SOURCE, str(qid), SOURCE, split, str(q.get("question", "")),
-                    str(q.get("answer", "")), f"{q.get('imageId')}.jpg", 0, 0, [])
+    record = Record(id=stable_id(SOURCE, qid), source=SOURCE, source_id=str(qid), dataset=SOURCE, split=split,
+                    question=str(q.get("question", "")), answer=str(q.get("answer", "")),
+                    image_path=f"{q.get('imageId')}.jpg")
     record.labels = evidence_ids(q.get("annotations"))  # object ids until joined
     if missing := [k for k in ("imageId", "question", "answer") if not q.get(k)]:
         return record.reject("read", "missing_key", f"question {qid}: missing {', '.join(missing)}")

@@ -28,7 +28,7 @@ def read_json_items(pbegin, paths, label: str, container: str, required: tuple[s
 def unreadable(source: str, file_name: str, offset: int, error: JsonError) -> Record:
     """A rejected record standing for input that could not be parsed."""
     name = os.path.basename(file_name)
-    record = Record(stable_id(source, name, offset), source, f"{name}@{offset}", "", "", "", "", "", 0, 0, [])
+    record = Record(id=stable_id(source, name, offset), source=source, source_id=f"{name}@{offset}")
     return record.reject("read", error.reason, f"{name}: {error.detail}")
 
 

@@ -26,9 +26,10 @@ def parse_raw(file_name: str, offset: int, item) -> Record:
         return unreadable(SOURCE, file_name, offset, item)
     name = os.path.basename(file_name)
     qid = item.get("question_id", offset)
-    record = Record(stable_id(SOURCE, "raw", qid, item.get("image")), SOURCE, str(qid),
-                    str(item.get("data_source", "")), name.split(".")[0], str(item.get("question", "")),
-                    str(item.get("answer", "")), str(item.get("image", "")), 0, 0, [])
+    record = Record(id=stable_id(SOURCE, "raw", qid, item.get("image")), source=SOURCE, source_id=str(qid),
+                    dataset=str(item.get("data_source", "")), split=name.split(".")[0],
+                    question=str(item.get("question", "")), answer=str(item.get("answer", "")),
+                    image_path=str(item.get("image", "")))
     return record.reject("read", "no_boxes", RAW_NO_BOXES)
 
 

@@ -37,8 +37,8 @@ def parse_line(filename: str, line: str, source: str = "viscot",
                no_box_detail: str = "bboxs is empty") -> Record:
     """One metadata line -> a Record (rejected with a reason when malformed)."""
     name = os.path.basename(filename)
-    bad = Record(stable_id(source, name, line), source, name, _dataset_from_filename(filename),
-                 "", "", "", "", 0, 0, [])
+    bad = Record(id=stable_id(source, name, line), source=source, source_id=name,
+                 dataset=_dataset_from_filename(filename))
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as err:
@@ -116,7 +116,7 @@ def parse_llava(file_name: str, offset: int, item, prefix: str = "cot/",
     if isinstance(item, JsonError):
         return unreadable("viscot_llava", file_name, offset, item)
     name = os.path.basename(file_name)
-    bad = Record(stable_id("viscot_llava", name, offset), "viscot_llava", f"{name}@{offset}", "", "", "", "", "", 0, 0, [])
+    bad = Record(id=stable_id("viscot_llava", name, offset), source="viscot_llava", source_id=f"{name}@{offset}")
     if not isinstance(item, dict):
         return bad.reject("read", "bad_record", f"{name}@{offset}: not an object")
     images, turns = item.get("image"), item.get("conversations")
@@ -125,9 +125,10 @@ def parse_llava(file_name: str, offset: int, item, prefix: str = "cot/",
             and all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in turns[:4])):
         return bad.reject("read", "missing_key", f"{name}@{offset}: needs image [..] and 4 conversation turns")
     dataset, qid = str(item.get("dataset", "")), item.get("question_id", offset)
-    record = Record(stable_id("viscot_llava", dataset, qid, images[0]), "viscot_llava", str(qid), dataset,
-                    str(item.get("split", "")), _question(turns[0]["value"]), turns[3]["value"].strip(),
-                    image_path(images[0], prefix, path_map or {}), 0, 0, [])
+    record = Record(id=stable_id("viscot_llava", dataset, qid, images[0]), source="viscot_llava",
+                    source_id=str(qid), dataset=dataset, split=str(item.get("split", "")),
+                    question=_question(turns[0]["value"]), answer=turns[3]["value"].strip(),
+                    image_path=image_path(images[0], prefix, path_map or {}))
     pixel = _pixel_box(images)
     if pixel is not None:
         record.gt_boxes = [pixel]

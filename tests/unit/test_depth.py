@@ -22,8 +22,9 @@ def tiny_model(tmp_path_factory):
 
 
 def record(i, width, height, image=None):
-    return Record(f"r{i}", "viscot", str(i), "toy", "train", "q", "a", "x.png", width, height,
-                  [[0, 0, 5, 5]], image=image if image is not None else png_bytes(width, height, (i * 40, 90, 200)))
+    return Record(id=f"r{i}", source="viscot", source_id=str(i), dataset="toy", split="train", question="q",
+                  answer="a", image_path="x.png", width=width, height=height, gt_boxes=[[0, 0, 5, 5]],
+                  image=image if image is not None else png_bytes(width, height, (i * 40, 90, 200)))
 
 
 def test_normalise_inverts_and_scales():

@@ -85,8 +85,8 @@ def test_merge_overlapping():
 
 
 def test_same_seed_same_chain_and_seed_matters():
-    record = Record("viscot-abc", "viscot", "x", "toy", "train", "q", "a", "i.png", 300, 200,
-                    [[100, 80, 140, 120]])
+    record = Record(id="viscot-abc", source="viscot", source_id="x", dataset="toy", split="train", question="q",
+                    answer="a", image_path="i.png", width=300, height=200, gt_boxes=[[100, 80, 140, 120]])
     chains = [expand_record(record, seed=s, distractor_prob=0.5).chain for s in (1, 1, 2, 3, 4, 5)]
     assert chains[0] == chains[1]
     assert any(c != chains[0] for c in chains[2:])

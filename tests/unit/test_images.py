@@ -9,8 +9,9 @@ from support import png_bytes
 
 
 def record(path="a.png", width=64, height=48, boxes=((10, 10, 30, 30),), labels=()):
-    return Record("viscot-x", "viscot", "x", "toy", "train", "q", "a", path, width, height,
-                  [list(b) for b in boxes], list(labels))
+    return Record(id="viscot-x", source="viscot", source_id="x", dataset="toy", split="train", question="q",
+                  answer="a", image_path=path, width=width, height=height, gt_boxes=[list(b) for b in boxes],
+                  labels=list(labels))
 
 
 def test_good_png_passes_through_unchanged(image_root):

@@ -26,7 +26,8 @@ def tiny(tmp_path_factory):
 
 
 def record(i, w, h, boxes):
-    return Record(f"r{i}", "viscot", str(i), "toy", "train", "q", "a", "x.png", w, h, boxes,
+    return Record(id=f"r{i}", source="viscot", source_id=str(i), dataset="toy", split="train", question="q",
+                  answer="a", image_path="x.png", width=w, height=h, gt_boxes=boxes,
                   image=png_bytes(w, h, (40 * i, 120, 90)))
 
 

@@ -24,8 +24,9 @@ def image_bytes(w=200, h=120):
 
 
 def record(boxes=((120, 40, 170, 100),), masks=None, labels=("ball",)):
-    r = Record("viscot-s", "viscot", "s", "toy", "train", "What colour is the ball?", "red", "x.png", 200, 120,
-               [list(b) for b in boxes], list(labels), image=image_bytes(), masks=masks)
+    r = Record(id="viscot-s", source="viscot", source_id="s", dataset="toy", split="train",
+               question="What colour is the ball?", answer="red", image_path="x.png", width=200, height=120,
+               gt_boxes=[list(b) for b in boxes], labels=list(labels), image=image_bytes(), masks=masks)
     return expand_record(r, seed=1)
 
 

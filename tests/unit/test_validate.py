@@ -11,8 +11,9 @@ from groundcot.transforms.validate import check
 
 
 def make(with_depth=True, labels=()):
-    r = Record("viscot-1", "viscot", "1", "toy", "train", "What colour is the car?", "red", "x.png",
-               200, 100, [[120, 40, 180, 90]], list(labels))
+    r = Record(id="viscot-1", source="viscot", source_id="1", dataset="toy", split="train",
+               question="What colour is the car?", answer="red", image_path="x.png", width=200, height=100,
+               gt_boxes=[[120, 40, 180, 90]], labels=list(labels))
     if with_depth:
         yy, xx = np.mgrid[0:100, 0:200]
         r.depth_map = encode_png16(xx / 199.0)  # depth grows left to right
