@@ -1,82 +1,162 @@
-"""``groundcot export``: turn a run's Parquet shards into what a trainer reads."""
+"""``groundcot export``: a run's rows in the layout a trainer reads, one writer per format.
+
+Every writer has the same interface, ``write(rows, dest) -> rows written``, where ``rows`` is
+the run's ``datasets.Dataset`` with images left as ``{"bytes", "path"}`` (copied out as they
+are, never decoded and re-encoded).
+
+- ``trl``: ``images`` (the image, then the crops) + ``messages`` with ``{"type": "image"}``
+  placeholders in the same order, as Parquet.
+- ``llamafactory``: per style a sharegpt JSON file whose contents are strings with one
+  ``<image>`` per image, an ``images/`` folder, and the ``dataset_info.json`` entries.
+- ``verl``: an RL prompt (the first user turn, ``<image>`` in the text), ``images`` and
+  ``reward_model.ground_truth``; the GT boxes travel in ``extra_info`` for box rewards.
+
+>>> flat_messages([{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Hi"}]}])
+[{'role': 'user', 'content': '<image>Hi'}]
+"""
 from __future__ import annotations
 
+import io
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from groundcot.transforms.exports import image_suffix, images_of, llamafactory_info, sharegpt_entry, trl_row, verl_row
+from PIL import Image
+
+from groundcot.schemas import boxes as B
+from groundcot.schemas.runs import read_run
 
 log = logging.getLogger("groundcot")
-FORMATS = ("trl", "llamafactory", "verl")
 
 
-def load_run(out: str, styles: list[str] | None):
-    """The run's rows, images left as bytes (never decoded and re-encoded)."""
+def images_of(row: dict) -> list[dict]:
+    return [row["image"], *row["crops"]]
+
+
+def flat_messages(messages: list[dict]) -> list[dict]:
+    """Structured contents -> strings with ``<image>`` where each image goes."""
+    return [{"role": m["role"], "content": "".join("<image>" if p["type"] == "image" else p["text"]
+                                                   for p in m["content"])} for m in messages]
+
+
+def image_suffix(data: bytes) -> str:
+    fmt = Image.open(io.BytesIO(data)).format or "PNG"
+    return {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}.get(fmt, ".png")
+
+
+class TrlWriter:
+    """TRL's conversational vision rows: ``images`` + ``messages`` (SFTTrainer reads them as they are)."""
+
+    name = "trl"
+
+    @staticmethod
+    def row(row: dict) -> dict:
+        return {"id": row["id"], "style": row["style"], "images": images_of(row), "messages": row["messages"]}
+
+    def write(self, rows, dest: Path) -> int:
+        import datasets
+
+        from groundcot.schemas.columns import features
+
+        full = features()
+        target = datasets.Features({"id": full["id"], "style": full["style"],
+                                    "images": datasets.List(datasets.Image()), "messages": full["messages"]})
+        out = rows.map(self.row, remove_columns=rows.column_names, features=target)
+        (dest / "data").mkdir(parents=True, exist_ok=True)
+        out.to_parquet(str(dest / "data" / "train-00000-of-00001.parquet"))
+        return len(out)
+
+
+class LlamaFactoryWriter:
+    """LLaMA-Factory's sharegpt multimodal datasets, one file per style, with their dataset_info.json."""
+
+    name = "llamafactory"
+
+    @staticmethod
+    def entry(row: dict, image_paths: list[str]) -> dict:
+        return {"messages": flat_messages(row["messages"]), "images": image_paths}
+
+    @staticmethod
+    def info(name: str, file_name: str) -> dict:
+        """The dataset_info.json entry for one exported file (sharegpt, multimodal)."""
+        return {name: {"file_name": file_name, "formatting": "sharegpt",
+                       "columns": {"messages": "messages", "images": "images"},
+                       "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                "assistant_tag": "assistant", "system_tag": "system"}}}
+
+    def write(self, rows, dest: Path) -> int:
+        (dest / "images").mkdir(parents=True, exist_ok=True)
+        entries: dict[str, list] = {}
+        for row in rows:
+            paths = []
+            for k, image in enumerate(images_of(row)):
+                name = f"images/{row['id']}-{row['style']}-{k}{image_suffix(image['bytes'])}"
+                (dest / name).write_bytes(image["bytes"])
+                paths.append(name)
+            entries.setdefault(row["style"], []).append(self.entry(row, paths))
+        info = {}
+        for style, items in entries.items():
+            file_name = f"groundcot_{style}.json"
+            (dest / file_name).write_text(json.dumps(items, ensure_ascii=False, indent=1))
+            info.update(self.info(f"groundcot_{style}", file_name))
+        (dest / "dataset_info.json").write_text(json.dumps(info, indent=2))
+        return sum(len(v) for v in entries.values())
+
+
+class VerlWriter:
+    """verl's RL rows: the first user turn as the prompt, the answer as the rule reward's ground truth."""
+
+    name = "verl"
+
+    @staticmethod
+    def row(row: dict, index: int) -> dict:
+        gt = [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]]
+        return {
+            "data_source": f"groundcot/{row['source']}/{row['dataset']}",
+            "prompt": flat_messages(row["messages"][:1]),
+            "images": [row["image"]],
+            "ability": f"grounded_vqa/{row['style']}",
+            "reward_model": {"style": "rule", "ground_truth": row["answer"]},
+            "extra_info": {"index": index, "id": row["id"], "style": row["style"], "split": row["split"],
+                           "question": row["question"], "answer": row["answer"],
+                           "gt_boxes": json.dumps(gt), "frame": json.dumps(row["frame"])},
+        }
+
+    def write(self, rows, dest: Path) -> int:
+        import datasets
+
+        text = datasets.Value("string")
+        target = datasets.Features({
+            "data_source": text, "prompt": datasets.List({"role": text, "content": text}),
+            "images": datasets.List(datasets.Image()), "ability": text,
+            "reward_model": {"style": text, "ground_truth": text},
+            "extra_info": {k: datasets.Value("int64") if k == "index" else text
+                           for k in ("index", "id", "style", "split", "question", "answer", "gt_boxes", "frame")}})
+        out = rows.map(self.row, with_indices=True, remove_columns=rows.column_names, features=target)
+        dest.mkdir(parents=True, exist_ok=True)
+        out.to_parquet(str(dest / "train.parquet"))
+        return len(out)
+
+
+WRITERS = {w.name: w for w in (TrlWriter(), LlamaFactoryWriter(), VerlWriter())}
+FORMATS = tuple(WRITERS)
+
+
+def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | None = None) -> tuple[Path, int]:
+    """Write ``run``'s rows (only ``styles``, when given) as ``fmt`` to ``dest`` (default RUN/exports/FMT).
+
+    Raises ``RunNotFound`` when ``run`` holds no shards, ValueError when no row has the styles asked for.
+    """
     import datasets
-    from apache_beam.io.filesystems import FileSystems
 
-    pattern = f"{out.rstrip('/')}/data/*.parquet"
-    if not FileSystems.match([pattern])[0].metadata_list:
-        raise FileNotFoundError(f"no shards match {pattern}")
     datasets.disable_progress_bars()
-    ds = datasets.load_dataset("parquet", data_files=pattern, split="train")
-    ds = ds.cast_column("image", datasets.Image(decode=False)).cast_column("crops", datasets.List(datasets.Image(decode=False)))
-    return ds.filter(lambda s: s in styles, input_columns="style") if styles else ds
-
-
-def export_trl(ds, dest: Path) -> int:
-    import datasets
-
-    from groundcot.schemas.columns import features
-
-    full = features()
-    target = datasets.Features({"id": full["id"], "style": full["style"], "images": datasets.List(datasets.Image()),
-                                "messages": full["messages"]})
-    rows = ds.map(trl_row, remove_columns=ds.column_names, features=target)
-    (dest / "data").mkdir(parents=True, exist_ok=True)
-    rows.to_parquet(str(dest / "data" / "train-00000-of-00001.parquet"))
-    return len(rows)
-
-
-def export_verl(ds, dest: Path) -> int:
-    import datasets
-
-    target = datasets.Features({
-        "data_source": datasets.Value("string"),
-        "prompt": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
-        "images": datasets.List(datasets.Image()), "ability": datasets.Value("string"),
-        "reward_model": {"style": datasets.Value("string"), "ground_truth": datasets.Value("string")},
-        "extra_info": {k: datasets.Value("int64" if k == "index" else "string")
-                       for k in ("index", "id", "style", "split", "question", "answer", "gt_boxes", "frame")}})
-    rows = ds.map(verl_row, with_indices=True, remove_columns=ds.column_names, features=target)
-    dest.mkdir(parents=True, exist_ok=True)
-    rows.to_parquet(str(dest / "train.parquet"))
-    return len(rows)
-
-
-def export_llamafactory(ds, dest: Path) -> int:
-    (dest / "images").mkdir(parents=True, exist_ok=True)
-    entries: dict[str, list] = {}
-    for row in ds:
-        paths = []
-        for k, image in enumerate(images_of(row)):
-            name = f"images/{row['id']}-{row['style']}-{k}{image_suffix(image['bytes'])}"
-            (dest / name).write_bytes(image["bytes"])
-            paths.append(name)
-        entries.setdefault(row["style"], []).append(sharegpt_entry(row, paths))
-    info = {}
-    for style, items in entries.items():
-        file_name = f"groundcot_{style}.json"
-        (dest / file_name).write_text(json.dumps(items, ensure_ascii=False, indent=1))
-        info.update(llamafactory_info(f"groundcot_{style}", file_name))
-    (dest / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    return sum(len(v) for v in entries.values())
-
-
-def export(out: str, fmt: str, dest: str | None = None, styles: list[str] | None = None) -> tuple[Path, int]:
-    target = Path(dest or f"{out.rstrip('/')}/exports/{fmt}")
-    ds = load_run(out, styles)
-    n = {"trl": export_trl, "verl": export_verl, "llamafactory": export_llamafactory}[fmt](ds, target)
+    rows = read_run(run, styles=styles, decode_images=False)
+    if not len(rows):
+        have = sorted(set(read_run(run, decode_images=False)["style"])) if styles else []
+        raise ValueError(f"{run}: no rows of style {', '.join(styles)} (it has {', '.join(have) or 'none'})"
+                         if styles else f"{run}: the run has no rows")
+    target = Path(dest or f"{run.rstrip('/')}/exports/{fmt}")
+    n = WRITERS[fmt].write(rows, target)
     log.info("exported %d rows as %s to %s", n, fmt, target)
     return target, n

@@ -6,20 +6,14 @@ from PIL import Image
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.codecs import decode_png16
+from groundcot.schemas.runs import read_run
 
 SINGLE_TURN = ("sif", "textual")
 
 
 def read_runs(data):
-    """The rows of one or more runs (local folders or bucket prefixes), filtered."""
-    import datasets
-
-    files = [f"{run.rstrip('/')}/data/*.parquet" for run in data.runs]
-    ds = datasets.load_dataset("parquet", data_files=files, split="train")
-    ds = ds.cast_column("depth_map", datasets.Image(decode=False))
-    ds = ds.filter(lambda s, src: s in data.styles and (not data.sources or src in data.sources),
-                   input_columns=["style", "source"])
-    return ds.select(range(min(data.limit, len(ds)))) if data.limit else ds
+    """The rows of the job's runs (local folders or bucket prefixes), filtered as ``data`` says."""
+    return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit)
 
 
 def depth_as_image(depth_png: bytes) -> Image.Image:
