@@ -37,7 +37,9 @@ class Train(Section):
     batch_size: int = Field(1, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(8, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(2048, ge=16, description="SFT: sequences are cut at this many tokens.")
-    precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="fp32 on CPU.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the device supports it (a CUDA GPU with bf16), else fp32 (CPU). "
+                            "bf16 and fp16 need a CUDA GPU.")
     gradient_checkpointing: bool = Field(True, description="Trade compute for memory.")
     logging_steps: int = Field(10, ge=1, description="Log losses and reward means every N steps.")
     save_steps: int = Field(500, ge=1, description="Save a checkpoint every N steps.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from groundcot.trainer.config import GrpoJob
 from groundcot.trainer.data import grpo_dataset
-from groundcot.trainer.models import common_args, lora_config, prepare, train_and_save
+from groundcot.trainer.models import common_args, lora_config, prepare, train_and_save, with_device_precision
 from groundcot.trainer.rewards import OpenAIJudge, select
 from groundcot.trainer.summary import write_summary
 
@@ -11,6 +11,7 @@ from groundcot.trainer.summary import write_summary
 def run_grpo(job: GrpoJob) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
+    job = with_device_precision(job)
     dataset = grpo_dataset(job.data)
     processor, model = prepare(job)
     g = job.grpo

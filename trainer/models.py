@@ -55,6 +55,30 @@ def load_processor(path: str):
                chat_template=tokenizer.chat_template)
 
 
+def device_precision(requested: str) -> str:
+    """``requested``, with ``auto`` made bf16 on a CUDA GPU that supports it and fp32 elsewhere.
+
+    bf16 or fp16 asked for where no CUDA GPU is present is a ValueError naming the fix.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if requested == "auto":
+        chosen = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        log.info("train.precision auto -> %s (%s)", chosen, torch.cuda.get_device_name() if cuda else "no CUDA GPU")
+        return chosen
+    if requested in ("bf16", "fp16") and not cuda:
+        raise ValueError(f"train.precision: {requested} needs a CUDA GPU and there is none here; "
+                         "use auto (fp32 on CPU) or fp32")
+    return requested
+
+
+def with_device_precision(job):
+    """The job with ``train.precision`` resolved for this machine (what summary.json then records)."""
+    return job.model_copy(update={"train": job.train.model_copy(update={
+        "precision": device_precision(job.train.precision)})})
+
+
 def dtype_of(precision: str):
     import torch
 
