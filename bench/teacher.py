@@ -54,12 +54,12 @@ def run_ours(base_url: str, recs, concurrency: int) -> float:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from groundcot.transforms.teach import TeachAsync
+    from groundcot.transforms.teach.dofn import Teach
 
     started = time.monotonic()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         (p | beam.Create(recs, reshuffle=False)
-         | beam.ParDo(TeachAsync(teacher_cfg(base_url, concurrency), VALIDATE, "bench")))
+         | beam.ParDo(Teach(teacher_cfg(base_url, concurrency), VALIDATE, "bench")))
     return time.monotonic() - started
 
 
@@ -70,9 +70,9 @@ def run_bare(base_url: str, recs, concurrency: int) -> float:
 
     import httpx2
 
-    from groundcot.transforms.teacher_request import build_messages
+    from groundcot.transforms.styles import style_of
 
-    bodies = [json.dumps({"model": "fake", "messages": build_messages(r), "max_tokens": 512}) for r in recs]
+    bodies = [json.dumps({"model": "fake", "messages": style_of(r).request(r, 1024, "jpeg"), "max_tokens": 512}) for r in recs]
 
     async def go():
         gate = asyncio.Semaphore(concurrency)
@@ -92,13 +92,14 @@ def run_threads(base_url: str, recs, threads: int = 30) -> float:
     import openai
 
     from groundcot.schemas.cot import extract_cot
-    from groundcot.transforms.teacher_request import build_messages
+    from groundcot.transforms.styles import style_of
     from groundcot.transforms.validate import check
 
     client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=2)
 
     def one(record):
-        reply = client.chat.completions.create(model="fake", messages=build_messages(record), max_tokens=512)
+        reply = client.chat.completions.create(model="fake", messages=style_of(record).request(record, 1024, "jpeg"),
+                                              max_tokens=512)
         record.cot = extract_cot(reply.choices[0].message.content)
         return check(record, **VALIDATE)
 

@@ -9,6 +9,8 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from groundcot.transforms.styles import NAMES as STYLE_NAMES
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -180,7 +182,7 @@ class Runner(Section):
 
 class JobConfig(Section):
     sources: list[Source] = Field(min_length=1)
-    styles: list[Literal["sif", "mgpo", "aperture", "textual"]] = Field(
+    styles: list[Literal[STYLE_NAMES]] = Field(
         ["sif"], min_length=1, description="Trajectory styles to write: one row per record per style.")
     depth: Depth = Depth()
     masks: Masks = Masks()

@@ -27,8 +27,7 @@ from groundcot.transforms.sink import WriteOutputs
 from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.tallyqa import ReadTallyQA
-from groundcot.transforms.teach import TeachAsync
-from groundcot.transforms.teacher import make_teacher, teach
+from groundcot.transforms.teach.dofn import Teach
 from groundcot.transforms.validate import validate
 from groundcot.transforms.viscot import ReadVisCoT, ReadVisCoTLlava
 
@@ -41,13 +40,6 @@ def _limit(pcoll, n: int, label: str):
     return (pcoll
             | f"{label}Smallest" >> beam.combiners.Top.Smallest(n, key=lambda r: r.id)
             | f"{label}Unpack" >> beam.FlatMap(lambda records: records))
-
-
-def teacher_step(cfg: JobConfig, run_id: str):
-    """The template teacher is a plain stage; API teachers run many requests at once."""
-    if cfg.teacher.kind == "template":
-        return beam.ParDo(Stage("teacher", partial(teach, teacher=make_teacher(cfg.teacher.kind))))
-    return beam.ParDo(TeachAsync(cfg.teacher, cfg.validate_.model_dump(), run_id))
 
 
 def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, ResolvedModel],
@@ -78,7 +70,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
                | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
                | "PlanStyles" >> beam.ParDo(Stage("styles", partial(plan, **cfg.crops.model_dump())))
-               | "Teach" >> teacher_step(cfg, run_id)
+               | "Teach" >> beam.ParDo(Teach(cfg.teacher, cfg.validate_.model_dump(), run_id))
                | "Validate" >> beam.ParDo(Stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every)))
     outcomes = records | "Write" >> WriteOutputs(

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from groundcot.schemas.cot import CotError
 
-STYLES = ("sif", "mgpo", "aperture", "textual")
 _COORDS = re.compile(r"\[\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*,")
 _TEXTUAL = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.S)
 _FENCED_JSON = re.compile(r"\s*```json\s*\n(.*?)\n?```\s*", re.S)

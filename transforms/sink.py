@@ -5,28 +5,9 @@ import json
 
 import apache_beam as beam
 
-from groundcot import prompts
 from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
 from groundcot.schemas.record import Record
-
-IMAGE = {"type": "image", "text": None}
-
-
-def _text(text: str) -> dict:
-    return {"type": "text", "text": text}
-
-
-def messages(record: Record) -> list[dict]:
-    """The conversation in TRL's layout; image placeholders in order: the image, then each crop."""
-    style = record.style or "sif"
-    turns = record.turns or [record.cot]
-    out = [{"role": "user", "content": [IMAGE, _text(prompts.render(f"{style}_train", question=record.question))]}]
-    for i, turn in enumerate(turns):
-        if i:  # later turns follow a crop
-            follow = [IMAGE, _text(prompts.render("mgpo_turn2", question=record.question))] if style == "mgpo" else [IMAGE]
-            out.append({"role": "user", "content": follow})
-        out.append({"role": "assistant", "content": [_text(turn)]})
-    return out
+from groundcot.transforms.styles import style_of
 
 
 def _image(data: bytes | None) -> dict | None:
@@ -47,7 +28,7 @@ def to_row(record: Record) -> dict:
         "image_path": record.image_path, "width": record.width, "height": record.height,
         "gt_boxes": record.gt_boxes, "labels": record.labels,
         "chain": [{"kind": s.kind, "boxes": s.boxes, "depths": s.depths} for s in record.chain],
-        "masks": record.masks, "cot": record.cot, "messages": messages(record), "style": record.style,
+        "masks": record.masks, "cot": record.cot, "messages": style_of(record).conversation(record), "style": record.style,
         "frame": record.frame, "actions": _actions(record), "crops": [_image(c) for c in record.crops],
         "teacher": record.teacher, "hiou": record.hiou, "depth_map": _image(record.depth_map),
     }

@@ -9,9 +9,9 @@ from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
 from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual, split_aperture
 from groundcot.transforms.expand import expand_record
-from groundcot.transforms.sink import messages
-from groundcot.transforms.styles import fan_out, model_frame, plan
-from groundcot.transforms.teacher import TemplateTeacher, teach
+from groundcot.transforms.styles import STYLES, fan_out, plan
+from groundcot.transforms.styles.mgpo import model_frame
+from groundcot.transforms.teach import write_template
 from groundcot.transforms.validate import check
 
 
@@ -32,7 +32,7 @@ def record(boxes=((120, 40, 170, 100),), masks=None, labels=("ball",)):
 
 def styled(r, style, **crops):
     (twin,) = fan_out(r, [style])
-    return teach(plan(twin, **crops), TemplateTeacher())
+    return write_template(plan(twin, **crops))
 
 
 @pytest.mark.parametrize("style", ["sif", "mgpo", "aperture", "textual"])
@@ -40,9 +40,9 @@ def test_template_trajectories_pass_their_own_grammar_and_checks(style):
     r = styled(record(), style)
     assert check(r) is None
     assert r.cot == "\n\n".join(r.turns)
-    images = sum(p["type"] == "image" for m in messages(r) for p in m["content"])
+    images = sum(p["type"] == "image" for m in STYLES[style].conversation(r) for p in m["content"])
     assert images == 1 + len(r.crops)
-    roles = [m["role"] for m in messages(r)]
+    roles = [m["role"] for m in STYLES[style].conversation(r)]
     assert roles[0] == "user" and roles[-1] == "assistant" and roles.count("assistant") == len(r.turns)
 
 

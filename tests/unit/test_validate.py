@@ -6,7 +6,8 @@ from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.cot import parse_cot
 from groundcot.schemas.record import Record
 from groundcot.transforms.expand import expand_record
-from groundcot.transforms.teacher import TemplateTeacher, position, teach
+from groundcot.transforms.styles.words import position
+from groundcot.transforms.teach import write_template
 from groundcot.transforms.validate import check
 
 
@@ -18,7 +19,7 @@ def make(with_depth=True, labels=()):
         yy, xx = np.mgrid[0:100, 0:200]
         r.depth_map = encode_png16(xx / 199.0)  # depth grows left to right
     expand_record(r, seed=3)
-    return teach(r, TemplateTeacher())
+    return write_template(r)
 
 
 def test_template_output_passes_validation_and_scores_full_hiou():
@@ -81,7 +82,7 @@ def test_answer_mismatch_and_normalised_match():
 def test_low_hiou_threshold():
     r = make(with_depth=False)
     r.chain[-1].boxes = [[0.0, 0.0, 0.2, 0.2]]  # the CoT and chain agree, but not with the GT
-    teach(r, TemplateTeacher())
+    write_template(r)
     assert check(r)[0] == "low_hiou"
     assert check(r, min_hiou=0.0) is None
 

@@ -1,13 +1,10 @@
-"""A VLM teacher behind any OpenAI-compatible endpoint (vLLM, hosted APIs).
+"""The HTTP side of an API teacher: one ``openai`` async client per worker, bounded
+concurrency, the client's own retries (exponential backoff with jitter, Retry-After, on
+408/409/429/5xx, timeouts and connection errors) with every attempt counted through
+httpx event hooks, a request budget, the response cache, and a ledger of what it cost.
 
-Per record: one call with the chain (lines + boxed images). The reply's CoT is checked
-with the validation rules, and if it breaks one, the teacher is asked once more with the
-violation named. An optional LLM judge accepts answers that differ only in wording.
-Retries (exponential backoff with jitter, honouring Retry-After, on 408/409/429/5xx,
-timeouts and connection errors) are the ``openai`` client's own. Every attempt is
-counted through httpx event hooks. Responses are cached by content hash. The API key is
-read from the environment on the worker, and is redacted from anything this module
-writes.
+The API key is read from the environment on the worker and redacted from anything this
+module reports.
 """
 from __future__ import annotations
 
@@ -16,19 +13,15 @@ import os
 import threading
 from collections import Counter
 
-from groundcot import prompts
-from groundcot.schemas.cot import CotError, parse_cot
-from groundcot.schemas.record import Record
-from groundcot.transforms.response_cache import ResponseCache, cache_key
-from groundcot.transforms.teacher_request import build_messages, reask_messages, reply_turns
-from groundcot.transforms.validate import check
+from groundcot.transforms.teach.cache import ResponseCache, cache_key
 
-STAGE = "teacher"
 _BUDGETS: dict[str, list[int]] = {}
 _BUDGET_LOCK = threading.Lock()
 
 
 class TeacherError(Exception):
+    """A call that failed for good; ``reason`` becomes the record's rejection reason."""
+
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
@@ -67,34 +60,13 @@ def api_key(env_name: str | None) -> str | None:
     return os.environ.get(env_name) if env_name else None
 
 
-def final_answer(record: Record) -> str | None:
-    """The answer a record's trajectory states, whatever its style (None if unreadable)."""
-    from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual
+class ChatClient:
+    """``complete(messages)`` -> the reply text, from the cache or one call (with retries)."""
 
-    try:
-        style = record.style or "sif"
-        if style == "sif":
-            return parse_cot(record.cot or "", require_depth=False).answer
-        if style == "textual":
-            return parse_textual(record.turns[0])[1]
-        if style == "mgpo":
-            return parse_mgpo(record.turns[0], record.turns[1], tuple(record.frame))[1]
-        return parse_aperture(record.turns)[1]
-    except (CotError, IndexError, TypeError):
-        return None
-
-
-class OpenAITeacher:
-    """``prepare(record)`` builds the request (CPU, caller's thread); ``run`` does the I/O (async)."""
-
-    def __init__(self, cfg, validate_params: dict, run_id: str = "run"):
-        self.cfg, self.validate_params, self.run_id = cfg, validate_params, run_id
-        self.name = f"openai:{cfg.model}"
-        self.ledger = Ledger()
+    def __init__(self, cfg, run_id: str, ledger: Ledger):
+        self.cfg, self.run_id, self.ledger = cfg, run_id, ledger
         self.cache = ResponseCache(cfg.cache)
         self.client = None
-
-    # -- lifecycle (inside the event loop) -------------------------------------------------
 
     async def open(self) -> None:
         import httpx2
@@ -124,13 +96,10 @@ class OpenAITeacher:
         key = getattr(self, "_key", None) or api_key(self.cfg.api_key_env)
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
-    # -- one call ---------------------------------------------------------------------------
-
     def params(self) -> dict:
         return {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens, **self.cfg.extra_body}
 
     async def complete(self, messages: list[dict], model: str | None = None) -> str:
-        """The reply text for ``messages``: from the cache, or one call (with the client's retries)."""
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -172,42 +141,3 @@ class OpenAITeacher:
     def _failure(self, kind: str, err: Exception) -> TeacherError:
         self.ledger.inc(f"failures.{kind}")
         return TeacherError(f"teacher_{kind}", self.redact(f"{type(err).__name__}: {err}")[:400])
-
-    # -- one record -------------------------------------------------------------------------
-
-    def prepare(self, record: Record) -> list[dict]:
-        return build_messages(record, self.cfg.image_max_side, self.cfg.image_format)
-
-    async def judge(self, record: Record) -> bool:
-        candidate = final_answer(record)
-        if candidate is None:
-            return False
-        prompt = prompts.render("judge", question=record.question, reference=record.answer, candidate=candidate)
-        reply = await self.complete([{"role": "user", "content": prompt}], self.cfg.judge_model or self.cfg.model)
-        self.ledger.inc("judge_calls")
-        return reply.strip().lower().startswith("yes")
-
-    async def _write(self, record: Record, messages: list[dict]) -> tuple[str, tuple[str, str] | None]:
-        reply = await self.complete(messages)
-        record.turns = reply_turns(record, reply)
-        record.cot = "\n\n".join(record.turns)
-        problem = await asyncio.to_thread(check, record, **self.validate_params)  # CPU: off the loop
-        if problem and problem[0] == "answer_mismatch" and self.cfg.judge and await self.judge(record):
-            record.answer_judged = True
-            problem = await asyncio.to_thread(check, record, **self.validate_params)
-        return reply, problem
-
-    async def run(self, record: Record, messages: list[dict]) -> Record:
-        """Write the record's CoT; never raises (failures become rejections)."""
-        record.teacher = self.name
-        try:
-            reply, problem = await self._write(record, messages)
-            if problem and self.cfg.reask:
-                self.ledger.inc("reasks")
-                record.answer_judged = False
-                await self._write(record, reask_messages(messages, reply, *problem))
-        except TeacherError as err:
-            record.reject(STAGE, err.reason, err.detail)
-        except Exception as err:  # noqa: BLE001 - a record's failure must not stop the run
-            record.reject(STAGE, f"error_{type(err).__name__}", self.redact(str(err))[:400])
-        return record

@@ -1,4 +1,4 @@
-"""Teacher responses cached by a hash of everything that decides them.
+"""Teacher replies cached by a hash of everything that decides them.
 
 Keyed by sha256 of (model, messages with their images, parameters), stored as one JSON
 file per call under a local folder or a bucket prefix, so re-runs and resumed runs never

@@ -1,0 +1,103 @@
+"""mgpo (two-turn grounding): turn 1 is the key region as fenced JSON
+``[{"bbox_2d": [..], "label": ..}]`` in whole pixels of the frame the model sees; turn 2
+sees the crop of that region (cut from the full-resolution image) and the question again,
+reasons, and answers in ``\\boxed{}``."""
+from __future__ import annotations
+
+import json
+import math
+
+from PIL import Image
+
+from groundcot import prompts
+from groundcot.schemas import boxes as B
+from groundcot.schemas.cot import CotError
+from groundcot.schemas.record import Record
+from groundcot.schemas.styles import parse_mgpo
+from groundcot.transforms.crops import crop, png
+from groundcot.transforms.styles.base import (
+    IMAGE,
+    Checks,
+    CropSettings,
+    Problem,
+    Style,
+    answer_problem,
+    gt_norm,
+    label_of,
+    text_part,
+)
+from groundcot.transforms.styles.pictures import crop_url, downscale, picture, with_boxes
+from groundcot.transforms.styles.words import position, what
+
+
+def model_frame(width: int, height: int, frame: str, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(w, h) of the image as the model sees it: its own size, or Qwen2.5-VL's resize."""
+    if frame == "original":
+        return width, height
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
+    return w, h
+
+
+def region_json(record: Record) -> str:
+    region = record.actions[0]
+    return json.dumps([{"bbox_2d": region["bbox_2d"], "label": region["label"]}])
+
+
+def region_turn(record: Record) -> str:
+    """Turn 1: the planned region, as the model should say it."""
+    return f"```json\n{region_json(record)}\n```"
+
+
+class Mgpo(Style):
+    name = "mgpo"
+    plans_crops = True
+
+    def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
+        fw, fh = model_frame(record.width, record.height, crops.frame, crops.min_pixels, crops.max_pixels)
+        x1, y1, x2, y2 = B.enclosing(record.gt_boxes)
+        sx, sy = fw / record.width, fh / record.height
+        region = [max(0, math.floor(x1 * sx)), max(0, math.floor(y1 * sy)),
+                  min(fw, math.ceil(x2 * sx)), min(fh, math.ceil(y2 * sy))]
+        piece, _ = crop(image, region, frame=(fw, fh), min_side=crops.min_side, max_aspect=crops.max_aspect)
+        record.frame, record.crops = [fw, fh], [png(piece)]
+        record.actions = [{"bbox_2d": region, "label": label_of(record)}]
+
+    def template(self, record: Record) -> list[str]:
+        turn2 = (f"The crop shows {what(record)} up close, at the {position(record.chain[-1].boxes[0])} of the image. "
+                 f"It settles the question: \\boxed{{{record.answer}}}")
+        return [region_turn(record), turn2]
+
+    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
+        """The image with its region drawn and the region's crop; the teacher writes turn 2."""
+        fw, fh = record.frame
+        x1, y1, x2, y2 = record.actions[0]["bbox_2d"]
+        image = downscale(record.image, max_side)
+        system = prompts.render("teacher_mgpo", question=record.question, answer=record.answer,
+                                region=region_json(record))
+        content = [picture(with_boxes(image, [[x1 / fw, y1 / fh, x2 / fw, y2 / fh]], fmt)),
+                   picture(crop_url(record.crops[0], fmt))]
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+    def reply(self, record: Record, text: str) -> list[str]:
+        return [region_turn(record), text.strip()]
+
+    def _parse(self, record: Record):
+        if len(record.turns) != 2:
+            raise CotError("turn_count", f"{len(record.turns)} assistant turns, MGPO has 2")
+        return parse_mgpo(record.turns[0], record.turns[1], tuple(record.frame))
+
+    def answer(self, record: Record) -> str:
+        return self._parse(record)[1]
+
+    def check(self, record: Record, checks: Checks) -> Problem:
+        regions, answer = self._parse(record)
+        fw, fh = record.frame
+        predicted = [[x1 / fw, y1 / fh, x2 / fw, y2 / fh] for x1, y1, x2, y2 in (r.box for r in regions)]
+        # MGPO's key region is one box holding all the evidence: compare with the GT's extent
+        record.hiou = round(B.hiou(predicted, [B.enclosing(gt_norm(record))]), 4)
+        return answer_problem(record, answer)
+
+    def follow_up(self, record: Record) -> list[dict]:
+        return [IMAGE, text_part(prompts.render("mgpo_turn2", question=record.question))]

@@ -1,0 +1,49 @@
+"""Teachers write each record's trajectory in its style.
+
+One protocol, two implementations: ``TemplateTeacher`` (offline, deterministic) and
+``ApiTeacher`` (a VLM behind an OpenAI-compatible API: ``api`` holds the conversation,
+``client`` the HTTP side, ``cache`` the response cache). ``dofn.Teach`` runs either in
+Beam, many records in flight per worker.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from groundcot.schemas.record import Record
+from groundcot.transforms.teach.client import Ledger
+from groundcot.transforms.teach.template import TemplateTeacher, write_template
+
+STAGE = "teacher"
+
+
+class Teacher(Protocol):
+    name: str  # stored in each row's ``teacher`` column
+    ledger: Ledger  # what the teacher spent, drained into Beam counters
+    inline: bool  # write never waits (no I/O): run it on the Beam thread, not the event loop
+    max_pending: int  # records a worker may hold in flight
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def redact(self, text: str) -> str:
+        """``text`` with any secret removed."""
+
+    def prepare(self, record: Record) -> Any:
+        """CPU work for the request (runs on the Beam thread, may raise)."""
+
+    async def write(self, record: Record, request: Any) -> Record:
+        """The record with its turns and ``cot``, or rejected with a reason (an exception
+        rejects it with ``error_<Type>``)."""
+
+
+def make_teacher(cfg, validate_params: dict, run_id: str = "run") -> Teacher:
+    """The teacher a ``teacher`` config section names."""
+    if cfg.kind == "template":
+        return TemplateTeacher()
+    from groundcot.transforms.teach.api import ApiTeacher
+
+    return ApiTeacher(cfg, validate_params, run_id)
+
+
+__all__ = ["STAGE", "Teacher", "TemplateTeacher", "make_teacher", "write_template"]
