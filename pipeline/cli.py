@@ -1,12 +1,24 @@
-"""The ``groundcot`` command line."""
+"""The ``groundcot`` command line. What a command writes is always ``-o/--out``.
+
+    groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...]
+    groundcot demo [-o DIR]
+    groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
+    groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
+
+CONFIG is a YAML file, or the name of a job bundled with groundcot (``jobs/train_sft.yaml``,
+``train_sft.yaml`` or ``train_sft``) when no such file exists. Config errors are one line
+and exit with 2.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path, PurePath
 
 log = logging.getLogger("groundcot")
+EXPORT_FORMATS = ("trl", "llamafactory", "verl")
 
 
 def _setup_logging() -> None:
@@ -17,57 +29,128 @@ def _setup_logging() -> None:
     warnings.filterwarnings("ignore", module="apache_beam")
 
 
+def bundled_jobs() -> Path:
+    """The folder of the job configs installed with groundcot."""
+    from groundcot import jobs
+
+    return Path(jobs.__file__).parent
+
+
+def resolve_config(name: str) -> str:
+    """``name`` if it is a file, else the bundled job it names, else a ConfigError listing them."""
+    from groundcot.pipeline.config import ConfigError
+
+    if Path(name).is_file():
+        return name
+    parts = PurePath(name).parts
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "jobs"):
+        stem = parts[-1].removesuffix(".yaml").removesuffix(".yml")
+        bundled = bundled_jobs() / f"{stem}.yaml"
+        if bundled.is_file():
+            log.info("%s is not a file here; using the bundled job %s", name, bundled)
+            return str(bundled)
+    names = ", ".join(sorted(p.stem for p in bundled_jobs().glob("*.yaml")))
+    raise ConfigError(f"{name}: no such file, and no bundled job of that name (bundled: {names})")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="groundcot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="groundcot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sets = dict(dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                help="override a config value with a dotted key and a YAML value (repeatable)")
+
     gen = sub.add_parser("generate", help="run a job config and write a dataset")
-    gen.add_argument("config", help="job YAML, e.g. jobs/demo.yaml")
-    gen.add_argument("--out", help="output folder or bucket prefix (overrides output.dir)")
-    gen.add_argument("--limit", type=int, help="at most N records per source")
-    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set depth.enabled=false (repeatable)")
+    gen.add_argument("config", help="job YAML, e.g. jobs/demo.yaml (or a bundled job's name)")
+    gen.add_argument("-o", "--out", help="output folder or bucket prefix (default: the config's output.dir)")
+    gen.add_argument("--limit", type=int, help="at most N records per source (the N smallest ids)")
+    gen.add_argument("--set", **sets)
+
+    demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
+    demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
+
     train = sub.add_parser("train", help="fine-tune a VLM on groundcot rows (TRL + peft)")
     train.add_argument("method", choices=["sft", "grpo"])
-    train.add_argument("--config", required=True, help="e.g. jobs/train_sft.yaml")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set train.max_steps=10 (repeatable)")
+    train.add_argument("config", help="training YAML, e.g. jobs/train_sft.yaml (or a bundled job's name)")
+    train.add_argument("-o", "--out", help="where the adapter, checkpoints and summary.json go "
+                                           "(default: the config's output_dir)")
+    train.add_argument("--set", **sets)
+
     exp = sub.add_parser("export", help="write a run's rows in the layout a trainer reads")
-    exp.add_argument("out", help="the run's output folder (the one holding data/)")
-    exp.add_argument("--format", required=True, choices=["trl", "llamafactory", "verl"])
-    exp.add_argument("--dest", help="where to write (default: OUT/exports/FORMAT)")
-    exp.add_argument("--styles", help="comma-separated styles to keep (default: all)")
+    exp.add_argument("run", help="the run's output folder (the one holding data/)")
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    exp.add_argument("-o", "--out", help="where to write (default: RUN/exports/FORMAT)")
+    exp.add_argument("--style", dest="styles", action="append", metavar="STYLE",
+                     help="keep only this style (repeatable; default: all)")
     return parser
 
 
-def _export(args) -> int:
-    from groundcot.pipeline.export import export
+def _fail(message: str, code: int) -> int:
+    print(f"groundcot: {message}".replace("\n", " "), file=sys.stderr)
+    return code
+
+
+def _generate(config: str, out: str | None, limit: int | None, overrides: list[str]) -> int:
+    from groundcot.pipeline.config import ConfigError, load_config
+    from groundcot.pipeline.run import run
 
     try:
-        export(args.out, args.format, args.dest, args.styles.split(",") if args.styles else None)
-    except FileNotFoundError as err:
-        print(f"groundcot: no run to export in {args.out}: {err}", file=sys.stderr)
+        cfg = load_config(config, overrides)
+        if limit:
+            for src in cfg.sources:
+                src.limit = min(src.limit or limit, limit)
+        out = out or cfg.output.dir
+        stats = run(cfg, out)
+    except ConfigError as err:
+        return _fail(f"config error: {err}", 2)
+    except RuntimeError as err:
+        return _fail(str(err), 1)
+    _report(stats, out)
+    if not stats["balanced"]:
+        log.error("stats do not add up: %d in; per style: %s", stats["records_in"], stats["by_style"])
         return 1
     return 0
 
 
 def _train(args) -> int:
     from groundcot.pipeline.config import ConfigError, read_tree, validated
+    from groundcot.schemas.runs import RunNotFound
     from groundcot.trainer.config import GrpoJob, SftJob
+    from groundcot.trainer.models import with_device_precision
 
     try:
-        job = validated(SftJob if args.method == "sft" else GrpoJob, read_tree(args.config, args.overrides), args.config)
-    except ConfigError as err:
-        print(f"groundcot: config error: {err}", file=sys.stderr)
-        return 2
+        config = resolve_config(args.config)
+        tree = read_tree(config, args.overrides)
+        if args.out:
+            tree["output_dir"] = args.out
+        job = validated(SftJob if args.method == "sft" else GrpoJob, tree, config)
+        job = with_device_precision(job)
+    except (ConfigError, ValueError) as err:
+        return _fail(f"config error: {err}", 2)
     if args.method == "sft":
         from groundcot.trainer.sft import run_sft as run
     else:
         from groundcot.trainer.grpo import run_grpo as run
-    summary = run(job)
+    try:
+        summary = run(job)
+    except RunNotFound as err:
+        return _fail(f"data.runs: {err}", 1)
     log.info("trained %s for %d steps on %d rows -> %s", args.method, summary["global_step"], summary["rows"],
              job.output_dir)
     for name, value in summary["reward_means"].items():
         log.info("  %s %.4f", name, value)
+    return 0
+
+
+def _export(args) -> int:
+    from groundcot.pipeline.export import export
+
+    try:
+        export(args.run, args.format, args.out, args.styles)
+    except FileNotFoundError as err:
+        return _fail(f"no run to export: {err}", 1)
+    except ValueError as err:
+        return _fail(f"nothing to export: {err}", 1)
     return 0
 
 
@@ -86,29 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "train":
         return _train(args)
-    from groundcot.pipeline.config import ConfigError, load_config
-    from groundcot.pipeline.run import run
+    if args.command == "demo":
+        return _generate(str(bundled_jobs() / "demo.yaml"), args.out, None, [])
+    from groundcot.pipeline.config import ConfigError
 
-    overrides = list(args.overrides)
     try:
-        cfg = load_config(args.config, overrides)
-        if args.limit:
-            for src in cfg.sources:
-                src.limit = min(src.limit or args.limit, args.limit)
+        config = resolve_config(args.config)
     except ConfigError as err:
-        print(f"groundcot: config error: {err}", file=sys.stderr)
-        return 2
-    out = args.out or cfg.output.dir
-    try:
-        stats = run(cfg, out)
-    except RuntimeError as err:
-        print(f"groundcot: {err}", file=sys.stderr)
-        return 1
-    _report(stats, out)
-    if not stats["balanced"]:
-        log.error("stats do not add up: %d in; per style: %s", stats["records_in"], stats["by_style"])
-        return 1
-    return 0
+        return _fail(f"config error: {err}", 2)
+    return _generate(config, args.out, args.limit, args.overrides)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Run a job: prepare the output, run the graph on the chosen runner, write stats.json."""
 from __future__ import annotations
 
+import difflib
 import glob
 import json
 import logging
@@ -14,9 +15,10 @@ from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
 
-from groundcot.pipeline.config import JobConfig, echo
+from groundcot.pipeline.config import ConfigError, JobConfig, echo
 from groundcot.pipeline.graph import build
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
@@ -36,15 +38,38 @@ def clear_outputs(out: str) -> None:
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
-    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline)."""
+    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline).
+
+    Called before anything else runs, so a runner that cannot be used here is one ConfigError line.
+    """
     extra = dict(cfg.runner.options)
-    if cfg.runner.name == "local":
+    name = cfg.runner.name
+    if name == "local":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
-        return FnApiRunner(), PipelineOptions(
-            flags=[], direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
-    return None, PipelineOptions(flags=[], runner=cfg.runner.name, **extra)
+        return FnApiRunner(), _options(direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+    known = StandardOptions.KNOWN_RUNNER_NAMES
+    if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
+        close = difflib.get_close_matches(name, ["local", *known], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, one of {', '.join(known)}, "
+                          "or a runner's full dotted class name")
+    try:
+        runner = create_runner(name)
+    except (ImportError, ValueError, AttributeError) as err:
+        raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
+    return runner, _options(runner=name, **extra)
+
+
+def _options(**values) -> PipelineOptions:
+    """Beam's options; a key no registered option class knows is a ConfigError, not silently dropped."""
+    options = PipelineOptions(flags=[], **values)
+    unknown = sorted(set(values) - set(options.get_all_options(retain_unknown_options=False)))
+    if unknown:
+        raise ConfigError(f"runner.options: Beam knows no option {', '.join(unknown)} (see the runner's "
+                          "pipeline options for the names)")
+    return options
 
 
 def read_counts(out: str) -> dict[tuple[str, str, str, str], int]:
@@ -136,6 +161,7 @@ def preflight(cfg: JobConfig) -> None:
 def run(cfg: JobConfig, out: str | None = None) -> dict:
     """Run the job and return what it wrote to ``OUT/stats.json``."""
     out = (out or cfg.output.dir).rstrip("/")
+    runner, options = pipeline_options(cfg)
     preflight(cfg)
     clear_outputs(out)
     models: dict[str, ResolvedModel] = {}
@@ -143,7 +169,6 @@ def run(cfg: JobConfig, out: str | None = None) -> dict:
         models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
     if cfg.masks.enabled:
         models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback)
-    runner, options = pipeline_options(cfg)
     started = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)

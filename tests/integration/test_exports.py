@@ -17,12 +17,12 @@ DEMO = str(REPO / "jobs" / "demo.yaml")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["generate", DEMO, "--out", str(out), "--set", "depth.enabled=false"]) == 0
+    assert main(["generate", DEMO, "-o", str(out), "--set", "depth.enabled=false"]) == 0
     return out
 
 
 def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
-    assert main(["export", str(run), "--format", "trl", "--dest", str(tmp_path)]) == 0
+    assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path)]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
     assert set(ds.column_names) == {"id", "style", "images", "messages"} and len(ds) == 84
     for row in ds:
@@ -34,7 +34,7 @@ def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
 
 
 def test_verl_export(run, tmp_path):
-    assert main(["export", str(run), "--format", "verl", "--dest", str(tmp_path), "--styles", "sif,mgpo"]) == 0
+    assert main(["export", str(run), "--format", "verl", "--out", str(tmp_path), "--style", "sif", "--style", "mgpo"]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
     assert len(ds) == 42
     for row in ds:
@@ -48,7 +48,7 @@ def test_verl_export(run, tmp_path):
 
 
 def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
-    assert main(["export", str(run), "--format", "llamafactory", "--dest", str(tmp_path)]) == 0
+    assert main(["export", str(run), "--format", "llamafactory", "-o", str(tmp_path)]) == 0
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert set(info) == {"groundcot_sif", "groundcot_mgpo", "groundcot_aperture", "groundcot_textual"}
     for entry in info.values():
@@ -68,5 +68,32 @@ def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
 
 
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capfd):
-    assert main(["export", str(tmp_path / "nothing"), "--format", "trl"]) == 1
-    assert "no run to export" in capfd.readouterr().err
+    missing = str(tmp_path / "nothing")
+    assert main(["export", missing, "--format", "trl"]) == 1
+    err = capfd.readouterr().err.strip()
+    assert "no run to export" in err and f"{missing}/data/*.parquet" in err and "\n" not in err
+
+
+def test_export_of_a_style_the_run_lacks_names_what_it_has(run, tmp_path, capfd):
+    assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path), "--style", "nope"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert "no rows of style nope" in err and "sif" in err
+
+
+def test_default_destination_is_inside_the_run(run):
+    assert main(["export", str(run), "--format", "verl", "--style", "textual"]) == 0
+    assert len(datasets.load_dataset("parquet", data_files=str(run / "exports" / "verl" / "train.parquet"),
+                                     split="train")) == 21
+
+
+def test_read_run_is_shared_and_names_a_missing_run(run, tmp_path):
+    from groundcot.schemas.runs import RunNotFound, read_run
+    from groundcot.trainer.config import Data
+    from groundcot.trainer.data import read_runs
+
+    assert len(read_run(str(run), styles=["sif"], limit=5)) == 5
+    raw = read_run(str(run), styles=["mgpo"], decode_images=False)[0]
+    assert isinstance(raw["image"]["bytes"], bytes) and isinstance(raw["crops"][0]["bytes"], bytes)
+    assert len(read_runs(Data(runs=[str(run), str(run)], styles=["aperture"]))) == 42
+    with pytest.raises(RunNotFound, match=str(tmp_path / "gone")):
+        read_run([str(run), str(tmp_path / "gone")])

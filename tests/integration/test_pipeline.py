@@ -1,5 +1,10 @@
-"""Full runs through the CLI on the local runner: the demo, and a run full of bad records."""
+"""Full runs through the CLI on the local runner: the demo, and a run full of bad records; the
+CLI's bundled jobs and its one-line errors."""
 import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -34,7 +39,7 @@ def assert_adds_up(stats):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["generate", DEMO, "--out", str(out)]) == 0
+    assert main(["demo", "-o", str(out)]) == 0  # the bundled demo job
     return out
 
 
@@ -90,7 +95,7 @@ def test_demo_handles_exif_greyscale_and_clipping(demo_run):
 
 
 def test_ids_and_text_are_stable_across_runs(demo_run, tmp_path):
-    assert main(["generate", DEMO, "--out", str(tmp_path), "--set", "depth.enabled=false",
+    assert main(["generate", DEMO, "-o", str(tmp_path), "--set", "depth.enabled=false",
                  "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
     first = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
     second = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
@@ -104,7 +109,7 @@ def test_limit_takes_the_same_records_each_time(tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert main(["generate", DEMO, "--out", str(out), "--limit", "5", "--set", "depth.enabled=false",
+        assert main(["generate", DEMO, "-o", str(out), "--limit", "5", "--set", "depth.enabled=false",
                      "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
         assert read_stats(out)["records_in"] == 5  # one source (a glob over two files)
         runs.append(sorted(datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
@@ -164,3 +169,59 @@ def test_bad_config_exits_2_with_one_line(capsys):
     assert main(["generate", DEMO, "--set", "depth.batch_size=lots"]) == 2
     err = capsys.readouterr().err.strip()
     assert "depth.batch_size" in err and "\n" not in err
+
+
+def test_generate_falls_back_to_a_bundled_job_from_any_folder(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="groundcot")
+    assert main(["generate", "jobs/demo.yaml", "--limit", "2", "--set", "depth.enabled=false",
+                 "--set", "masks.enabled=false", "--set", "styles=[sif]"]) == 0
+    assert "using the bundled job" in caplog.text
+    assert read_stats(tmp_path / "out" / "demo")["written"] == 2  # output.dir: relative to the working directory
+
+
+def test_demo_writes_out_demo_by_default(monkeypatch):
+    from groundcot.pipeline import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_generate", lambda *args: calls.append(args) or 0)
+    assert main(["demo"]) == 0
+    config, out, _, _ = calls[0]
+    assert Path(config) == cli.bundled_jobs() / "demo.yaml" and out is None
+    assert cli.resolve_config("demo") == config and "out/demo" in Path(config).read_text()
+
+
+def test_a_config_that_names_nothing_is_one_line_listing_the_bundled_jobs(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "jobs/nope.yaml"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "jobs/nope.yaml: no such file" in err and "demo, " in err and "train_sft" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("value, words", [
+    ("runner.name=Flinkrunner", "unknown runner 'Flinkrunner'; did you mean FlinkRunner?"),
+    ("runner.name=no.such.Runner", "runner.name: no.such.Runner cannot be used here"),
+    ("runner.options={direct_num_wrkers: 2}", "runner.options: Beam knows no option direct_num_wrkers"),
+])
+def test_a_bad_runner_is_one_line_before_anything_runs(tmp_path, capfd, value, words):
+    out = tmp_path / "out"
+    assert main(["generate", DEMO, "-o", str(out), "--set", value]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("groundcot: config error: ") and words in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_cli_errors_from_the_installed_command_are_one_line(tmp_path):
+    """As a user meets them: the console script and ``python -m groundcot``, from another folder."""
+    script = Path(sys.executable).parent / "groundcot"
+    for command, words in (
+            ([str(script), "generate", "nope.yaml"], "nope.yaml: no such file, and no bundled job"),
+            ([sys.executable, "-m", "groundcot", "train", "grpo", "nope"], "nope: no such file"),
+            ([sys.executable, "-m", "groundcot", "generate", "demo", "--set", "runner.name=Flinkrunner"],
+             "did you mean FlinkRunner?")):
+        proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("groundcot: config error: ") and words in last
+    assert not (tmp_path / "out").exists()

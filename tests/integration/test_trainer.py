@@ -10,14 +10,14 @@ from groundcot.pipeline.cli import main
 from support import REPO
 from support.tiny_models import build_tiny_qwen25vl
 
-SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False,
+SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "auto", "gradient_checkpointing": False,
          "logging_steps": 1, "max_steps": 1, "max_length": 1024}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "--out", str(out), "--limit", "4",
+    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
                  "--set", "styles=[sif, textual]", "--set", "masks.enabled=false"]) == 0
     return out
 
@@ -52,13 +52,19 @@ def reload(output_dir: str, base: str):
     return tuned(**inputs).logits
 
 
-def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path):
-    out = tmp_path / "sft"
-    config = job_file(tmp_path, "train_sft.yaml", model=model, output_dir=str(out),
-                      data={"runs": [str(run)], "styles": ["sif"], "depth_image": True}, train=SMALL)
-    assert main(["train", "sft", "--config", config]) == 0
+def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path, monkeypatch):
+    """The README's command from another folder: the bundled config, its relative data.runs and
+    output_dir taken from the working directory, precision auto (fp32 on this CPU)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "demo").symlink_to(run)
+    small = [f"train.{k}={v}" for k, v in SMALL.items()]
+    assert main(["train", "sft", "jobs/train_sft.yaml", "--set", f"model={model}",
+                 *[a for kv in small for a in ("--set", kv)]]) == 0
+    out = tmp_path / "out" / "train" / "sft"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["global_step"] == 1 and summary["rows"] == 4 and summary["last_log"]["loss"] > 0
+    assert summary["config"]["train"]["precision"] == "fp32" and summary["config"]["data"]["depth_image"]
     assert (out / "adapter_model.safetensors").exists() and (out / "checkpoint-1").is_dir()
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and "visual" in adapter["target_modules"]  # the regex keeps LoRA off the vision tower
@@ -82,19 +88,20 @@ def sft_like_adapter(model: str, path: str) -> str:
 
 
 def test_grpo_one_step_logs_every_reward_and_resumes(run, model, tmp_path):
-    out = tmp_path / "grpo"
+    out = tmp_path / "grpo"  # -o overrides the config's output_dir
     grpo = {"num_generations": 2, "max_completion_length": 8}
-    config = job_file(tmp_path, "train_grpo.yaml", model=model, output_dir=str(out),
+    config = job_file(tmp_path, "train_grpo.yaml", model=model, output_dir=str(tmp_path / "not-here"),
                       init_adapter=sft_like_adapter(model, str(tmp_path / "sft-adapter")),
                       data={"runs": [str(run)], "styles": ["sif"]}, train=SMALL, grpo=grpo)
-    assert main(["train", "grpo", "--config", config]) == 0
+    assert main(["train", "grpo", config, "-o", str(out)]) == 0
+    assert not (tmp_path / "not-here").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["global_step"] == 1
     for name in ("format_reward", "answer_reward", "box_reward", "depth_reward"):
         assert f"rewards/{name}/mean" in summary["reward_means"]
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 64
     assert reload(str(out), model).shape[0] == 1
-    assert main(["train", "grpo", "--config", config, "--set", "train.max_steps=2",
+    assert main(["train", "grpo", config, "--out", str(out), "--set", "train.max_steps=2",
                  "--set", "resume_from_checkpoint=true"]) == 0
     assert json.loads((out / "summary.json").read_text())["global_step"] == 2  # went on from checkpoint-1
 
@@ -133,6 +140,34 @@ def test_shipped_training_configs_hold_the_anchor_settings():
 
 
 def test_bad_training_config_is_one_line(tmp_path, capfd):
-    assert main(["train", "sft", "--config", str(REPO / "jobs" / "train_sft.yaml"), "--set", "lora.rank=4"]) == 2
+    assert main(["train", "sft", str(REPO / "jobs" / "train_sft.yaml"), "--set", "lora.rank=4"]) == 2
     err = capfd.readouterr().err.strip()
     assert "lora.rank" in err and "\n" not in err
+
+
+def test_shipped_precision_is_auto_and_resolves_per_device(monkeypatch):
+    import torch
+
+    from groundcot.pipeline.config import read_tree, validated
+    from groundcot.trainer.config import SftJob
+    from groundcot.trainer.models import device_precision
+
+    for name in ("train_sft.yaml", "train_grpo.yaml"):
+        assert read_tree(str(REPO / "jobs" / name))["train"]["precision"] == "auto"
+    assert validated(SftJob, {"output_dir": "o", "data": {"runs": ["r"]}}, "x").train.precision == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_precision("auto") == "fp32" and device_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="bf16 needs a CUDA GPU"):
+        device_precision("bf16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+    for bf16, chosen in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, b=bf16: b)
+        assert device_precision("auto") == chosen
+
+
+def test_missing_run_is_one_line_naming_it(model, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "sft", "train_sft", "--set", f"model={model}"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("groundcot: data.runs: out/demo: not a groundcot run") and "out/demo/data/*.parquet" in err

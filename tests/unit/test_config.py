@@ -53,3 +53,18 @@ def test_only_the_demo_may_fall_back():
     for job in sorted((REPO / "jobs").glob("*.yaml")):
         if job.name != "demo.yaml" and not job.name.startswith("train_"):
             assert load_config(str(job)).depth.fallback == "none", job.name
+
+
+def test_a_config_may_name_a_bundled_job(tmp_path, monkeypatch):
+    from groundcot.pipeline.cli import bundled_jobs, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    bundled = str(bundled_jobs() / "train_sft.yaml")
+    assert all(resolve_config(n) == bundled for n in ("jobs/train_sft.yaml", "train_sft.yaml", "train_sft"))
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "train_sft.yaml").write_text("model: mine\n")
+    assert resolve_config("jobs/train_sft.yaml") == "jobs/train_sft.yaml"  # a file that exists comes first
+    for name in ("nope", "other/train_sft.yaml", str(tmp_path / "train_sft.yaml")):
+        with pytest.raises(ConfigError, match="no such file, and no bundled job") as err:
+            resolve_config(name)
+        assert "demo, flickr30k" in str(err.value) and "\n" not in str(err.value)
