@@ -1,5 +1,9 @@
-"""A tiny random LLaVA saved to a folder: tokenizer trained in memory, a chat template,
-the PIL image processor (no torchvision needed). For tests only."""
+"""Tiny random VLMs (LLaVA, Qwen2.5-VL) saved to a folder: tokenizer trained in memory, a chat
+template, PIL image processors (no torchvision needed). For tests only; also a script, so CI can
+build one with an installed groundcot:
+
+    python tests/support/tiny_models.py qwen25vl DIR
+"""
 from __future__ import annotations
 
 import torch
@@ -91,3 +95,20 @@ def build_tiny_qwen25vl(path: str, seed: int = 0) -> str:
         tokenizer=tokenizer, chat_template=QWEN_TEMPLATE)
     processor.save_pretrained(path)
     return path
+
+
+BUILDERS = {"qwen25vl": build_tiny_qwen25vl, "llava": build_tiny_vlm}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Save a tiny random VLM to a folder (for tests).")
+    parser.add_argument("kind", choices=sorted(BUILDERS))
+    parser.add_argument("path")
+    args = parser.parse_args(argv)
+    print(BUILDERS[args.kind](args.path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The installed package as a user gets it: build the wheel from this checkout, install it (not
+# editable) into a fresh virtual environment outside the checkout, and from a directory outside
+# the checkout run the demo, one SFT and one GRPO step with a tiny random Qwen2.5-VL, and every
+# export format. Usage: .ci/wheel_smoke.sh [WORKDIR] (default: a temporary folder, removed after).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+if [[ $# -gt 0 ]]; then
+  work="$1"; mkdir -p "$work"
+else
+  work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+fi
+step() { echo "== wheel smoke: $*"; }
+
+step "build the wheel from a copy of the checkout (no stale build/ can leak in)"
+mkdir -p "$work/src" "$work/dist" "$work/run"
+tar -C "$repo" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./out \
+    --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$work/src" -xf -
+python3 -m venv "$work/venv"
+pip="$work/venv/bin/pip"
+"$pip" wheel -q --no-deps -w "$work/dist" "$work/src"
+wheel=("$work"/dist/groundcot-*.whl)
+
+step "install ${wheel[0]##*/} into $work/venv (constraints.txt: CPU torch)"
+"$pip" install -q -c "$repo/constraints.txt" "${wheel[0]}"
+"$work/venv/bin/python" -c 'import groundcot, sys; assert "site-packages" in groundcot.__file__, groundcot.__file__'
+
+cd "$work/run"  # outside the checkout: only the installed copy is importable here
+gc="$work/venv/bin/groundcot"
+quick=(--set train.max_steps=1 --set train.grad_accum=1)
+
+step "groundcot demo"
+"$gc" demo
+test -f out/demo/stats.json
+
+step "a tiny random Qwen2.5-VL"
+"$work/venv/bin/python" "$repo/tests/support/tiny_models.py" qwen25vl "$work/qwen"
+
+step "groundcot train sft (bundled config, one step)"
+"$gc" train sft jobs/train_sft.yaml --set model="$work/qwen" "${quick[@]}"
+test -f out/train/sft/adapter_model.safetensors
+
+step "groundcot train grpo (bundled config, one step, from the SFT adapter)"
+"$gc" train grpo jobs/train_grpo.yaml -o out/train/grpo --set model="$work/qwen" "${quick[@]}" \
+    --set init_adapter=out/train/sft --set train.batch_size=2 --set grpo.num_generations=2 \
+    --set grpo.max_completion_length=16
+test -f out/train/grpo/summary.json
+
+for format in trl llamafactory verl; do
+  step "groundcot export --format $format"
+  "$gc" export out/demo --format "$format" -o "out/exports/$format"
+done
+"$gc" export out/demo --format verl --style sif --style textual -o out/exports/verl-sif-textual
+test -f out/exports/trl/data/train-00000-of-00001.parquet
+test -f out/exports/llamafactory/dataset_info.json
+test -f out/exports/verl/train.parquet
+step "passed"
