@@ -9,8 +9,9 @@ trying candidate starts (a ``{`` after ``[`` or ``,``; for objects, ``"key": {``
 keeping the first one that parses as a dict with the record's required keys. A nested
 dict never has them, and a brace inside a string never parses as a record.
 
-Malformed input becomes a :class:`JsonError` item (bad_json, truncated_json) rather
-than an exception. The reader then skips to the next item it can parse.
+Malformed input becomes a :class:`JsonError` item (bad_json, truncated_json,
+bad_encoding) rather than an exception. The reader then skips to the next item it can
+parse. A UTF-8 byte order mark at the start of a file is skipped.
 """
 from __future__ import annotations
 
@@ -23,14 +24,48 @@ from apache_beam.io.filebasedsource import FileBasedSource
 
 CHUNK = 1 << 22
 WS = b" \t\r\n"
+BOM = b"\xef\xbb\xbf"
 _DECODER = json.JSONDecoder()
 _OBJECT_CANDIDATE = re.compile(r'[,{]\s*("(?:[^"\\\n]|\\.){0,256}")\s*:\s*\{')
 
 
 @dataclass
 class JsonError:
-    reason: str  # bad_json | truncated_json | item_too_large
+    reason: str  # bad_json | truncated_json | item_too_large | bad_encoding
     detail: str
+
+
+class BadEncoding(ValueError):
+    """Bytes that are not UTF-8, or escapes that make no valid text (a lone surrogate)."""
+
+
+def check_text(value, raw: bytes | str) -> None:
+    """Raise BadEncoding if ``value`` (parsed from ``raw``) holds a lone surrogate from a ``\\u`` escape."""
+    escaped = "\\u" in raw if isinstance(raw, str) else b"\\u" in raw
+    if escaped:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise BadEncoding(f"a \\u escape makes invalid text: {err.reason}") from None
+
+
+def decode_json(data: bytes):
+    """The JSON value of UTF-8 ``data``; BadEncoding if the bytes or escapes are not valid text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadEncoding(f"not UTF-8: byte 0x{data[err.start]:02x} at {err.start}") from None
+    value = json.loads(text)
+    check_text(value, text)
+    return value
+
+
+class _Undecodable(Exception):
+    """A complete JSON value whose text is not valid; ``value`` is read with replacement characters."""
+
+    def __init__(self, value, end: int, err: BadEncoding):
+        super().__init__(str(err))
+        self.value, self.end = value, end
 
 
 class _NeedMore(Exception):
@@ -72,13 +107,21 @@ class _Buffer:
             self.fill()
 
     def parse(self, pos: int):
-        """(value, end) of the JSON value at ``pos``; decoded from the raw bytes (UTF-8)."""
+        """(value, end) of the JSON value at ``pos``; decoded from the raw bytes (UTF-8).
+
+        Raises _Undecodable for a complete value whose bytes or escapes are not valid text.
+        """
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.text, pos)  # latin-1 keeps byte offsets
-                if self.data[pos:end].isascii():
-                    return value, end  # pure ASCII: the latin-1 parse is already exact
-                return json.loads(self.data[pos:end]), end  # UTF-8 inside: decode properly
+                raw = self.data[pos:end]
+                try:
+                    if raw.isascii():  # pure ASCII: the latin-1 parse is already exact
+                        check_text(value, raw)
+                        return value, end
+                    return decode_json(raw), end  # UTF-8 inside: decode properly
+                except BadEncoding as bad:
+                    raise _Undecodable(json.loads(raw.decode("utf-8", "replace")), end, bad) from None
             except json.JSONDecodeError as err:
                 incomplete = err.pos >= len(self.text) - 1 or err.msg.startswith("Unterminated string")
                 if not incomplete or self.eof:
@@ -126,11 +169,20 @@ class JsonItemsSource(FileBasedSource):
         """Parse the item starting at ``pos``: (item, end)."""
         if self.container == "array":
             return buf.parse(pos)
-        key, end = buf.parse(pos)
+        bad = None
+        try:
+            key, end = buf.parse(pos)
+        except _Undecodable as err:
+            bad, key, end = err, err.value, err.end
         end = buf.skip_ws(end)
         if buf.data[end:end + 1] != b":":
             raise json.JSONDecodeError("Expecting ':' delimiter", buf.text, end)
-        value, end = buf.parse(buf.skip_ws(end + 1))
+        try:
+            value, end = buf.parse(buf.skip_ws(end + 1))
+        except _Undecodable as err:
+            bad, value, end = err, err.value, err.end
+        if bad is not None:
+            raise _Undecodable([key, value], end, BadEncoding(str(bad)))
         return [key, value], end
 
     def _candidates(self, buf: _Buffer, pos: int) -> Iterator[int]:
@@ -163,6 +215,8 @@ class JsonItemsSource(FileBasedSource):
             for cand in self._candidates(buf, pos):
                 try:
                     item, _ = self._item_at(buf, cand)
+                except _Undecodable as err:
+                    item = err.value  # still a record start: _items reports it
                 except (json.JSONDecodeError, _TooLarge):
                     continue
                 if self._is_record(item[1] if self.container == "object" else item):
@@ -172,6 +226,8 @@ class JsonItemsSource(FileBasedSource):
 
     def _opening(self, buf: _Buffer) -> int:
         pos = buf.skip_ws(0)
+        if buf.data.startswith(BOM):
+            pos = buf.skip_ws(len(BOM))
         opener = b"[" if self.container == "array" else b"{"
         if buf.data[pos:pos + 1] != opener:
             raise json.JSONDecodeError(f"a JSON {self.container} must start with {opener.decode()}", buf.text, pos)
@@ -197,6 +253,10 @@ class JsonItemsSource(FileBasedSource):
                 yield buf.base + pos, JsonError("truncated_json", "the file ends inside the top-level "
                                                                   f"{self.container}")
                 return
+            except _Undecodable as err:
+                yield buf.base + pos, JsonError("bad_encoding", f"at byte {buf.base + pos}: {err}"[:300])
+                pos = err.end
+                continue
             except (json.JSONDecodeError, _TooLarge) as err:
                 reason = "item_too_large" if isinstance(err, _TooLarge) else (
                     "truncated_json" if buf.eof else "bad_json")

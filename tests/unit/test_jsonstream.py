@@ -83,3 +83,40 @@ def test_gzipped_file_reads_whole(tmp_path):
     path = tmp_path / "a.json.gz"
     path.write_bytes(gzip.compress(json.dumps(RECORDS).encode()))
     assert items(JsonItemsSource(str(path), "array", REQUIRED)) == RECORDS
+
+
+def write_bytes(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("container", ["array", "object"])
+def test_a_bad_byte_is_one_bad_encoding_item_and_reading_goes_on(tmp_path, container):
+    good = [{"image": [f"{i}.jpg"], "conversations": [], "q": "café"} for i in range(6)]
+    parts = [json.dumps(r, ensure_ascii=False).encode() for r in good]
+    parts[2] = parts[2].replace("café".encode(), b"caf\xe9")  # latin-1, not UTF-8
+    parts[4] = parts[4].replace("café".encode(), b"\\ud800")  # a lone surrogate escape
+    if container == "array":
+        data = b"[" + b",\n".join(parts) + b"]"
+    else:
+        data = b"{" + b",\n".join(b'"%d": ' % i + p for i, p in enumerate(parts)) + b"}"
+    source = JsonItemsSource(write_bytes(tmp_path, "a.json", data), container, REQUIRED)
+    got = [(offset, item) for _, offset, item in stu.read_from_source(source)]
+    errors = [(offset, item) for offset, item in got if isinstance(item, JsonError)]
+    assert [e.reason for _, e in errors] == ["bad_encoding", "bad_encoding"]
+    assert "0xe9" in errors[0][1].detail and f"at byte {errors[0][0]}" in errors[0][1].detail
+    assert "\\u escape" in errors[1][1].detail
+    kept = [item if container == "array" else item[1] for _, item in got if not isinstance(item, JsonError)]
+    assert kept == [good[i] for i in (0, 1, 3, 5)]
+    splits = [(s.source, s.start_position, s.stop_position) for s in source.split(desired_bundle_size=60)]
+    stu.assert_sources_equal_reference_source((source, None, None), splits)
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    data = b"\xef\xbb\xbf" + json.dumps(RECORDS[:3]).encode()
+    assert items(JsonItemsSource(write_bytes(tmp_path, "a.json", data), "array", REQUIRED)) == RECORDS[:3]
+    obj = {"1": {"imageId": "1", "question": "q"}}
+    data = b"\xef\xbb\xbf\n" + json.dumps(obj).encode()
+    source = JsonItemsSource(write_bytes(tmp_path, "q.json", data), "object", ("imageId", "question"))
+    assert [tuple(kv) for kv in items(source)] == list(obj.items())
