@@ -34,7 +34,8 @@ def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
 
 
 def test_verl_export(run, tmp_path):
-    assert main(["export", str(run), "--format", "verl", "--out", str(tmp_path), "--style", "sif", "--style", "mgpo"]) == 0
+    assert main(["export", str(run), "--format", "verl", "--out", str(tmp_path), "--style", "sif",
+                 "--style", "mgpo"]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
     assert len(ds) == 42
     for row in ds:
