@@ -2,7 +2,10 @@
 
 Behaviour per record comes from a ``[[mode]]`` marker in the question (the system prompt
 carries it). A good reply copies the step areas it was sent and ends with the answer
-given in the system prompt, as a faithful teacher would.
+given in the system prompt, as a faithful teacher would. Broken endpoints are modes too:
+``BROKEN`` bodies (HTML, cut JSON, ...; ``<mode>_once``: on the first attempt only), a
+reply ``trickle``d a few bytes at a time, and replies echoing the caller's key.
+``GET /models`` answers 401 unless it carries ``key`` (when one is given).
 """
 from __future__ import annotations
 
@@ -19,6 +22,15 @@ _MODE = re.compile(r"\[\[(\w+)\]\]")
 
 
 _ACTION = re.compile(r"<(zoom|segment)>(.*?)</\1>")
+
+# 200 replies that are no chat completion: (content type, body)
+BROKEN = {
+    "html": ("text/html", b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "bad_json": ("application/json", b'{"id": "x", "choices": [{"message": {"content": "<thi'),
+    "choices_not_list": ("application/json", b'{"id": "x", "choices": {"message": {"content": "hi"}}}'),
+    "no_choices": ("application/json", b'{"id": "x", "object": "chat.completion", "choices": []}'),
+    "bad_utf8": ("application/json", b'{"choices": [{"message": {"content": "caf\xe9 \xff"}}]}'),
+}
 
 
 def good_reply(body: dict) -> str:
@@ -58,11 +70,37 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _reply(self, text: str) -> None:
-        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": text}}],
-                         "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}})
+    def _send_raw(self, content_type: str, data: bytes, trickle_s: float = 0.0) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        pieces = 20 if trickle_s else 1  # a trickle: each piece well within any per-read timeout
+        step = -(-len(data) // pieces)
+        try:
+            for i in range(0, len(data), step):
+                self.wfile.write(data[i:i + step])
+                self.wfile.flush()
+                time.sleep(trickle_s / pieces)
+        except OSError:  # the client gave up
+            self.close_connection = True
+
+    def _reply(self, text: str, trickle_s: float = 0.0) -> None:
+        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": text}}],
+                   "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}}
+        self._send_raw("application/json", json.dumps(payload).encode(), trickle_s)
+
+    def do_GET(self):  # noqa: N802 - the health check
+        fake: FakeOpenAI = self.server.fake
+        with fake.lock:
+            fake.health_checks += 1
+        if self.path.rstrip("/").endswith("/models"):
+            if fake.key and self.headers.get("Authorization") != f"Bearer {fake.key}":
+                return self._send(401, {"error": {"message": "invalid api key"}})
+            return self._send(200, {"object": "list", "data": [{"id": "fake-vlm", "object": "model"}]})
+        return self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self):  # noqa: N802
         fake: FakeOpenAI = self.server.fake
@@ -84,6 +122,16 @@ class Handler(BaseHTTPRequestHandler):
             fake.attempts[(first, reask)] += 1
             n = fake.attempts[(first, reask)]
         good = good_reply(body)
+        broken = mode[:-len("_once")] if mode.endswith("_once") and n == 1 else mode
+        if broken in BROKEN:
+            return self._send_raw(*BROKEN[broken])
+        if mode == "trickle" or mode == "trickle_once" and n == 1:
+            return self._reply(good, trickle_s=fake.trickle_s)
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if mode == "echo_key":  # a valid reply that quotes the key: it must not reach the row
+            return self._reply(good.replace("holds part of the scene", f"holds part of the scene ({key})"))
+        if mode == "echo_key_bad":  # an invalid one: it must not reach rejected/
+            return self._reply(f"I cannot do that with the key {key}.")
         if mode == "fenced":
             return self._reply(f"Here is the data.\n```xml\n{good}\n```\nDone.")
         if mode == "malformed_once":
@@ -116,8 +164,10 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """``with FakeOpenAI() as fake: fake.base_url ...``; ``fake.requests`` records every call."""
 
-    def __init__(self, latency: float = 0.0, max_concurrency: int = 1000, slow_s: float = 2.0):
-        self.latency, self.slow_s = latency, slow_s
+    def __init__(self, latency: float = 0.0, max_concurrency: int = 1000, slow_s: float = 2.0,
+                 trickle_s: float = 3.0, key: str | None = None):
+        self.latency, self.slow_s, self.trickle_s, self.key = latency, slow_s, trickle_s, key
+        self.health_checks = 0
         self.slots = threading.BoundedSemaphore(max_concurrency)
         self.lock = threading.Lock()
         self.requests: list[dict] = []

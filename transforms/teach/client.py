@@ -1,10 +1,11 @@
 """The HTTP side of an API teacher: one ``openai`` async client per worker, bounded
-concurrency, the client's own retries (exponential backoff with jitter, Retry-After, on
-408/409/429/5xx, timeouts and connection errors) with every attempt counted through
-httpx event hooks, a request budget, the response cache, and a ledger of what it cost.
+concurrency, retries (``retry``: backoff with jitter, Retry-After) of every transient
+failure, malformed replies (``reply``) and whole-attempt timeouts included, every attempt
+counted through httpx event hooks, a request budget, the response cache, a ledger of what
+it cost, and ``check_endpoint``, the health check a job runs before it starts.
 
-The API key is read from the environment on the worker and redacted from anything this
-module reports.
+The API key is read from the environment on the worker and redacted from replies before
+anything stores them, and from anything this module reports.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import threading
 from collections import Counter
 
 from groundcot.transforms.teach.cache import ResponseCache, cache_key
+from groundcot.transforms.teach.reply import BadReply, parse_reply
+from groundcot.transforms.teach.retry import backoff, classify
 
 _BUDGETS: dict[str, list[int]] = {}
 _BUDGET_LOCK = threading.Lock()
@@ -76,9 +79,8 @@ class ChatClient:
         hooks = {"request": [self._on_request], "response": [self._on_response]}
         limits = httpx2.Limits(max_connections=self.cfg.max_concurrency,
                                max_keepalive_connections=self.cfg.max_concurrency)
-        self.client = openai.AsyncOpenAI(
-            base_url=self.cfg.base_url, api_key=self._key or "EMPTY", timeout=self.cfg.timeout_s,
-            max_retries=self.cfg.max_retries,
+        self.client = openai.AsyncOpenAI(  # retries are ours (_call): bad replies are retried too
+            base_url=self.cfg.base_url, api_key=self._key or "EMPTY", timeout=self.cfg.timeout_s, max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, event_hooks=hooks, timeout=self.cfg.timeout_s))
         self.semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
 
@@ -100,44 +102,81 @@ class ChatClient:
         return {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens, **self.cfg.extra_body}
 
     async def complete(self, messages: list[dict], model: str | None = None) -> str:
-        import openai
-        from openai.types.chat import ChatCompletion
-
         model = model or self.cfg.model
         key = cache_key({"model": model, "messages": messages, "params": self.params()})
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
-            return cached["content"]
+            return self.redact(cached["content"])  # entries written before redaction existed
         self.ledger.inc("cache_misses")
         if not take_budget(self.run_id, self.cfg.request_budget):
             raise TeacherError("teacher_budget_exhausted", f"request_budget {self.cfg.request_budget} used up")
         async with self.semaphore:
             self.ledger.inc("requests")
-            try:
-                # The client's documented custom-request path: same auth, retries, errors and
-                # response parsing as chat.completions.create, without its per-call walk
-                # over every message part (milliseconds per call with images inline).
-                reply = await self.client.post("/chat/completions", cast_to=ChatCompletion,
-                                               body={"model": model, "messages": messages, **self.params()})
-            except openai.APIStatusError as err:
-                status = err.status_code
-                kind = "rate_limited" if status == 429 else "server_error" if status >= 500 else f"http_{status}"
-                raise self._failure(kind, err) from None
-            except openai.APITimeoutError as err:
-                raise self._failure("timeout", err) from None
-            except openai.APIConnectionError as err:
-                raise self._failure("connection_error", err) from None
-        content = (reply.choices[0].message.content or "") if reply.choices else ""
-        if reply.usage is not None:
-            self.ledger.inc("prompt_tokens", reply.usage.prompt_tokens or 0)
-            self.ledger.inc("completion_tokens", reply.usage.completion_tokens or 0)
+            content, usage = await self._call({"model": model, "messages": messages, **self.params()})
+        self.ledger.inc("prompt_tokens", usage.get("prompt_tokens") or 0)
+        self.ledger.inc("completion_tokens", usage.get("completion_tokens") or 0)
+        content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
         if not content.strip():
-            raise self._failure("empty_reply", ValueError("the reply has no text"))
+            raise self._failure("empty_reply", ValueError("the reply has no text"), 1)
         if self.cache.root:
             await asyncio.to_thread(self.cache.put, key, {"content": content})
         return content
 
-    def _failure(self, kind: str, err: Exception) -> TeacherError:
+    async def _call(self, body: dict) -> tuple[str, dict]:
+        """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
+        for retry in range(self.cfg.max_retries + 1):
+            try:
+                async with asyncio.timeout(self.cfg.timeout_s):  # the whole attempt, however slow the bytes
+                    return await self._attempt(body)
+            except Exception as err:  # noqa: BLE001 - classify re-raises what is not a call failure
+                kind, transient, told = classify(err)
+                self.ledger.inc(f"errors.{kind}")
+                if isinstance(err, BadReply):
+                    self.ledger.inc(f"errors.bad_reply.{err.what}")
+                if not transient or retry == self.cfg.max_retries:
+                    raise self._failure(kind, err, retry + 1) from None
+            await asyncio.sleep(backoff(retry, told))
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, body: dict) -> tuple[str, dict]:
+        import httpx2
+
+        # The client's documented custom-request path: its auth, headers and status errors;
+        # the body is checked here (parse_reply), so a malformed one is a named, retried failure.
+        response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+        return parse_reply(response.content, response.headers.get("content-type", ""))
+
+    def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:
         self.ledger.inc(f"failures.{kind}")
-        return TeacherError(f"teacher_{kind}", self.redact(f"{type(err).__name__}: {err}")[:400])
+        text = f"{type(err).__name__}: {str(err) or f'no whole reply within timeout_s={self.cfg.timeout_s}'}"
+        tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return TeacherError(f"teacher_{kind}", self.redact(text)[:400] + tried)
+
+
+class EndpointError(RuntimeError):
+    """The teacher's endpoint cannot serve this job (one line, never the key)."""
+
+
+def check_endpoint(cfg, timeout_s: float = 10.0) -> None:
+    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached or refuses the key.
+
+    Any other answer (even a 404 from a server without ``/models``) counts as reachable: the
+    run's own retries deal with what is transient.
+    """
+    import httpx2
+
+    key = api_key(cfg.api_key_env)
+    url = httpx2.URL(f"{cfg.base_url.rstrip('/')}/models")
+    shown = str(url.copy_with(userinfo=b"", query=None))  # nothing secret from the URL either
+    try:
+        response = httpx2.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=timeout_s)
+    except httpx2.TimeoutException:
+        raise EndpointError(f"teacher endpoint {shown}: no answer within {timeout_s:g} s") from None
+    except (httpx2.HTTPError, httpx2.InvalidURL) as err:
+        reason = str(err).replace(key, "***") if key else str(err)  # e.g. [Errno 111] Connection refused
+        reason = reason.splitlines()[0][:200] if reason.strip() else type(err).__name__
+        raise EndpointError(f"teacher endpoint {shown} is unreachable ({reason})") from None
+    if response.status_code in (401, 403):
+        whose = f"the key in {cfg.api_key_env}" if key else "requests without a key (set teacher.api_key_env)"
+        raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")
