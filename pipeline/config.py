@@ -192,6 +192,11 @@ class JobConfig(Section):
     validate_: Validate = Field(Validate(), alias="validate")
     output: Output = Output()
     runner: Runner = Runner()
+    cache: Optional[str] = Field(
+        None, description="Cache folder or bucket prefix for depth maps, masks and teacher replies (null: "
+                          "off), keyed by model and input bytes: a killed, repeated or extended run recomputes "
+                          "nothing already done. Teacher replies go to its `teacher` folder unless "
+                          "`teacher.cache` is set. A local path is relative to the working directory.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -61,10 +61,10 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
-            DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device))
+            DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device, cache=cfg.cache))
     if cfg.masks.enabled:
         records = records | "Masks" >> RunInference(
-            Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device))
+            Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device, cache=cfg.cache))
     params = cfg.expand.model_dump()
     records = (records
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))

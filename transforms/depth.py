@@ -16,9 +16,11 @@ from PIL import Image
 
 from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.record import Record
+from groundcot.transforms.cache import StageCache, content_key
 from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
 STAGE = "depth"
+VERSION = "1"  # of the map's making (normalisation, encoding): a change here misses old cache entries
 
 
 # --- pure core -------------------------------------------------------------------------
@@ -30,6 +32,12 @@ def normalise(inverse_depth: np.ndarray) -> np.ndarray:
     if not math.isfinite(lo) or not math.isfinite(hi) or hi - lo < 1e-12:
         return np.zeros_like(d, dtype=np.float32)
     return (1.0 - (d - lo) / (hi - lo)).astype(np.float32)
+
+
+def checked_png(data: bytes) -> bytes:
+    """The bytes of a cached map, once they decode as a PNG (a damaged entry raises: a miss)."""
+    Image.open(io.BytesIO(data)).load()
+    return data
 
 
 # --- model (driver side: see transforms.models) -----------------------------------------
@@ -71,11 +79,17 @@ class LoadedDepth:
 
 
 class DepthHandler(ModelHandler):
-    """Records in, records out with ``depth_map`` set; rejected records pass through."""
+    """Records in, records out with ``depth_map`` set; rejected records pass through.
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto"):
+    With a ``cache`` root, maps are looked up by model and image bytes first: only misses
+    reach the model, and each distinct image of a batch runs once.
+    """
+
+    def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto", cache: str | None = None):
         super().__init__()
         self.model, self.batch_size, self.device = model, batch_size, device
+        self.identity = model.identity()  # here, on the driver, where a fallback's files are
+        self.cache = StageCache(cache, STAGE, ".png", encode=bytes, decode=checked_png)
 
     def load_model(self):
         import torch
@@ -92,17 +106,22 @@ class DepthHandler(ModelHandler):
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
+    def cache_key(self, record: Record, model: LoadedDepth) -> str:
+        return content_key(STAGE, VERSION, self.identity, str(model.net.dtype), record.image or b"")
+
     def run_inference(self, batch: Sequence[Record], model: LoadedDepth, inference_args=None) -> Iterable[Record]:
-        todo = [r for r in batch if r.rejection is None]
-        groups: dict[tuple, list[tuple[Record, Image.Image, object]]] = {}
-        for record in todo:
+        todo = [(self.cache_key(r, model), r) for r in batch if r.rejection is None]
+        misses = self.cache.lookup(todo, lambda r, png: setattr(r, "depth_map", png))
+        groups: dict[tuple, list[tuple[str, list[Record], Image.Image, object]]] = {}
+        for key, same in misses.items():
             try:
-                image = Image.open(io.BytesIO(record.image)).convert("RGB")
+                image = Image.open(io.BytesIO(same[0].image)).convert("RGB")
                 pixels = model.processor(images=image, return_tensors="pt")["pixel_values"][0]
             except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
-                record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+                for record in same:
+                    record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
                 continue
-            groups.setdefault(tuple(pixels.shape), []).append((record, image, pixels))
+            groups.setdefault(tuple(pixels.shape), []).append((key, same, image, pixels))
         for group in groups.values():  # same-shape images run as one forward pass
             try:
                 self._predict(group, model)
@@ -111,21 +130,24 @@ class DepthHandler(ModelHandler):
                     try:
                         self._predict([item], model)
                     except Exception as err:  # noqa: BLE001
-                        item[0].reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+                        for record in item[1]:
+                            record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
         return batch
 
-    @staticmethod
-    def _predict(group, model: LoadedDepth) -> None:
+    def _predict(self, group, model: LoadedDepth) -> None:
         import torch
 
-        stacked = torch.stack([p for _, _, p in group]).to(model.device, dtype=model.net.dtype)
+        stacked = torch.stack([p for *_, p in group]).to(model.device, dtype=model.net.dtype)
         with torch.inference_mode():
             out = model.net(pixel_values=stacked)
         out.predicted_depth = out.predicted_depth.float()
-        sizes = [(image.height, image.width) for _, image, _ in group]
+        sizes = [(image.height, image.width) for _, _, image, _ in group]
         maps = model.processor.post_process_depth_estimation(out, target_sizes=sizes)
-        for (record, _, _), m in zip(group, maps):
-            record.depth_map = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
+        for (key, same, _, _), m in zip(group, maps):
+            png = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
+            for record in same:
+                record.depth_map = png
+            self.cache.save(key, png)
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.depth"

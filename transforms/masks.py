@@ -9,6 +9,7 @@ bilinearly to the image size and threshold at 0.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -18,9 +19,11 @@ from PIL import Image
 
 from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.record import Record
+from groundcot.transforms.cache import StageCache, content_key
 from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
 
 STAGE = "masks"
+VERSION = "1"  # of the masks' making (resize, upsampling, encoding): a change here misses old cache entries
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet, as Sam2ImageProcessor
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -97,12 +100,26 @@ def torchvision_available() -> bool:
         return False
 
 
-class Sam2Handler(ModelHandler):
-    """Records in, records out with ``masks`` (one per GT box); rejected records pass through."""
+def encode_entries(masks: list[dict]) -> bytes:
+    return json.dumps(masks).encode()
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto"):
+
+def decode_entries(data: bytes) -> list[dict]:
+    return json.loads(data)
+
+
+class Sam2Handler(ModelHandler):
+    """Records in, records out with ``masks`` (one per GT box); rejected records pass through.
+
+    With a ``cache`` root, masks are looked up by model, image bytes and GT boxes first: only
+    misses reach the model.
+    """
+
+    def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto", cache: str | None = None):
         super().__init__()
         self.model, self.batch_size, self.device = model, batch_size, device
+        self.identity = model.identity()  # here, on the driver, where a fallback's files are
+        self.cache = StageCache(cache, STAGE, ".json", encode=encode_entries, decode=decode_entries)
 
     def load_model(self) -> LoadedSam2:
         import torch
@@ -126,24 +143,32 @@ class Sam2Handler(ModelHandler):
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
+    def cache_key(self, record: Record, model: LoadedSam2) -> str:
+        steps = "processor" if model.processor is not None else "groundcot"  # the two differ by a few pixels
+        return content_key(STAGE, VERSION, self.identity, str(model.net.dtype), steps,
+                           json.dumps(record.gt_boxes), record.image or b"")
+
     def run_inference(self, batch: Sequence[Record], model: LoadedSam2, inference_args=None) -> Iterable[Record]:
-        todo = [r for r in batch if r.rejection is None]
-        for start in range(0, len(todo), self.batch_size):
-            group = todo[start:start + self.batch_size]
+        todo = [(self.cache_key(r, model), r) for r in batch if r.rejection is None]
+        misses = self.cache.lookup(todo, lambda r, masks: setattr(r, "masks", [dict(m) for m in masks]))
+        work = list(misses.items())
+        for start in range(0, len(work), self.batch_size):
+            group = work[start:start + self.batch_size]
             try:
                 self._segment(group, model)
             except Exception:  # noqa: BLE001 - isolate the record that fails
-                for record in group:
+                for item in group:
                     try:
-                        self._segment([record], model)
+                        self._segment([item], model)
                     except Exception as err:  # noqa: BLE001
-                        record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
+                        for record in item[1]:
+                            record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
         return batch
 
-    @staticmethod
-    def _segment(group: list[Record], model: LoadedSam2) -> None:
+    def _segment(self, work: list[tuple[str, list[Record]]], model: LoadedSam2) -> None:
         import torch
 
+        group = [same[0] for _, same in work]  # records sharing a key share image and boxes
         images = [Image.open(io.BytesIO(r.image)).convert("RGB") for r in group]
         most = max(len(r.gt_boxes) for r in group)
         # pad every image's boxes to the same count; padded masks are dropped
@@ -158,14 +183,17 @@ class Sam2Handler(ModelHandler):
             out = model.net(pixel_values=pixels.to(model.device, model.net.dtype),
                             input_boxes=boxes.to(model.device, torch.float32), multimask_output=False)
         logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
-        for i, (record, image) in enumerate(zip(group, images)):
+        for i, ((key, same), record, image) in enumerate(zip(work, group, images)):
             k = len(record.gt_boxes)
             if model.processor is not None:
                 masks = model.processor.post_process_masks([logits[i, :k]], [(image.height, image.width)])[0][:, 0]
                 masks = masks.numpy()
             else:
                 masks = upsample(logits[i, :k, 0], image.height, image.width)
-            record.masks = [encode_mask(m, scores[i, j, 0]) for j, m in enumerate(masks)]
+            entries = [encode_mask(m, scores[i, j, 0]) for j, m in enumerate(masks)]
+            for twin in same:
+                twin.masks = [dict(m) for m in entries]
+            self.cache.save(key, entries)
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.masks"

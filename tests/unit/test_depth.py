@@ -86,3 +86,104 @@ def test_resolve_model_demo_fallback_is_recorded():
     assert chosen.fallback and "no-such-model" in chosen.reason
     handler = DepthHandler(chosen, device="cpu")
     assert handler.load_model().net.config.model_type == "depth_anything"
+
+
+# --- the cache: only misses reach the model ---------------------------------------------
+
+class CountingNet:
+    """The loaded network, counting the images it is given."""
+
+    def __init__(self, net):
+        self.net, self.images = net, 0
+
+    def __call__(self, **inputs):
+        self.images += len(inputs["pixel_values"])
+        return self.net(**inputs)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def counted(handler):
+    loaded = handler.load_model()
+    loaded.net = CountingNet(loaded.net)
+    return loaded
+
+
+def images(n, offset=0):
+    return [png_bytes(64, 48, (30 * (i + offset), 90, 200)) for i in range(n)]
+
+
+def fresh(data):
+    return [record(i, 64, 48, image=d) for i, d in enumerate(data)]
+
+
+def test_a_second_run_with_the_same_cache_runs_the_model_zero_times(tiny_model, tmp_path):
+    handler, _ = tiny_model
+    path = handler.model.load_from
+    first = DepthHandler(ResolvedModel(path, path), batch_size=4, device="cpu", cache=str(tmp_path))
+    loaded = counted(first)
+    computed = first.run_inference(fresh(images(3)), loaded)
+    assert loaded.net.images == 3
+    again = DepthHandler(ResolvedModel(path, path), batch_size=4, device="cpu", cache=str(tmp_path))
+    reloaded = counted(again)
+    cached = again.run_inference(fresh(images(3)), reloaded)
+    assert reloaded.net.images == 0
+    uncached = DepthHandler(ResolvedModel(path, path), device="cpu").run_inference(fresh(images(3)), loaded)
+    assert [r.depth_map for r in cached] == [r.depth_map for r in computed] == [r.depth_map for r in uncached]
+    assert len(list(tmp_path.glob("depth/*/*.png"))) == 3  # binary PNGs, one per image
+
+
+def test_an_extended_run_computes_only_the_new_images(tiny_model, tmp_path):
+    path = tiny_model[0].model.load_from
+    handler = DepthHandler(ResolvedModel(path, path), batch_size=8, device="cpu", cache=str(tmp_path))
+    loaded = counted(handler)
+    handler.run_inference(fresh(images(2)), loaded)
+    assert loaded.net.images == 2
+    out = handler.run_inference(fresh(images(2) + images(3, offset=2)), loaded)
+    assert loaded.net.images == 2 + 3 and all(r.depth_map for r in out)
+
+
+def test_the_same_image_twice_in_a_batch_runs_once(tiny_model, tmp_path):
+    path = tiny_model[0].model.load_from
+    handler = DepthHandler(ResolvedModel(path, path), device="cpu", cache=str(tmp_path))
+    loaded = counted(handler)
+    out = handler.run_inference(fresh(images(2) + images(1)), loaded)
+    assert loaded.net.images == 2 and out[0].depth_map == out[2].depth_map
+
+
+def test_a_changed_model_misses(tiny_model, tmp_path):
+    path = tiny_model[0].model.load_from
+    first = DepthHandler(ResolvedModel(path, path), device="cpu", cache=str(tmp_path / "cache"))
+    first.run_inference(fresh(images(2)), counted(first))
+    other = build_tiny_random(str(tmp_path / "other"), seed=1)  # another model (a local path is its id)
+    second = DepthHandler(ResolvedModel(other, other), device="cpu", cache=str(tmp_path / "cache"))
+    loaded = counted(second)
+    second.run_inference(fresh(images(2)), loaded)
+    assert loaded.net.images == 2
+
+
+def test_model_identity_names_the_revision_and_keeps_the_fallback_apart(tmp_path):
+    hub = "depth-anything/Depth-Anything-V2-Small-hf"
+    assert ResolvedModel(hub, hub, revision="abc").identity() == f"{hub}@abc"
+    assert ResolvedModel(hub, hub, revision="abc").identity() != ResolvedModel(hub, hub, revision="def").identity()
+    a, b = build_tiny_random(str(tmp_path / "a")), build_tiny_random(str(tmp_path / "b"))
+    tiny_a = ResolvedModel(hub, a, fallback=True).identity()
+    assert tiny_a == ResolvedModel(hub, b, fallback=True).identity()  # same seed, other temp folder
+    assert tiny_a.startswith("tiny_random:") and tiny_a != ResolvedModel(hub, hub, revision="abc").identity()
+    assert tiny_a != ResolvedModel(hub, build_tiny_random(str(tmp_path / "c"), seed=1), fallback=True).identity()
+    local = ResolvedModel(a, a).identity()
+    with open(f"{a}/config.json", "a") as handle:
+        handle.write(" ")
+    assert ResolvedModel(a, a).identity() != local  # a local folder is keyed by its files' names and sizes
+
+
+def test_a_damaged_entry_is_recomputed_and_rewritten(tiny_model, tmp_path):
+    path = tiny_model[0].model.load_from
+    handler = DepthHandler(ResolvedModel(path, path), device="cpu", cache=str(tmp_path))
+    loaded = counted(handler)
+    good = handler.run_inference(fresh(images(1)), loaded)[0].depth_map
+    [entry] = tmp_path.glob("depth/*/*.png")
+    entry.write_bytes(b"\x89PNG truncated")
+    assert handler.run_inference(fresh(images(1)), loaded)[0].depth_map == good
+    assert loaded.net.images == 2 and entry.read_bytes() == good

@@ -85,3 +85,62 @@ def test_own_steps_match_sam2_processor(tmp_path):
     logits = torch.randn(1, 1, 256, 256)
     theirs = processor.post_process_masks([logits], [(200, 300)])[0][:, 0].numpy()
     assert (theirs == upsample(logits[:, 0], 200, 300)).mean() > 0.999
+
+
+# --- the cache: only misses reach the model ---------------------------------------------
+
+class CountingNet:
+    """The loaded network, counting the images it is given."""
+
+    def __init__(self, net):
+        self.net, self.images = net, 0
+
+    def __call__(self, **inputs):
+        self.images += len(inputs["pixel_values"])
+        return self.net(**inputs)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def handler_and_model(path, cache):
+    handler = Sam2Handler(ResolvedModel(path, path), batch_size=2, device="cpu", cache=cache)
+    loaded = handler.load_model()
+    loaded.net = CountingNet(loaded.net)
+    return handler, loaded
+
+
+def boxed():
+    return [record(0, 64, 48, [[5, 5, 30, 30], [30, 10, 60, 40]]), record(1, 40, 90, [[1, 2, 20, 80]]),
+            record(2, 50, 50, [[0, 0, 10, 10]])]
+
+
+def test_a_second_run_with_the_same_cache_runs_the_model_zero_times(tiny, tmp_path):
+    path = tiny[0].model.load_from
+    handler, loaded = handler_and_model(path, str(tmp_path))
+    computed = handler.run_inference(boxed(), loaded)
+    assert loaded.net.images == 3
+    again, reloaded = handler_and_model(path, str(tmp_path))
+    cached = again.run_inference(boxed(), reloaded)
+    assert reloaded.net.images == 0
+    uncached = Sam2Handler(ResolvedModel(path, path), batch_size=2, device="cpu").run_inference(boxed(), tiny[1])
+    assert [r.masks for r in cached] == [r.masks for r in computed] == [r.masks for r in uncached]
+    assert all(r.masks for r in cached)
+
+
+def test_other_boxes_on_a_cached_image_miss(tiny, tmp_path):
+    handler, loaded = handler_and_model(tiny[0].model.load_from, str(tmp_path))
+    handler.run_inference(boxed(), loaded)
+    moved = boxed()
+    moved[1].gt_boxes = [[2, 2, 20, 80]]
+    out = handler.run_inference(moved + [record(3, 30, 30, [[0, 0, 9, 9]])], loaded)
+    assert loaded.net.images == 3 + 2 and all(r.masks for r in out)  # the moved box and the new image
+
+
+def test_a_changed_model_misses(tiny, tmp_path):
+    handler, loaded = handler_and_model(tiny[0].model.load_from, str(tmp_path / "cache"))
+    handler.run_inference(boxed(), loaded)
+    other = build_tiny_random(str(tmp_path / "other"), seed=1)  # another model (a local path is its id)
+    second, reloaded = handler_and_model(other, str(tmp_path / "cache"))
+    second.run_inference(boxed(), reloaded)
+    assert reloaded.net.images == 3

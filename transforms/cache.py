@@ -1,0 +1,161 @@
+"""One content-addressed cache for model outputs and teacher replies (``cache:`` in the job config).
+
+Entries live under a local folder or a bucket prefix, one file per key (``<root>/<stage>/ab/abcd...``):
+depth maps as their 16-bit PNG bytes, masks and teacher replies as JSON. A key is the sha256 of
+everything that decides the entry (stage, model identity, input bytes), so a killed, repeated or
+extended run finds what is done and computes only the rest. Writes go to a temporary name and are
+renamed, so a reader never sees half an entry; an unreadable entry is a miss and is rewritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+log = logging.getLogger("groundcot")
+NAMESPACE = "groundcot"
+
+
+def content_key(*parts: bytes | str) -> str:
+    """sha256 over the parts, each length-prefixed so that no two part lists collide.
+
+    >>> content_key("depth", b"x") == content_key("dep", b"thx")
+    False
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+class Cache:
+    """``get``/``put`` JSON values and ``get_bytes``/``put_bytes`` blobs by key under ``root``.
+
+    With no root every lookup misses and nothing is stored.
+    """
+
+    def __init__(self, root: str | None):
+        if root and "://" not in root:
+            root = os.path.abspath(root)  # resolved where the job is built, not on each worker
+        self.root = root.rstrip("/") if root else None
+
+    def sub(self, name: str) -> Cache:
+        return Cache(f"{self.root}/{name}" if self.root else None)
+
+    def _path(self, key: str, ext: str) -> str:
+        return f"{self.root}/{key[:2]}/{key}{ext}"
+
+    def get_bytes(self, key: str, ext: str = ".bin") -> bytes | None:
+        if not self.root:
+            return None
+        path = self._path(key, ext)
+        try:
+            if not FileSystems.exists(path):
+                return None
+            with FileSystems.open(path) as handle:
+                return handle.read()
+        except OSError:  # unreadable entry: a miss, rewritten after the recomputation
+            return None
+
+    def put_bytes(self, key: str, data: bytes, ext: str = ".bin") -> None:
+        if not self.root:
+            return
+        path = self._path(key, ext)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with FileSystems.create(tmp) as handle:
+            handle.write(data)
+        FileSystems.rename([tmp], [path])  # readers never see a half-written entry
+
+    def get(self, key: str) -> dict | list | None:
+        data = self.get_bytes(key, ".json")
+        try:
+            return None if data is None else json.loads(data)
+        except ValueError:
+            return None
+
+    def put(self, key: str, value: dict | list) -> None:
+        self.put_bytes(key, json.dumps(value).encode(), ".json")
+
+
+def teacher_cache_root(cache: str | None, teacher_cache: str | None) -> str | None:
+    """The teacher's own ``cache`` if set, else the ``teacher`` folder of the job's ``cache``.
+
+    >>> teacher_cache_root("gs://b/cache/", None), teacher_cache_root("c", "mine"), teacher_cache_root(None, None)
+    ('gs://b/cache/teacher', 'mine', None)
+    """
+    if teacher_cache:
+        return teacher_cache
+    return f"{cache.rstrip('/')}/teacher" if cache else None
+
+
+def cache_stats(counters: dict[str, int]) -> dict[str, dict[str, int]]:
+    """``cache.<stage>.<hits|misses>`` counters (and the teacher ledger's) as {stage: {hits, misses}}.
+
+    >>> cache_stats({"cache.depth.hits": 3, "cache.depth.misses": 1, "ledger.cache_hits": 2, "x": 9})
+    {'depth': {'hits': 3, 'misses': 1}, 'teacher': {'hits': 2, 'misses': 0}}
+    """
+    found: dict[str, dict[str, int]] = {}
+    for name, n in counters.items():
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "cache" and parts[2] in ("hits", "misses"):
+            found.setdefault(parts[1], {"hits": 0, "misses": 0})[parts[2]] += n
+        elif name in ("ledger.cache_hits", "ledger.cache_misses"):
+            found.setdefault("teacher", {"hits": 0, "misses": 0})[name.rsplit("_", 1)[1]] += n
+    return dict(sorted(found.items()))
+
+
+class StageCache:
+    """A model stage's cache: results found before the model runs, stored after, counted.
+
+    ``encode``/``decode`` turn a record's result into the stored bytes and back.
+    """
+
+    def __init__(self, root: str | None, stage: str, ext: str,
+                 encode: Callable[[object], bytes], decode: Callable[[bytes], object]):
+        self.store, self.stage, self.ext = Cache(root).sub(stage), stage, ext
+        self.encode, self.decode = encode, decode
+
+    def lookup(self, items: Iterable[tuple[str, object]], assign: Callable[[object, object], None]) -> dict:
+        """``(key, record)`` pairs -> the misses as {key: [records]}; hits get their result by ``assign``.
+
+        Records sharing a key (the same image, say) are grouped, so the model runs once per key.
+        """
+        misses: dict[str, list] = {}
+        found: dict[str, object] = {}
+        hits = 0
+        for key, record in items:
+            if key in misses:
+                misses[key].append(record)
+                continue
+            if key not in found:
+                found[key] = self._read(key)
+            if found[key] is None:
+                misses[key] = [record]
+            else:
+                assign(record, found[key])
+                hits += 1
+        if self.store.root:
+            Metrics.counter(NAMESPACE, f"cache.{self.stage}.hits").inc(hits)
+            Metrics.counter(NAMESPACE, f"cache.{self.stage}.misses").inc(sum(len(v) for v in misses.values()))
+        return misses
+
+    def _read(self, key: str) -> object | None:
+        data = self.store.get_bytes(key, self.ext)
+        try:
+            return None if data is None else self.decode(data)
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss, recomputed and rewritten
+            return None
+
+    def save(self, key: str, value: object) -> None:
+        """Store a computed result; a cache that cannot be written costs a warning, never the record."""
+        try:
+            self.store.put_bytes(key, self.encode(value), self.ext)
+        except Exception as err:  # noqa: BLE001
+            log.warning("%s cache: cannot store %s: %s", self.stage, key, err)
