@@ -1,6 +1,6 @@
 """The ``groundcot`` command line. What a command writes is always ``-o/--out``.
 
-    groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...]
+    groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty]
     groundcot demo [-o DIR]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--out", help="output folder or bucket prefix (default: the config's output.dir)")
     gen.add_argument("--limit", type=int, help="at most N records per source (the N smallest ids)")
     gen.add_argument("--set", **sets)
+    gen.add_argument("--overwrite", action="store_true",
+                     help="write into an output folder that holds files groundcot did not write (they are left alone)")
+    gen.add_argument("--allow-empty", action="store_true",
+                     help="publish a run that read 0 records, or whose every record failed on infrastructure "
+                          "(missing images, an unreachable teacher); without it such a run exits 1")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
     demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
@@ -90,19 +95,25 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _generate(config: str, out: str | None, limit: int | None, overrides: list[str]) -> int:
+def _generate(config: str, out: str | None, limit: int | None, overrides: list[str], *,
+              overwrite: bool = False, allow_empty: bool = False) -> int:
     from groundcot.pipeline.config import ConfigError, load_config
+    from groundcot.pipeline.outputs import OutputRefused
     from groundcot.pipeline.run import run
 
     try:
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit: must be at least 1 (got {limit}); leave it out to read everything")
         cfg = load_config(config, overrides)
-        if limit:
+        if limit is not None:
             for src in cfg.sources:
                 src.limit = min(src.limit or limit, limit)
         out = out or cfg.output.dir
-        stats = run(cfg, out)
+        stats = run(cfg, out, overwrite=overwrite, allow_empty=allow_empty)
     except ConfigError as err:
         return _fail(f"config error: {err}", 2)
+    except OutputRefused as err:
+        return _fail(str(err), 2)
     except RuntimeError as err:
         return _fail(str(err), 1)
     _report(stats, out)
@@ -177,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args.config)
     except ConfigError as err:
         return _fail(f"config error: {err}", 2)
-    return _generate(config, args.out, args.limit, args.overrides)
+    return _generate(config, args.out, args.limit, args.overrides, overwrite=args.overwrite,
+                     allow_empty=args.allow_empty)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
-"""Run a job: prepare the output, run the graph on the chosen runner, write stats.json."""
+"""Run a job: check it, run the graph into a staging folder, write stats.json, publish."""
 from __future__ import annotations
 
 import difflib
-import glob
 import json
 import logging
 import os
@@ -20,21 +19,22 @@ from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline.config import ConfigError, JobConfig, echo
 from groundcot.pipeline.graph import build
+from groundcot.pipeline.outputs import OutputFolder
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.sources import patterns
 
 log = logging.getLogger("groundcot")
-OUTPUT_PARTS = ("data", "rejected", "_counts", "stats.json")  # all groundcot's own
 PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
+# Reasons that say the job could not reach something, not that the data is bad: a run whose
+# every record ends with one of them has made nothing, and says so.
+INFRA_REASONS = ("missing_image", "missing_annotation", "teacher_connection_error", "teacher_timeout",
+                 "teacher_rate_limited", "teacher_server_error", "teacher_budget_exhausted", "teacher_http_")
 
 
-def clear_outputs(out: str) -> None:
-    """Remove a previous run's outputs under ``out`` (only the files groundcot writes)."""
-    stale = [f"{out}/{part}" for part in OUTPUT_PARTS]
-    if any(r.metadata_list for r in FileSystems.match(stale)):
-        log.info("replacing the outputs of a previous run in %s", out)
-        _delete_matching(stale)
+class EmptyRun(RuntimeError):
+    """The run made nothing worth publishing (see ``check_not_empty``)."""
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
@@ -151,37 +151,99 @@ def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
     return info
 
 
-def preflight(cfg: JobConfig) -> None:
-    """Fail before starting when a required secret is missing (naming the variable, not a value)."""
+def check_secrets(cfg: JobConfig) -> None:
+    """A required secret is set (the error names the variable, never a value)."""
     env = getattr(cfg.teacher, "api_key_env", None)
     if env and not os.environ.get(env):
         raise RuntimeError(f"teacher.api_key_env: the environment variable {env} is not set")
 
 
-def run(cfg: JobConfig, out: str | None = None) -> dict:
-    """Run the job and return what it wrote to ``OUT/stats.json``."""
+def check_sources(cfg: JobConfig) -> None:
+    """Every file pattern of every source matches at least one file."""
+    for i, src in enumerate(cfg.sources):
+        wanted = {"path": patterns(src.path)}
+        if src.kind == "flickr30k":  # path is a folder; the split file says what to read
+            wanted = {"split_file": [src.split_file or f"{src.path.rstrip('/')}/{src.split}.txt"]}
+        if src.kind == "gqa":
+            wanted["scene_graphs"] = patterns(src.scene_graphs)
+        for key, globs in wanted.items():
+            for pattern in globs:
+                try:
+                    found = FileSystems.match([pattern])[0].metadata_list
+                except (OSError, ValueError) as err:
+                    raise ConfigError(f"sources.{i}.{key}: cannot list {pattern}: {err}") from None
+                if not found:
+                    raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
+
+
+def preflight(cfg: JobConfig) -> None:
+    """Everything that can be checked before the job touches its output folder.
+
+    The runner and config were checked when the options were built; here: secrets, sources and
+    the teacher's endpoint. A failure here leaves the output folder as it was.
+    """
+    check_secrets(cfg)
+    check_sources(cfg)
+    # The teacher endpoint's health check goes here (after the secret it needs is known to be set).
+
+
+def check_not_empty(stats: dict) -> None:
+    """A run that read nothing, or whose every record met one infrastructure failure, made nothing."""
+    if stats["records_in"] == 0:
+        raise EmptyRun(f"the sources gave 0 records ({stats['filtered_out']} filtered out)")
+    reasons = stats["rejected_by_reason"]
+    if stats["written"] == 0 and reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
+        raise EmptyRun(f"every one of {stats['records_in']} records was rejected with "
+                       f"{', '.join(sorted(reasons))}: nothing could be made")
+
+
+def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_empty: bool = False) -> dict:
+    """Run the job, publish what it wrote into ``out`` and return its ``stats.json``.
+
+    The job writes into a staging folder under ``out``; only a finished run that made something
+    (or ``allow_empty``) replaces the previous run's files. See ``pipeline/outputs.py``.
+    """
     out = (out or cfg.output.dir).rstrip("/")
     runner, options = pipeline_options(cfg)
     preflight(cfg)
-    clear_outputs(out)
+    run_id = uuid.uuid4().hex
     models: dict[str, ResolvedModel] = {}
-    if cfg.depth.enabled:
-        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
-    if cfg.masks.enabled:
-        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback)
-    started = time.monotonic()
+    folder = OutputFolder(out, run_id, overwrite)
     try:
-        p = beam.Pipeline(runner=runner, options=options)
-        build(p, cfg, out, models, run_id=uuid.uuid4().hex)
-        result = p.run()
-        result.wait_until_finish()
+        if cfg.depth.enabled:
+            models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
+        if cfg.masks.enabled:
+            models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback)
+        with folder as staging:
+            log.info("run %s writes into %s until it finishes", run_id, staging)
+            stats = run_graph(cfg, staging, models, runner, options, run_id)
+            if not allow_empty:
+                try:
+                    check_not_empty(stats)
+                except EmptyRun as err:
+                    folder.keep_staging = True
+                    raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
+                                   f"{staging}); pass --allow-empty to publish such a run") from None
+            folder.publish()
     finally:
         for model in models.values():
             if model.fallback:
                 shutil.rmtree(model.load_from, ignore_errors=True)
-    stats = summarise(read_counts(out), list(cfg.styles), time.monotonic() - started)
+    return stats
+
+
+def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], runner, options,
+              run_id: str) -> dict:
+    """Run the Beam job into ``staging`` and write its ``stats.json`` there."""
+    started = time.monotonic()
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, cfg, staging, models, run_id=run_id)
+    result = p.run()
+    result.wait_until_finish()
+    stats = summarise(read_counts(staging), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
     stats.update({
+        "run_id": run_id,
         "teacher": teacher_stats(cfg, counters),
         **{f"{stage}_model": None if stage not in models else {
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
@@ -189,16 +251,6 @@ def run(cfg: JobConfig, out: str | None = None) -> dict:
         "counters": {k: v for k, v in counters.items() if not k.startswith("ledger.")},
         "config": echo(cfg), "versions": versions(),
     })
-    with FileSystems.create(f"{out}/stats.json") as handle:
+    with FileSystems.create(f"{staging}/stats.json") as handle:
         handle.write(json.dumps(stats, indent=2).encode())
-    _delete_matching([f"{out}/_counts"])
-    for empty in glob.glob(f"{out}/*/beam-temp-*"):  # local disk only: Beam leaves these
-        os.rmdir(empty)
     return stats
-
-
-def _delete_matching(paths: list[str]) -> None:
-    """Delete the files and folders among ``paths`` that exist."""
-    found = [m.path for r in FileSystems.match(paths) for m in r.metadata_list]
-    if found:
-        FileSystems.delete(found)
