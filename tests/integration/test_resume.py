@@ -1,0 +1,74 @@
+"""Resume without recomputation: with `cache:` set, a repeated run of the demo job computes no depth
+map and no mask, an extended run (one more source file) computes only the new images, a changed
+model misses, and the cached outputs equal the computed ones. Real CLI, real Beam runner."""
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from groundcot.pipeline.cli import main
+
+from support import REPO
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+SCENES = "{kind: viscot, path: demo_data/metadata/demo_scenes_cot_train.jsonl, image_root: demo_data/images}"
+SIGNS = "{kind: viscot, path: demo_data/metadata/demo_signs_cot_train.jsonl, image_root: demo_data/images}"
+
+
+def generate(out, cache, sources, *more):
+    args = ["generate", DEMO, "-o", str(out), "--limit", "3", "--set", f"cache={cache}",
+            "--set", f"sources=[{', '.join(sources)}]", "--set", "styles=[sif, aperture]", *more]
+    assert main(args) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["balanced"]
+    return stats
+
+
+def calls(stats, stage):
+    """(hits, misses) of a stage's cache, from the Beam counters in stats.json."""
+    counters = stats["counters"]
+    return counters.get(f"cache.{stage}.hits", 0), counters.get(f"cache.{stage}.misses", 0)
+
+
+def rows(out):
+    table = pq.read_table(out / "data", columns=["id", "style", "depth_map", "masks"]).to_pylist()
+    return {(r["id"], r["style"]): (r["depth_map"]["bytes"], r["masks"]) for r in table}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("first")
+    return out, generate(out, cache, [SCENES])
+
+
+def test_a_repeated_run_computes_no_depth_map_and_no_mask(first, cache, tmp_path):
+    out, stats = first
+    computed = {stage: calls(stats, stage) for stage in ("depth", "masks")}
+    assert all(hits == 0 and misses > 0 for hits, misses in computed.values())  # an empty cache: all computed
+    assert len(list(cache.glob("depth/*/*.png"))) > 0 and len(list(cache.glob("masks/*/*.json"))) > 0
+    again = generate(tmp_path, cache, [SCENES])
+    for stage, (_, misses) in computed.items():
+        assert calls(again, stage) == (misses, 0)  # every record found, no model call
+    assert again["written"] == stats["written"] > 0
+    assert rows(tmp_path) == rows(out)  # cached depth_map bytes and masks equal the computed ones
+
+
+def test_an_extended_run_computes_only_the_new_source(first, cache, tmp_path):
+    _, stats = first
+    extended = generate(tmp_path, cache, [SCENES, SIGNS])
+    for stage in ("depth", "masks"):
+        hits, misses = calls(extended, stage)
+        assert hits == sum(calls(stats, stage))  # the first source's records, all found
+        assert 0 < misses <= 3  # the new source's records only (--limit 3)
+
+
+def test_a_changed_model_misses(first, cache, tmp_path):
+    _, stats = first
+    changed = generate(tmp_path, cache, [SCENES], "--set", "depth.model=groundcot-test/another-depth-model")
+    assert calls(changed, "depth") == (0, sum(calls(stats, "depth")))
+    assert calls(changed, "masks") == (sum(calls(stats, "masks")), 0)
