@@ -184,7 +184,8 @@ def preflight(cfg: JobConfig) -> None:
     """
     check_secrets(cfg)
     check_sources(cfg)
-    # The teacher endpoint's health check goes here (after the secret it needs is known to be set).
+    # The teacher endpoint's health check goes here, after the secret it needs is known to be set:
+    # for an API teacher, transforms.teach.client.check_endpoint(cfg.teacher) (EndpointError, exit 1).
 
 
 def check_not_empty(stats: dict) -> None:
