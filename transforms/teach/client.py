@@ -127,8 +127,8 @@ class ChatClient:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
         for retry in range(self.cfg.max_retries + 1):
             try:
-                async with asyncio.timeout(self.cfg.timeout_s):  # the whole attempt, however slow the bytes
-                    return await self._attempt(body)
+                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read)
+                return await asyncio.wait_for(self._attempt(body), self.cfg.timeout_s)
             except Exception as err:  # noqa: BLE001 - classify re-raises what is not a call failure
                 kind, transient, told = classify(err)
                 self.ledger.inc(f"errors.{kind}")

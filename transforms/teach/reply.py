@@ -2,6 +2,7 @@
 
 Endpoints behind proxies answer 200 with an HTML error page, cut JSON, an object without
 choices or bytes that are not UTF-8; each is a ``BadReply`` the client retries and counts.
+Details are whole: the client redacts the key before it shortens them.
 """
 from __future__ import annotations
 
@@ -35,16 +36,16 @@ def parse_reply(body: bytes, content_type: str = "application/json") -> tuple[st
     except UnicodeDecodeError as err:
         raise BadReply("invalid_utf8", f"byte {err.start} of {len(body)} is not UTF-8") from None
     if "html" in content_type.lower() or text.lstrip()[:1] == "<":
-        raise BadReply("html", text.strip()[:200])
+        raise BadReply("html", text.strip())
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise BadReply("invalid_json", f"{err} in {text[:120]!r}") from None
+        raise BadReply("invalid_json", f"{err} in {text!r}") from None
     if not isinstance(data, dict):
         raise BadReply("not_an_object", f"the reply is a JSON {type(data).__name__}")
     choices = data.get("choices")
     if not isinstance(choices, list):
-        raise BadReply("choices_not_a_list", f"choices is {json.dumps(choices)[:120]}")
+        raise BadReply("choices_not_a_list", f"choices is {json.dumps(choices)}")
     if not choices:
         raise BadReply("no_choices", "the reply has an empty choices list")
     message = choices[0].get("message") if isinstance(choices[0], dict) else None

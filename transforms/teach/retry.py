@@ -6,6 +6,7 @@ Backoff is exponential with jitter, as the ``openai`` client's own; ``Retry-Afte
 """
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
@@ -25,7 +26,7 @@ def classify(err: Exception) -> tuple[str, bool, float | None]:
 
     if isinstance(err, BadReply):
         return "bad_reply", True, None
-    if isinstance(err, (TimeoutError, openai.APITimeoutError)):  # ours bounds the whole attempt
+    if isinstance(err, (asyncio.TimeoutError, openai.APITimeoutError)):  # ours bounds the whole attempt
         return "timeout", True, None
     if isinstance(err, openai.APIConnectionError):
         return "connection_error", True, None
