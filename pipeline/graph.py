@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from groundcot.pipeline.config import JobConfig
+from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.depth import DepthHandler
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.flickr30k import ReadFlickr30k
@@ -66,11 +67,12 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         records = records | "Masks" >> RunInference(
             Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device, cache=cfg.cache))
     params = cfg.expand.model_dump()
+    teacher = with_teacher_cache(cfg.teacher, cfg.cache)  # its replies go to the job's cache too
     records = (records
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
                | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
                | "PlanStyles" >> beam.ParDo(Stage("styles", partial(plan, **cfg.crops.model_dump())))
-               | "Teach" >> beam.ParDo(Teach(cfg.teacher, cfg.validate_.model_dump(), run_id))
+               | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id))
                | "Validate" >> beam.ParDo(Stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every)))
     outcomes = records | "Write" >> WriteOutputs(

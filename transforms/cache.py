@@ -14,6 +14,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -95,6 +96,13 @@ def teacher_cache_root(cache: str | None, teacher_cache: str | None) -> str | No
     return f"{cache.rstrip('/')}/teacher" if cache else None
 
 
+def with_teacher_cache(teacher_cfg, cache: str | None):
+    """The teacher's config with its cache folder resolved by ``teacher_cache_root``."""
+    if not hasattr(teacher_cfg, "cache"):  # the template teacher calls no one
+        return teacher_cfg
+    return teacher_cfg.model_copy(update={"cache": teacher_cache_root(cache, teacher_cfg.cache)})
+
+
 def cache_stats(counters: dict[str, int]) -> dict[str, dict[str, int]]:
     """``cache.<stage>.<hits|misses>`` counters (and the teacher ledger's) as {stage: {hits, misses}}.
 
@@ -127,35 +135,45 @@ class StageCache:
 
         Records sharing a key (the same image, say) are grouped, so the model runs once per key.
         """
+        pairs = list(items)
+        keys = list(dict.fromkeys(key for key, _ in pairs))
+        found = dict(zip(keys, parallel(self._read, keys) if self.store.root else [None] * len(keys)))
         misses: dict[str, list] = {}
-        found: dict[str, object] = {}
         hits = 0
-        for key, record in items:
-            if key in misses:
-                misses[key].append(record)
-                continue
-            if key not in found:
-                found[key] = self._read(key)
+        for key, record in pairs:
             if found[key] is None:
-                misses[key] = [record]
+                misses.setdefault(key, []).append(record)
             else:
                 assign(record, found[key])
                 hits += 1
         if self.store.root:
             Metrics.counter(NAMESPACE, f"cache.{self.stage}.hits").inc(hits)
-            Metrics.counter(NAMESPACE, f"cache.{self.stage}.misses").inc(sum(len(v) for v in misses.values()))
+            Metrics.counter(NAMESPACE, f"cache.{self.stage}.misses").inc(len(pairs) - hits)
         return misses
 
     def _read(self, key: str) -> object | None:
-        data = self.store.get_bytes(key, self.ext)
         try:
+            data = self.store.get_bytes(key, self.ext)
             return None if data is None else self.decode(data)
-        except Exception:  # noqa: BLE001 - a damaged entry is a miss, recomputed and rewritten
+        except Exception:  # noqa: BLE001 - a damaged or unreachable entry is a miss, recomputed and rewritten
             return None
 
-    def save(self, key: str, value: object) -> None:
-        """Store a computed result; a cache that cannot be written costs a warning, never the record."""
+    def save(self, results: list[tuple[str, object]]) -> None:
+        """Store computed ``(key, result)`` pairs; a cache that cannot be written costs a warning, never a record."""
+        if self.store.root:
+            parallel(self._write, results)
+
+    def _write(self, item: tuple[str, object]) -> None:
+        key, value = item
         try:
             self.store.put_bytes(key, self.encode(value), self.ext)
         except Exception as err:  # noqa: BLE001
             log.warning("%s cache: cannot store %s: %s", self.stage, key, err)
+
+
+def parallel(fn: Callable, items: list) -> list:
+    """``fn`` over ``items`` on a few threads: bucket round trips overlap instead of adding up."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(fn, items))

@@ -143,11 +143,13 @@ class DepthHandler(ModelHandler):
         out.predicted_depth = out.predicted_depth.float()
         sizes = [(image.height, image.width) for _, _, image, _ in group]
         maps = model.processor.post_process_depth_estimation(out, target_sizes=sizes)
+        done = []
         for (key, same, _, _), m in zip(group, maps):
             png = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
             for record in same:
                 record.depth_map = png
-            self.cache.save(key, png)
+            done.append((key, png))
+        self.cache.save(done)
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.depth"

@@ -183,6 +183,7 @@ class Sam2Handler(ModelHandler):
             out = model.net(pixel_values=pixels.to(model.device, model.net.dtype),
                             input_boxes=boxes.to(model.device, torch.float32), multimask_output=False)
         logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
+        done = []
         for i, ((key, same), record, image) in enumerate(zip(work, group, images)):
             k = len(record.gt_boxes)
             if model.processor is not None:
@@ -193,7 +194,8 @@ class Sam2Handler(ModelHandler):
             entries = [encode_mask(m, scores[i, j, 0]) for j, m in enumerate(masks)]
             for twin in same:
                 twin.masks = [dict(m) for m in entries]
-            self.cache.save(key, entries)
+            done.append((key, entries))
+        self.cache.save(done)
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.masks"

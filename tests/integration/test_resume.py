@@ -1,6 +1,7 @@
 """Resume without recomputation: with `cache:` set, a repeated run of the demo job computes no depth
 map and no mask, an extended run (one more source file) computes only the new images, a changed
-model misses, and the cached outputs equal the computed ones. Real CLI, real Beam runner."""
+model misses, and the cached outputs equal the computed ones; teacher replies share the cache.
+Real CLI, real Beam runner."""
 import json
 
 import pyarrow.parquet as pq
@@ -8,7 +9,8 @@ import pytest
 
 from groundcot.pipeline.cli import main
 
-from support import REPO
+from support import REPO, png_bytes, viscot_line
+from support.fake_openai import FakeOpenAI
 
 DEMO = str(REPO / "jobs" / "demo.yaml")
 SCENES = "{kind: viscot, path: demo_data/metadata/demo_scenes_cot_train.jsonl, image_root: demo_data/images}"
@@ -72,3 +74,25 @@ def test_a_changed_model_misses(first, cache, tmp_path):
     changed = generate(tmp_path, cache, [SCENES], "--set", "depth.model=groundcot-test/another-depth-model")
     assert calls(changed, "depth") == (0, sum(calls(stats, "depth")))
     assert calls(changed, "masks") == (sum(calls(stats, "masks")), 0)
+
+
+def test_teacher_replies_go_to_the_jobs_cache_when_the_teacher_names_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("GC_TEST_KEY", "sk-groundcot-resume-test")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(64, 48))
+    meta = tmp_path / "toy_cot_train.jsonl"
+    meta.write_text("".join(viscot_line("a.png", 64, 48, [[10, 10, 30, 30]], question=f"What is {i}?") + "\n"
+                            for i in range(3)))
+    with FakeOpenAI() as fake:
+        job = {"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
+               "depth": {"enabled": False}, "cache": str(tmp_path / "cache"),
+               "teacher": {"kind": "openai", "base_url": fake.base_url, "model": "fake-vlm",
+                           "api_key_env": "GC_TEST_KEY"}}
+        (tmp_path / "job.yaml").write_text(json.dumps(job))
+        for run in ("first", "again"):
+            assert main(["generate", str(tmp_path / "job.yaml"), "-o", str(tmp_path / run)]) == 0
+        ledgers = [json.loads((tmp_path / run / "stats.json").read_text())["teacher"]["ledger"]
+                   for run in ("first", "again")]
+    assert len(fake.requests) == 3  # the second run asked nothing
+    assert (ledgers[0]["cache_misses"], ledgers[1]["cache_hits"], ledgers[1].get("cache_misses", 0)) == (3, 3, 0)
+    assert len(list((tmp_path / "cache" / "teacher").glob("*/*.json"))) == 3

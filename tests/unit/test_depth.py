@@ -187,3 +187,21 @@ def test_a_damaged_entry_is_recomputed_and_rewritten(tiny_model, tmp_path):
     entry.write_bytes(b"\x89PNG truncated")
     assert handler.run_inference(fresh(images(1)), loaded)[0].depth_map == good
     assert loaded.net.images == 2 and entry.read_bytes() == good
+
+
+def test_the_shared_cache_keeps_json_and_blobs_and_is_off_without_a_root(tmp_path):
+    from groundcot.transforms.cache import Cache, content_key, teacher_cache_root
+
+    cache = Cache(str(tmp_path)).sub("teacher")  # what the teacher gets: ResponseCache's get/put by key
+    key = content_key("model", b"messages")
+    assert cache.get(key) is None
+    cache.put(key, {"content": "a reply"})
+    assert cache.get(key) == {"content": "a reply"} and cache.root == f"{tmp_path}/teacher"
+    assert (tmp_path / "teacher" / key[:2] / f"{key}.json").exists()
+    assert not list(tmp_path.rglob("*.tmp-*"))  # written under a temporary name, then renamed
+    cache.put_bytes(key, b"\x00\x01", ".png")
+    assert cache.get_bytes(key, ".png") == b"\x00\x01"
+    off = Cache(None)
+    off.put(key, {"content": "x"})
+    assert off.root is None and off.get(key) is None
+    assert teacher_cache_root(str(tmp_path), None) == f"{tmp_path}/teacher"
