@@ -17,6 +17,9 @@ import apache_beam as beam
 
 from groundcot import prompts
 from groundcot.schemas.record import Record, stable_id
+from groundcot.transforms.images import resolve
+from groundcot.transforms.jsonstream import BadEncoding
+from groundcot.transforms.sources import decode_line, read_lines, require_text
 
 SOURCE = "flickr30k"
 _PHRASE = re.compile(r"\[/EN#(\d+)/(\S+) ([^\]]+)\]")
@@ -33,7 +36,7 @@ class Phrase:
 
 def parse_sentences(text: str) -> list[Phrase]:
     phrases = []
-    for i, line in enumerate(l for l in text.splitlines() if l.strip()):
+    for i, line in enumerate(s for s in text.splitlines() if s.strip()):
         plain = _PHRASE.sub(lambda m: m.group(3), line).strip()
         for m in _PHRASE.finditer(line):
             phrases.append(Phrase(m.group(1), m.group(2).split("/"), m.group(3).strip(), plain, i))
@@ -61,18 +64,36 @@ def _read(path: str) -> str:
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.open(path) as handle:
-        return handle.read().decode("utf-8")
+        data = handle.read()
+    try:
+        return data.decode("utf-8-sig")  # a byte order mark is skipped
+    except UnicodeDecodeError as err:
+        raise BadEncoding(f"{path}: not UTF-8: byte 0x{data[err.start]:02x} at byte {err.start}") from None
 
 
-def records_for_image(image_id: str, root: str, split: str, all_mentions: bool = False) -> list[Record]:
-    """All phrase-grounding records of one image (or one rejected record saying why none)."""
-    image_id = image_id.strip()
+def records_for_image(image_id: str | bytes, root: str, split: str, all_mentions: bool = False,
+                      where: str = "") -> list[Record]:
+    """All phrase-grounding records of one image (or one rejected record saying why none).
+
+    ``image_id`` is a line of the split file (bytes as read, or text); ``where`` names its place there.
+    """
+    try:
+        image_id = decode_line(image_id).strip() if isinstance(image_id, bytes) else image_id.strip()
+    except BadEncoding as err:
+        bad = Record(id=stable_id(SOURCE, where, image_id), source=SOURCE, source_id=where, dataset=SOURCE, split=split)
+        return [bad.reject("read", "bad_encoding", f"{where}: {err}")]
     base = Record(id=stable_id(SOURCE, image_id), source=SOURCE, source_id=image_id, dataset=SOURCE, split=split,
                   image_path=f"{image_id}.jpg")
+    sentences, annotation = resolve(f"{root}/Sentences", f"{image_id}.txt"), resolve(f"{root}/Annotations",
+                                                                                     f"{image_id}.xml")
+    if sentences is None or annotation is None or "/" in image_id:
+        return [base.reject("read", "path_escapes_root", f"image id {image_id!r} is not a file name")]
     try:
-        phrases = parse_sentences(_read(f"{root}/Sentences/{image_id}.txt"))
-        width, height, chains = parse_annotation(_read(f"{root}/Annotations/{image_id}.xml"))
-    except (OSError, IOError) as err:
+        phrases = parse_sentences(_read(sentences))
+        width, height, chains = parse_annotation(_read(annotation))
+    except BadEncoding as err:
+        return [base.reject("read", "bad_encoding", str(err)[:300])]
+    except OSError as err:
         return [base.reject("read", "missing_annotation", f"{image_id}: {type(err).__name__}: {err}"[:300])]
     except (ET.ParseError, ValueError, TypeError) as err:
         return [base.reject("read", "bad_annotation", f"{image_id}: {err}"[:300])]
@@ -87,7 +108,7 @@ def records_for_image(image_id: str, root: str, split: str, all_mentions: bool =
                         dataset=SOURCE, split=split, question=question, answer=p.text,
                         image_path=f"{image_id}.jpg", width=width, height=height, gt_boxes=chains.get(p.chain, []),
                         labels=[p.text] * len(chains.get(p.chain, [])))
-        if not record.gt_boxes:
+        if not require_text(record).rejection and not record.gt_boxes:
             record.reject("read", "phrase_not_boxed", f"chain {p.chain} ({'/'.join(p.types)}) has no box")
         out.append(record)
     return out
@@ -103,9 +124,8 @@ class ReadFlickr30k(beam.PTransform):
     def expand(self, pbegin):
         root = self.src.path.rstrip("/")
         split_file = self.src.split_file or f"{root}/{self.src.split}.txt"
-        return (pbegin
-                | "ReadSplit" >> beam.io.ReadFromText(split_file)
-                | "SkipBlank" >> beam.Filter(lambda line: line.strip() != "")
+        split, all_mentions = self.src.split, self.src.all_mentions
+        return (read_lines(pbegin, split_file, "ReadSplit")
                 | "Spread" >> beam.Reshuffle()
-                | "ReadImage" >> beam.FlatMap(records_for_image, root=root, split=self.src.split,
-                                              all_mentions=self.src.all_mentions))
+                | "ReadImage" >> beam.FlatMapTuple(lambda name, offset, line: records_for_image(
+                    line, root, split, all_mentions, where=f"{name.rsplit('/', 1)[-1]}@{offset}")))

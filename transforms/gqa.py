@@ -6,27 +6,45 @@ object's name. Clipping to the image happens in the image stage.
 """
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.sources import patterns, read_json_items, unreadable
+from groundcot.transforms.sources import patterns, read_json_items, require_text, text, unreadable
 
 SOURCE = "gqa"
 ANNOTATION_ORDER = ("answer", "question", "fullAnswer")
+log = logging.getLogger("groundcot")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def slim_graph(file_name: str, offset: int, item):
-    """(imageId, {width, height, objects: {id: [name, x, y, w, h]}}) or None if unusable."""
-    if isinstance(item, JsonError):
+    """[(imageId, {width, height, objects: {id: [name, x, y, w, h]}})], or [] if unreadable.
+
+    The questions of a graph that cannot be read are rejected later as ``unknown_image_id``;
+    the graph's own failure is logged and counted (``read.gqa_scene_graph.<reason>``).
+    """
+    if isinstance(item, JsonError) or not isinstance(item[1], dict):
+        reason = item.reason if isinstance(item, JsonError) else "bad_record"
+        log.warning("scene graphs %s at byte %d: %s", os.path.basename(file_name), offset, reason)
+        Metrics.counter("groundcot", f"read.gqa_scene_graph.{reason}").inc()
         return []
     image_id, graph = item
-    objects = {oid: [o.get("name", ""), o["x"], o["y"], o["w"], o["h"]]
-               for oid, o in (graph.get("objects") or {}).items()
-               if isinstance(o, dict) and all(k in o for k in ("x", "y", "w", "h"))}
+    objects = {str(oid): [str(o.get("name") or ""), o["x"], o["y"], o["w"], o["h"]]
+               for oid, o in _dict(graph.get("objects")).items()
+               if isinstance(o, dict) and all(_number(o.get(k)) for k in ("x", "y", "w", "h"))}
     return [(str(image_id), {"width": graph.get("width"), "height": graph.get("height"), "objects": objects})]
 
 
@@ -41,16 +59,16 @@ def evidence_ids(annotations) -> list[str]:
     """Object ids named in the annotations: answer, question, fullAnswer; token order; no repeats."""
     ids: list[str] = []
     for part in ANNOTATION_ORDER:
-        mapping = (annotations or {}).get(part) or {}
+        mapping = _dict(_dict(annotations).get(part))
         for key in sorted(mapping, key=_token_start):
-            if mapping[key] not in ids:
+            if str(mapping[key]) not in ids:
                 ids.append(str(mapping[key]))
     return ids
 
 
 def keep_question(q: dict, f) -> str | None:
     """The filter a question fails (a reason), or None to keep it."""
-    types = q.get("types") or {}
+    types = _dict(q.get("types"))
     if f.balanced_only and not q.get("isBalanced", False):
         return "not_balanced"
     for kind in ("structural", "semantic", "detailed"):
@@ -64,12 +82,16 @@ def parse_question(file_name: str, offset: int, item, split: str, filters) -> Re
     if isinstance(item, JsonError):
         return unreadable(SOURCE, file_name, offset, item)
     qid, q = item
-    record = Record(id=stable_id(SOURCE, qid), source=SOURCE, source_id=str(qid), dataset=SOURCE, split=split,
-                    question=str(q.get("question", "")), answer=str(q.get("answer", "")),
-                    image_path=f"{q.get('imageId')}.jpg")
+    record = Record(id=stable_id(SOURCE, qid), source=SOURCE, source_id=str(qid), dataset=SOURCE, split=split)
+    if not isinstance(q, dict):
+        return record.reject("read", "bad_record", f"question {qid}: not an object")
+    record.question, record.answer = text(q.get("question")), text(q.get("answer"))
+    record.image_path = f"{q.get('imageId')}.jpg"
     record.labels = evidence_ids(q.get("annotations"))  # object ids until joined
-    if missing := [k for k in ("imageId", "question", "answer") if not q.get(k)]:
+    if missing := [k for k in ("imageId", "question", "answer") if k not in q or k == "imageId" and not q[k]]:
         return record.reject("read", "missing_key", f"question {qid}: missing {', '.join(missing)}")
+    if require_text(record).rejection:
+        return record
     if reason := keep_question(q, filters):
         return record.reject("filter", reason)
     return record

@@ -1,9 +1,13 @@
-"""Image loading: resolve under the image root, decode, EXIF orientation, RGB, size check, box clipping."""
+"""Image loading: resolve under the image root, size limits from the header, decode, EXIF
+orientation, 8-bit RGB, size check, box clipping."""
 from __future__ import annotations
 
 import io
 import posixpath
+import struct
+import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from groundcot.schemas import boxes as B
@@ -11,6 +15,19 @@ from groundcot.schemas.record import Record
 
 STAGE = "image"
 ORIENTATION = 0x0112  # EXIF tag
+
+
+def dataset_root(image_root: str, dataset: str) -> str | None:
+    """``image_root`` with ``{dataset}`` replaced by the record's sub-dataset; None unless that is a plain name.
+
+    >>> dataset_root("/data/cot/{dataset}", "../outside") is None
+    True
+    """
+    if "{dataset}" not in image_root:
+        return image_root
+    if dataset in (".", "..") or any(c in dataset for c in "/\\\0"):
+        return None
+    return image_root.replace("{dataset}", dataset)
 
 
 def resolve(image_root: str, image_path: str) -> str | None:
@@ -28,14 +45,62 @@ def read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def decode(data: bytes) -> tuple[bytes, Image.Image]:
-    """Decode and normalise to upright RGB; bytes pass through unless pixels change."""
-    image = Image.open(io.BytesIO(data))
+def open_header(data: bytes) -> Image.Image:
+    """The image with only its header read (size, mode); its pixels are decoded on ``load()``."""
+    with warnings.catch_warnings():  # images.max_pixels is checked next, with a clear reason
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def size_problem(width: int, height: int, min_side: int, max_aspect: float, max_pixels: int) -> tuple[str, str] | None:
+    """(reason, detail) if an image of this size is refused, else None.
+
+    >>> size_problem(5000, 2, 28, 50.0, 10**8)
+    ('image_too_small', '5000x2: a side under images.min_side 28')
+    """
+    if width * height > max_pixels:
+        return "image_too_large", f"{width}x{height}: {width * height} pixels, over images.max_pixels {max_pixels}"
+    if min(width, height) < min_side:
+        return "image_too_small", f"{width}x{height}: a side under images.min_side {min_side}"
+    if max(width, height) / min(width, height) > max_aspect:
+        return "image_extreme_aspect", f"{width}x{height}: aspect over images.max_aspect {max_aspect:g}"
+    return None
+
+
+def _range(values: np.ndarray, mode: str) -> tuple[float, float]:
+    """The range mapped to 0..255: 16-bit's own; else the smallest usual one holding the values, or theirs."""
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    for top in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+        if lo >= 0 and hi <= top:
+            return 0.0, top
+    return lo, max(hi, lo + 1e-9)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit, 32-bit and float images are scaled by their range, not clipped to white.
+
+    >>> to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0)), to_rgb(Image.new("F", (2, 2), 0.5)).getpixel((0, 0))
+    ((255, 255, 255), (128, 128, 128))
+    """
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    lo, hi = _range(values, image.mode)
+    scaled = np.nan_to_num((values - lo) / (hi - lo) * 255, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8), "L").convert("RGB")
+
+
+def decode(data: bytes, image: Image.Image | None = None) -> tuple[bytes, Image.Image]:
+    """Decode and normalise to upright 8-bit RGB; bytes pass through unless pixels change."""
+    image = image or open_header(data)
     image.load()
     rotated = image.getexif().get(ORIENTATION, 1) not in (1, None)
     if not rotated and image.mode == "RGB":
         return data, image
-    rgb = (ImageOps.exif_transpose(image) if rotated else image).convert("RGB")
+    rgb = to_rgb(ImageOps.exif_transpose(image) if rotated else image)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")  # lossless re-encode only where needed
     return buffer.getvalue(), rgb
@@ -59,22 +124,30 @@ def clip_boxes(record: Record) -> Record:
     return record
 
 
-def load_image(record: Record, image_root: str) -> Record:
+def load_image(record: Record, image_root: str, min_side: int = 28, max_aspect: float = 50.0,
+               max_pixels: int = 89_478_485) -> Record:
     """Attach the image bytes to the record, or reject it with the reason.
 
     ``{dataset}`` in ``image_root`` becomes the record's sub-dataset (VisCoT's metadata
-    paths are relative to ``cot_image_data/<dataset>/``).
+    paths are relative to ``cot_image_data/<dataset>/``). The size limits are checked
+    from the file's header, before its pixels are decoded.
     """
-    path = resolve(image_root.replace("{dataset}", record.dataset), record.image_path)
+    root = dataset_root(image_root, record.dataset)
+    path = resolve(root, record.image_path) if root is not None else None
     if path is None:
-        return record.reject(STAGE, "path_escapes_root", record.image_path)
+        return record.reject(STAGE, "path_escapes_root", f"dataset {record.dataset!r}, image {record.image_path!r}")
     try:
         data = read_bytes(path)
-    except (OSError, IOError) as err:
-        return record.reject(STAGE, "missing_image", f"{path}: {type(err).__name__}")
+    except (OSError, ValueError) as err:  # ValueError: a path no file system takes (a NUL byte)
+        return record.reject(STAGE, "missing_image", f"{path}: {type(err).__name__}"[:300])
     try:
-        data, image = decode(data)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        image = open_header(data)
+        if problem := size_problem(image.width, image.height, min_side, max_aspect, max_pixels):
+            return record.reject(STAGE, *problem)
+        data, image = decode(data, image)
+    except Image.DecompressionBombError as err:
+        return record.reject(STAGE, "image_too_large", f"{path}: {err}"[:300])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         return record.reject(STAGE, "corrupt_image", f"{path}: {err}"[:300])
     if not record.width and not record.height:  # the source gives no size: trust the file
         record.width, record.height = image.width, image.height

@@ -1,12 +1,14 @@
-"""What every reader shares: several file patterns, JSON-stream reading, filter marks."""
+"""What every reader shares: file patterns, line and JSON-stream reading, text checks,
+filter marks and duplicate removal."""
 from __future__ import annotations
 
 import os
 
 import apache_beam as beam
+from apache_beam.io.filebasedsource import FileBasedSource
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import JsonError, JsonItemsSource
+from groundcot.transforms.jsonstream import BOM, BadEncoding, JsonError, JsonItemsSource
 
 
 def patterns(path: str | list[str]) -> list[str]:
@@ -23,6 +25,82 @@ def read_json_items(pbegin, paths, label: str, container: str, required: tuple[s
     """(file_name, offset, item) for every item of huge JSON documents, split by byte range."""
     return read_each(pbegin, paths, label,
                      lambda p: beam.io.Read(JsonItemsSource(p, container, required)))
+
+
+class LinesSource(FileBasedSource):
+    """Lines of text files as raw bytes, with the byte offset where each starts.
+
+    Decoding is the reader's job, so one undecodable line is one rejected record, not a
+    failed job. A line belongs to the range its first byte is in.
+    """
+
+    def read_records(self, file_name, range_tracker):
+        start = offset = range_tracker.start_position()
+        with self.open_file(file_name) as handle:
+            if start:
+                handle.seek(start - 1)
+                offset = start - 1 + len(handle.readline())  # finish the line the range before owns
+            while range_tracker.try_claim(offset):
+                line = handle.readline()
+                if not line:
+                    return
+                yield file_name, offset, line
+                offset += len(line)
+
+
+def read_lines(pbegin, paths, label: str):
+    """(file_name, offset, bytes) for every non-blank line of text files, split by byte range."""
+    return (read_each(pbegin, paths, label, lambda p: beam.io.Read(LinesSource(p)))
+            | f"{label}SkipBlank" >> beam.Filter(lambda item: item[2].removeprefix(BOM).strip() != b""))
+
+
+def decode_line(line: bytes) -> str:
+    """A line as text, without a leading byte order mark or the line end; BadEncoding if not UTF-8."""
+    line = line.removeprefix(BOM).rstrip(b"\r\n")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadEncoding(f"not UTF-8: byte 0x{line[err.start]:02x} at column {err.start + 1}") from None
+
+
+def text(value) -> str:
+    """A question or answer as text: strings stripped, numbers as written, "" for null or anything else."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def require_text(record: Record) -> Record:
+    """Reject a record whose question or answer is empty, blank or null (never written as "None")."""
+    if record.rejection is None:
+        for field in ("question", "answer"):
+            if not getattr(record, field).strip():
+                return record.reject("read", f"empty_{field}", f"{record.source_id}: the {field} is empty, "
+                                                              "blank, null or not text")
+    return record
+
+
+def keep_first(record_id: str, records) -> list[Record]:
+    """Records sharing one id: the first (in a fixed order) kept, the others rejected as ``duplicate``."""
+    ordered = sorted(records, key=lambda r: (r.source_id, r.question, r.answer, r.image_path, repr(r.gt_boxes)))
+    for copy in ordered[1:]:
+        copy.reject("read", "duplicate", f"{copy.source_id}: same id {record_id} as {ordered[0].source_id}, "
+                                         "written once")
+    return ordered
+
+
+class DropDuplicates(beam.PTransform):
+    """One record per id goes on; its copies are rejected as ``duplicate``, so counts still add up."""
+
+    def expand(self, records):
+        fresh, rejected = records | "Split" >> beam.Partition(lambda r, _: int(r.rejection is not None), 2)
+        kept = (fresh
+                | "ById" >> beam.Map(lambda r: (r.id, r))
+                | "Group" >> beam.GroupByKey()
+                | "KeepFirst" >> beam.FlatMapTuple(keep_first))
+        return (kept, rejected) | "Merge" >> beam.Flatten()
 
 
 def unreadable(source: str, file_name: str, offset: int, error: JsonError) -> Record:

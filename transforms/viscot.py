@@ -8,8 +8,16 @@ from functools import partial
 import apache_beam as beam
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.sources import read_each, read_json_items, select_dataset, unreadable
+from groundcot.transforms.jsonstream import BadEncoding, JsonError, check_text
+from groundcot.transforms.sources import (
+    decode_line,
+    read_json_items,
+    read_lines,
+    require_text,
+    select_dataset,
+    text,
+    unreadable,
+)
 
 REQUIRED = ("question", "answer", "image", "width", "height", "bboxs")
 SUFFIX = "Please provide the bounding box coordinate of the region that can help you answer the question better."
@@ -33,28 +41,41 @@ def _dataset_from_filename(filename: str) -> str:
 
 # --- metadata form ---------------------------------------------------------------------
 
-def parse_line(filename: str, line: str, source: str = "viscot",
-               no_box_detail: str = "bboxs is empty") -> Record:
-    """One metadata line -> a Record (rejected with a reason when malformed)."""
+def _json_line(line: str | bytes):
+    """The JSON value of one line (bytes as read, or text); a leading byte order mark is skipped."""
+    line = decode_line(line) if isinstance(line, bytes) else line.removeprefix("\ufeff")
+    value = json.loads(line)
+    check_text(value, line)
+    return value
+
+
+def parse_line(filename: str, line: str | bytes, source: str = "viscot",
+               no_box_detail: str = "bboxs is empty", offset: int | None = None) -> Record:
+    """One metadata line (at byte ``offset`` of its file) -> a Record, rejected with a reason when malformed."""
     name = os.path.basename(filename)
-    bad = Record(id=stable_id(source, name, line), source=source, source_id=name,
+    where = name if offset is None else f"{name}@{offset}"
+    bad = Record(id=stable_id(source, name, offset, line), source=source, source_id=where,
                  dataset=_dataset_from_filename(filename))
     try:
-        raw = json.loads(line)
+        raw = _json_line(line)
+    except BadEncoding as err:
+        return bad.reject("read", "bad_encoding", f"{where}: {err}")
     except json.JSONDecodeError as err:
-        return bad.reject("read", "bad_json", f"{name}: {err.msg} at column {err.colno}")
+        return bad.reject("read", "bad_json", f"{where}: {err.msg} at column {err.colno}")
     if not isinstance(raw, dict):
-        return bad.reject("read", "bad_json", f"{name}: line is not a JSON object")
+        return bad.reject("read", "bad_json", f"{where}: line is not a JSON object")
     if missing := [k for k in REQUIRED if k not in raw]:
-        return bad.reject("read", "missing_key", f"{name}: missing {', '.join(missing)}")
+        return bad.reject("read", "missing_key", f"{where}: missing {', '.join(missing)}")
     width, height, boxes = raw["width"], raw["height"], _boxes(raw["bboxs"])
     key = (raw.get("dataset"), raw["image"], raw["question"], raw["answer"], raw["bboxs"])
     record = Record(
-        id=stable_id(source, *key), source=source, source_id="", split=str(raw.get("split", "")),
+        id=stable_id(source, *key), source=source, source_id="", split=str(raw.get("split") or ""),
         dataset=str(raw.get("dataset") or _dataset_from_filename(filename)),
-        question=str(raw["question"]).strip(), answer=str(raw["answer"]).strip(),
+        question=text(raw["question"]), answer=text(raw["answer"]),
         image_path=str(raw["image"]), width=0, height=0, gt_boxes=boxes or [])
     record.source_id = f"{name}#{record.id.rsplit('-', 1)[1][:8]}"
+    if require_text(record).rejection:
+        return record
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
         return record.reject("read", "bad_size", f"width/height must be positive integers, got {width!r}x{height!r}")
     record.width, record.height = width, height
@@ -74,9 +95,8 @@ class ReadVisCoT(beam.PTransform):
 
     def expand(self, pbegin):
         f = self.src.filters
-        return (read_each(pbegin, self.src.path, "ReadLines", beam.io.ReadFromTextWithFilename)
-                | "SkipBlank" >> beam.Filter(lambda kv: kv[1].strip() != "")
-                | "Parse" >> beam.MapTuple(parse_line)
+        return (read_lines(pbegin, self.src.path, "ReadLines")
+                | "Parse" >> beam.MapTuple(lambda name, offset, line: parse_line(name, line, offset=offset))
                 | "SelectDatasets" >> beam.Map(select_dataset, f.datasets, f.exclude_datasets))
 
 
@@ -126,9 +146,11 @@ def parse_llava(file_name: str, offset: int, item, prefix: str = "cot/",
         return bad.reject("read", "missing_key", f"{name}@{offset}: needs image [..] and 4 conversation turns")
     dataset, qid = str(item.get("dataset", "")), item.get("question_id", offset)
     record = Record(id=stable_id("viscot_llava", dataset, qid, images[0]), source="viscot_llava",
-                    source_id=str(qid), dataset=dataset, split=str(item.get("split", "")),
+                    source_id=str(qid), dataset=dataset, split=str(item.get("split") or ""),
                     question=_question(turns[0]["value"]), answer=turns[3]["value"].strip(),
                     image_path=image_path(images[0], prefix, path_map or {}))
+    if require_text(record).rejection:
+        return record
     pixel = _pixel_box(images)
     if pixel is not None:
         record.gt_boxes = [pixel]

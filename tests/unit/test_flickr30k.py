@@ -57,3 +57,18 @@ def test_missing_and_broken_annotations(tmp_path):
     assert len(missing) == 1 and missing[0].rejection.reason == "missing_annotation"
     broken = records_for_image("1000092795", tree(tmp_path / "b", xml="<annotation><size>"), "train")
     assert broken[0].rejection.reason == "bad_annotation"
+
+
+def test_bad_bytes_a_bom_and_escaping_ids(tmp_path):
+    root = tree(tmp_path)
+    sentences = tmp_path / "Sentences" / "1000092795.txt"
+    sentences.write_bytes(b"\xef\xbb\xbf" + sentences.read_bytes())
+    records = records_for_image(b"\xef\xbb\xbf1000092795\n", root, "val")
+    assert records and not records[0].question.startswith("\ufeff")
+    assert records[0].rejection is None or records[0].rejection.reason == "phrase_not_boxed"
+    bad = records_for_image(b"10\xff\n", root, "val", where="val.txt@11")
+    assert [(r.rejection.reason, r.source_id) for r in bad] == [("bad_encoding", "val.txt@11")]
+    for image_id in ("../../etc/passwd", "/etc/passwd", "sub/1000092795"):
+        assert [r.rejection.reason for r in records_for_image(image_id, root, "val")] == ["path_escapes_root"]
+    sentences.write_bytes(b"A \xff [/EN#1/people man] .\n")
+    assert records_for_image("1000092795", root, "val")[0].rejection.reason == "bad_encoding"

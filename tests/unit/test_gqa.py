@@ -82,3 +82,19 @@ def test_reader_streams_and_joins_in_beam(tmp_path):
                                    ("00148535", "unknown_image_id"), ("00155957", "unknown_image_id")]))
     assert split_from_filename(str(QUESTIONS)) == "SAMPLE-val"
     assert split_from_filename("/x/testdev_balanced_questions.json") == "testdev"
+
+
+def test_malformed_questions_and_graphs_are_reasons_not_crashes():
+    assert parse_question("q.json", 0, ("1", "text"), "val", NO_FILTERS).rejection.reason == "bad_record"
+    blank = {"imageId": "2371269", "question": "  ", "answer": "yes", "annotations": ["not", "a", "dict"],
+             "types": "neither"}
+    assert parse_question("q.json", 0, ("1", blank), "val", NO_FILTERS).rejection.reason == "empty_question"
+    null = {**blank, "question": "Is it?", "answer": None}
+    assert parse_question("q.json", 0, ("1", null), "val", NO_FILTERS).rejection.reason == "empty_answer"
+    assert slim_graph("g.json", 0, ("1", 5)) == []
+    assert slim_graph("g.json", 0, JsonError("bad_encoding", "x")) == []
+    graph = {"width": 10, "height": 10, "objects": {"1": {"x": "0", "y": 0, "w": 1, "h": 1},
+                                                     "2": {"name": None, "x": 1, "y": 1, "w": 2, "h": 2}}}
+    assert slim_graph("g.json", 0, ("7", graph)) == [("7", {"width": 10, "height": 10,
+                                                          "objects": {"2": ["", 1, 1, 2, 2]}})]
+    assert slim_graph("g.json", 0, ("7", {"objects": ["a list"]}))[0][1]["objects"] == {}

@@ -1,4 +1,5 @@
 import io
+from dataclasses import replace
 
 from PIL import Image
 
@@ -107,3 +108,44 @@ def test_image_root_per_dataset(image_root):
     (image_root / "toy" / "a.png").write_bytes(png_bytes())
     out = load_image(record(), str(image_root) + "/{dataset}")
     assert out.rejection is None and out.image is not None
+
+
+def test_a_dataset_value_cannot_escape_the_root(image_root):
+    from groundcot.transforms.images import dataset_root
+
+    assert dataset_root("/d/{dataset}/x", "toy") == "/d/toy/x" and dataset_root("/d", "../x") == "/d"
+    for bad in ("..", ".", "../outside", "/abs", "a/b", "a\\b"):
+        assert dataset_root("/d/{dataset}", bad) is None
+        out = load_image(replace(record(), dataset=bad), str(image_root) + "/{dataset}")
+        assert out.rejection.reason == "path_escapes_root"
+
+
+def test_wide_modes_are_scaled_by_their_range():
+    import numpy as np
+
+    from groundcot.transforms.images import to_rgb
+
+    ramp = np.linspace(0, 1, 11)[None, :]
+    cases = [(Image.fromarray((ramp * 65535).astype(np.uint16)), "I;16"),
+             (Image.fromarray((ramp * 4000 - 2000).astype(np.int32)), "I"),
+             (Image.fromarray(ramp.astype(np.float32)), "F"),
+             (Image.fromarray((ramp * 200).astype(np.float32)), "F")]
+    for image, mode in cases:
+        assert image.mode == mode
+        grey = np.asarray(to_rgb(image))[0, :, 0]
+        top = 200 if image.mode == "F" and image.getextrema()[1] > 1 else 255  # 0..255 floats stay as they are
+        assert grey[0] == 0 and grey[-1] == top and 0.4 * top < grey[5] < 0.6 * top
+    nan = Image.fromarray(np.array([[np.nan, 0.0, 1.0]], dtype=np.float32))
+    assert list(np.asarray(to_rgb(nan))[0, :, 0]) == [0, 0, 255]
+
+
+def test_size_limits_from_the_header(image_root):
+    from groundcot.transforms.images import size_problem
+
+    assert size_problem(28, 28, 28, 50, 10**6) is None and size_problem(1400, 28, 28, 50, 10**6) is None
+    assert size_problem(27, 100, 28, 50, 10**6)[0] == "image_too_small"
+    assert size_problem(1401, 28, 28, 50, 10**6)[0] == "image_extreme_aspect"
+    assert size_problem(1001, 1000, 28, 50, 10**6)[0] == "image_too_large"
+    (image_root / "a.png").write_bytes(png_bytes(64, 48))
+    out = load_image(record(), str(image_root), max_pixels=64 * 48 - 1)
+    assert out.rejection.reason == "image_too_large" and "64x48" in out.rejection.detail

@@ -120,3 +120,18 @@ def test_a_byte_order_mark_is_skipped(tmp_path):
     data = b"\xef\xbb\xbf\n" + json.dumps(obj).encode()
     source = JsonItemsSource(write_bytes(tmp_path, "q.json", data), "object", ("imageId", "question"))
     assert [tuple(kv) for kv in items(source)] == list(obj.items())
+
+
+def test_lines_keep_their_bytes_and_offsets_across_any_split(tmp_path):
+    from groundcot.transforms.sources import LinesSource
+
+    lines = [b"\xef\xbb\xbf{\"a\": 1}\n", b"caf\xe9\n", b"\n", b"{\"b\": \"\xc3\xa9\"}\r\n", b"last without newline"]
+    path = write_bytes(tmp_path, "a.jsonl", b"".join(lines))
+    source = LinesSource(path)
+    got = [(offset, line) for _, offset, line in stu.read_from_source(source)]
+    starts = [sum(map(len, lines[:i])) for i in range(len(lines))]
+    assert got == list(zip(starts, lines))
+    splits = [(s.source, s.start_position, s.stop_position) for s in source.split(desired_bundle_size=7)]
+    assert len(splits) > 3
+    stu.assert_sources_equal_reference_source((source, None, None), splits)
+    stu.assert_split_at_fraction_exhaustive(source)

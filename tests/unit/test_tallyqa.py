@@ -28,3 +28,16 @@ def test_raw_record_is_kept_but_rejected_for_boxes():
     assert r.source_id == "77" and r.answer == "2" and r.image_path == "VG_100K_2/3.jpg"
     assert r.rejection.reason == "no_boxes" and "raw TallyQA has no boxes" in r.rejection.detail
     assert parse_raw("train.json", 5, JsonError("truncated_json", "x")).rejection.reason == "truncated_json"
+
+
+def test_raw_items_that_are_not_objects_or_lack_text():
+    assert parse_raw("train.json", 9, "a string").rejection.reason == "bad_record"
+    item = {"question": "How many?", "answer": None, "image": "1.jpg", "question_id": 1}
+    assert parse_raw("train.json", 0, item).rejection.reason == "empty_answer"
+
+
+def test_boxed_bytes_with_a_bad_byte():
+    line = json.dumps({"question": "How many?", "answer": 3, "image": "1.jpg", "width": 50, "height": 50,
+                       "bboxs": [[1, 1, 9, 9]]}).encode().replace(b"How", b"H\xffw")
+    r = parse_boxed("t.jsonl", line, 40)
+    assert r.rejection.reason == "bad_encoding" and r.rejection.detail.startswith("t.jsonl@40: not UTF-8: byte 0xff")

@@ -51,3 +51,37 @@ def test_malformed_lines_are_rejected_with_a_reason(line, reason):
     assert record.rejection.reason == reason
     assert record.rejection.stage == "read"
     assert "toy_cot_train.jsonl" in record.source_id or record.rejection.detail
+
+
+def test_bytes_a_bom_and_bad_encoding():
+    line = (FIXTURES / "viscot" / "metadata_vsr_cot_train.head5.jsonl").read_bytes().splitlines()[4]
+    assert parse_line("vsr_cot_train.jsonl", b"\xef\xbb\xbf" + line + b"\r\n", offset=0).rejection is None
+    bad = parse_line("vsr_cot_train.jsonl", line.replace(b"person", b"pers\xf6n"), offset=120)
+    assert bad.rejection.reason == "bad_encoding" and bad.source_id == "vsr_cot_train.jsonl@120"
+    assert bad.rejection.detail.startswith("vsr_cot_train.jsonl@120: not UTF-8: byte 0xf6 at column")
+    lone = parse_line("vsr_cot_train.jsonl", line.replace(b"person", b"\\udc80"))
+    assert lone.rejection.reason == "bad_encoding" and "\\u escape" in lone.rejection.detail
+
+
+@pytest.mark.parametrize("question, answer, reason", [
+    ("", "a", "empty_question"), ("  \n", "a", "empty_question"), (None, "a", "empty_question"),
+    ({"q": 1}, "a", "empty_question"), ("q", "", "empty_answer"), ("q", None, "empty_answer"),
+    ("q", False, "empty_answer"), ("q", 0, None), ("q", 2.5, None),
+])
+def test_empty_null_or_non_text_question_or_answer(question, answer, reason):
+    line = json.dumps({"question": question, "answer": answer, "image": "x.jpg", "width": 10, "height": 10,
+                       "bboxs": [[0, 0, 5, 5]]})
+    record = parse_line("toy_cot_train.jsonl", line)
+    assert (record.rejection.reason if record.rejection else None) == reason
+    assert "None" not in (record.question, record.answer)
+
+
+def test_copies_of_one_id_keep_one():
+    from groundcot.transforms.sources import keep_first
+
+    line = (FIXTURES / "viscot" / "metadata_cub_cot_train.head5.jsonl").read_text().splitlines()[0]
+    copies = [parse_line(name, line) for name in ("b_cot_train.jsonl", "a_cot_train.jsonl", "c_cot_train.jsonl")]
+    out = keep_first(copies[0].id, copies)
+    assert [r.rejection is None for r in out] == [True, False, False]
+    assert out[0].source_id.startswith("a_cot_train.jsonl")  # a fixed order, not arrival order
+    assert {r.rejection.reason for r in out[1:]} == {"duplicate"}
