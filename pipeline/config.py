@@ -114,6 +114,16 @@ class Crops(Section):
     max_aspect: float = Field(4.0, ge=1, description="Crops are widened so that their aspect ratio stays below this.")
 
 
+class Images(Section):
+    min_side: int = Field(28, ge=1, description="Images with a side shorter than this are rejected "
+                                                "(`image_too_small`).")
+    max_aspect: float = Field(50.0, ge=1, description="Images whose long side is more than this many times the "
+                                                      "short side are rejected (`image_extreme_aspect`).")
+    max_pixels: int = Field(89_478_485, ge=1, description="Images with more pixels are rejected "
+                            "(`image_too_large`), read from the file's header before decoding (decompression "
+                            "bombs). Pillow itself refuses files over 178,956,970 pixels (also `image_too_large`).")
+
+
 class Expand(Section):
     steps: int = Field(5, ge=1, description="Expansion steps from the GT to the full image.")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="Chance of a distractor step.")
@@ -186,6 +196,7 @@ class JobConfig(Section):
         ["sif"], min_length=1, description="Trajectory styles to write: one row per record per style.")
     depth: Depth = Depth()
     masks: Masks = Masks()
+    images: Images = Images()
     crops: Crops = Crops()
     expand: Expand = Expand()
     teacher: Teacher = TemplateTeacher()

@@ -1,6 +1,6 @@
 """The groundcot Beam graph, top to bottom.
 
-  per source: read -> (limit) -> count in / count filtered -> load image     (then flattened)
+  per source: read -> (limit) -> drop duplicates -> count in / count filtered -> load image  (then flattened)
   -> depth (RunInference, batched)        [if depth.enabled]
   -> SAM2 masks (RunInference, batched)   [if masks.enabled]
   -> reverse expansion -> one record per style -> style plan (frame, actions, crops)
@@ -25,6 +25,7 @@ from groundcot.transforms.images import load_image
 from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs
+from groundcot.transforms.sources import DropDuplicates
 from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.tallyqa import ReadTallyQA
@@ -56,9 +57,10 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
             lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}\t", 1)))
         if src.limit:
             records = _limit(records, src.limit, label)
+        records = records | f"{label}Dedupe" >> DropDuplicates()
         inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t\t", 1)))
         per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
-            Stage("image", partial(load_image, image_root=src.image_root), every)))
+            Stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every)))
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
