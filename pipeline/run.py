@@ -20,17 +20,19 @@ from apache_beam.runners.runner import create_runner
 from groundcot.pipeline.config import ConfigError, JobConfig, echo
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
+from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources import patterns
+from groundcot.transforms.teach.client import check_endpoint
 
 log = logging.getLogger("groundcot")
 PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
 # Reasons that say the job could not reach something, not that the data is bad: a run whose
 # every record ends with one of them has made nothing, and says so.
 INFRA_REASONS = ("missing_image", "missing_annotation", "teacher_connection_error", "teacher_timeout",
-                 "teacher_rate_limited", "teacher_server_error", "teacher_budget_exhausted", "teacher_http_")
+                 "teacher_rate_limited", "teacher_server_error", "teacher_budget_exhausted", "teacher_http_", "teacher_bad_reply")
 
 
 class EmptyRun(RuntimeError):
@@ -184,8 +186,8 @@ def preflight(cfg: JobConfig) -> None:
     """
     check_secrets(cfg)
     check_sources(cfg)
-    # The teacher endpoint's health check goes here, after the secret it needs is known to be set:
-    # for an API teacher, transforms.teach.client.check_endpoint(cfg.teacher) (EndpointError, exit 1).
+    if cfg.teacher.kind == "openai":  # after the secret it needs is known to be set
+        check_endpoint(cfg.teacher)
 
 
 def check_not_empty(stats: dict) -> None:
@@ -246,6 +248,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
     stats.update({
         "run_id": run_id,
         "teacher": teacher_stats(cfg, counters),
+        "cache": cache_stats(counters),
         **{f"{stage}_model": None if stage not in models else {
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},

@@ -36,6 +36,11 @@ def content_key(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
+def json_key(payload: dict) -> str:
+    """sha256 of ``payload`` as canonical JSON (the teacher's key: model, messages, parameters)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 class Cache:
     """``get``/``put`` JSON values and ``get_bytes``/``put_bytes`` blobs by key under ``root``.
 

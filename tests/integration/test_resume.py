@@ -56,6 +56,7 @@ def test_a_repeated_run_computes_no_depth_map_and_no_mask(first, cache, tmp_path
     again = generate(tmp_path, cache, [SCENES])
     for stage, (_, misses) in computed.items():
         assert calls(again, stage) == (misses, 0)  # every record found, no model call
+        assert again["cache"][stage] == {"hits": misses, "misses": 0}  # stats.json's own summary
     assert again["written"] == stats["written"] > 0
     assert rows(tmp_path) == rows(out)  # cached depth_map bytes and masks equal the computed ones
 

@@ -223,7 +223,6 @@ def test_health_check_names_an_unreachable_endpoint_or_a_refused_key(tmp_path, k
     assert "Connection refused" in str(unreachable.value) and KEY not in str(unreachable.value)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/run.py's preflight does not call teach.client.check_endpoint yet")
 def test_an_unreachable_endpoint_stops_the_job_before_it_starts(tmp_path, key, capfd):
     with FakeOpenAI() as fake:
         path = job(tmp_path, fake, ["good"])

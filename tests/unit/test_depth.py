@@ -192,7 +192,7 @@ def test_a_damaged_entry_is_recomputed_and_rewritten(tiny_model, tmp_path):
 def test_the_shared_cache_keeps_json_and_blobs_and_is_off_without_a_root(tmp_path):
     from groundcot.transforms.cache import Cache, content_key, teacher_cache_root
 
-    cache = Cache(str(tmp_path)).sub("teacher")  # what the teacher gets: ResponseCache's get/put by key
+    cache = Cache(str(tmp_path)).sub("teacher")  # what the teacher gets: the teacher client's get/put by key
     key = content_key("model", b"messages")
     assert cache.get(key) is None
     cache.put(key, {"content": "a reply"})

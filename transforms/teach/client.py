@@ -14,7 +14,7 @@ import os
 import threading
 from collections import Counter
 
-from groundcot.transforms.teach.cache import ResponseCache, cache_key
+from groundcot.transforms.cache import Cache, json_key
 from groundcot.transforms.teach.reply import BadReply, parse_reply
 from groundcot.transforms.teach.retry import backoff, classify
 
@@ -68,7 +68,7 @@ class ChatClient:
 
     def __init__(self, cfg, run_id: str, ledger: Ledger):
         self.cfg, self.run_id, self.ledger = cfg, run_id, ledger
-        self.cache = ResponseCache(cfg.cache)
+        self.cache = Cache(cfg.cache)
         self.client = None
 
     async def open(self) -> None:
@@ -103,7 +103,7 @@ class ChatClient:
 
     async def complete(self, messages: list[dict], model: str | None = None) -> str:
         model = model or self.cfg.model
-        key = cache_key({"model": model, "messages": messages, "params": self.params()})
+        key = json_key({"model": model, "messages": messages, "params": self.params()})
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
