@@ -97,3 +97,46 @@ def test_teacher_replies_go_to_the_jobs_cache_when_the_teacher_names_none(tmp_pa
     assert len(fake.requests) == 3  # the second run asked nothing
     assert (ledgers[0]["cache_misses"], ledgers[1]["cache_hits"], ledgers[1].get("cache_misses", 0)) == (3, 3, 0)
     assert len(list((tmp_path / "cache" / "teacher").glob("*/*.json"))) == 3
+
+
+def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path):
+    """kill -9 mid-teacher (depth, masks, API teacher on loopback), re-run: every (id, style) once,
+    no depth map or mask computed again, at most the calls in flight asked twice; the previous
+    output survived the killed run untouched."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, cache, concurrency = tmp_path / "out", tmp_path / "cache", 2
+    base = ["-o", str(out), "--limit", "3", "--set", f"cache={cache}", "--set", "styles=[sif, textual]"]
+    assert main(["generate", DEMO, *base]) == 0  # a previous, finished run (template teacher)
+    previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with FakeOpenAI(latency=0.4) as fake:
+        teacher = (f"teacher={{kind: openai, base_url: '{fake.base_url}', model: fake, api_key_env: null, "
+                   f"max_concurrency: {concurrency}}}")
+        cmd = [sys.executable, "-m", "groundcot", "generate", DEMO, *base, "--set", teacher]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 180
+        while len(fake.requests) < 3:  # depth and masks are done, the teacher is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        asked_before = len(fake.requests)
+        assert {p: p.read_bytes() for p in previous} == previous  # the killed run published nothing
+        fake.latency = 0
+        assert main(["generate", DEMO, *base, "--set", teacher]) == 0
+        stats = json.loads((out / "stats.json").read_text())
+        calls_needed = stats["teacher"]["ledger"]["cache_misses"] + stats["teacher"]["ledger"]["cache_hits"]
+        asked = len(fake.requests)
+    assert stats["balanced"] and stats["teacher"]["kind"] == "openai"
+    assert stats["cache"]["depth"]["misses"] == 0 and stats["cache"]["masks"]["misses"] == 0
+    written = [(r["id"], r["style"]) for r in pq.read_table(out / "data", columns=["id", "style"]).to_pylist()]
+    rejected = [(json.loads(line)["id"], json.loads(line)["style"])
+                for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+    made = stats["records_in"] - stats["by_style"].get("before_styles", {}).get("rejected", 0)
+    assert len(set(written)) == len(written) and not set(written) & set(rejected)
+    assert {s for _, s in written} <= {"sif", "textual"} and len(written) + len(rejected) >= 2 * made
+    assert stats["teacher"]["ledger"]["cache_hits"] >= asked_before - concurrency  # done replies not asked again
+    assert asked - calls_needed <= concurrency  # at most the calls in flight at the kill were repeated
