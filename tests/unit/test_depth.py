@@ -10,7 +10,7 @@ from groundcot.schemas.record import Record
 from groundcot.transforms.depth import DepthHandler, build_tiny_random, normalise, resolve_depth_model
 from groundcot.transforms.models import ResolvedModel
 
-from support import png_bytes
+from support import CountingNet, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +89,6 @@ def test_resolve_model_demo_fallback_is_recorded():
 
 
 # --- the cache: only misses reach the model ---------------------------------------------
-
-class CountingNet:
-    """The loaded network, counting the images it is given."""
-
-    def __init__(self, net):
-        self.net, self.images = net, 0
-
-    def __call__(self, **inputs):
-        self.images += len(inputs["pixel_values"])
-        return self.net(**inputs)
-
-    def __getattr__(self, name):
-        return getattr(self.net, name)
-
 
 def counted(handler):
     loaded = handler.load_model()

@@ -15,7 +15,7 @@ from groundcot.transforms.masks import (
 )
 from groundcot.transforms.models import ResolvedModel
 
-from support import png_bytes
+from support import CountingNet, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +88,6 @@ def test_own_steps_match_sam2_processor(tmp_path):
 
 
 # --- the cache: only misses reach the model ---------------------------------------------
-
-class CountingNet:
-    """The loaded network, counting the images it is given."""
-
-    def __init__(self, net):
-        self.net, self.images = net, 0
-
-    def __call__(self, **inputs):
-        self.images += len(inputs["pixel_values"])
-        return self.net(**inputs)
-
-    def __getattr__(self, name):
-        return getattr(self.net, name)
-
 
 def handler_and_model(path, cache):
     handler = Sam2Handler(ResolvedModel(path, path), batch_size=2, device="cpu", cache=cache)
