@@ -1,7 +1,7 @@
 """The ``groundcot`` command line. What a command writes is always ``-o/--out``.
 
     groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty]
-    groundcot demo [-o DIR]
+    groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
 
@@ -65,14 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--out", help="output folder or bucket prefix (default: the config's output.dir)")
     gen.add_argument("--limit", type=int, help="at most N records per source (the N smallest ids)")
     gen.add_argument("--set", **sets)
-    gen.add_argument("--overwrite", action="store_true",
-                     help="write into an output folder that holds files groundcot did not write (they are left alone)")
+    overwrite = dict(action="store_true", help="write into an output folder that holds files groundcot did not "
+                                               "write (they are left alone)")
+    gen.add_argument("--overwrite", **overwrite)
     gen.add_argument("--allow-empty", action="store_true",
                      help="publish a run that read 0 records, or whose every record failed on infrastructure "
                           "(missing images, an unreachable teacher); without it such a run exits 1")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
     demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
+    demo.add_argument("--overwrite", **overwrite)
 
     train = sub.add_parser("train", help="fine-tune a VLM on groundcot rows (TRL + peft)")
     train.add_argument("method", choices=["sft", "grpo"])
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "demo":
-        return _generate(str(bundled_jobs() / "demo.yaml"), args.out, None, [])
+        return _generate(str(bundled_jobs() / "demo.yaml"), args.out, None, [], overwrite=args.overwrite)
     from groundcot.pipeline.config import ConfigError
 
     try:

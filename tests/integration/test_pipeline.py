@@ -184,9 +184,10 @@ def test_demo_writes_out_demo_by_default(monkeypatch):
     from groundcot.pipeline import cli
 
     calls = []
-    monkeypatch.setattr(cli, "_generate", lambda *args: calls.append(args) or 0)
-    assert main(["demo"]) == 0
-    config, out, _, _ = calls[0]
+    monkeypatch.setattr(cli, "_generate", lambda *args, **kwargs: calls.append((*args, kwargs)) or 0)
+    assert main(["demo"]) == 0 and main(["demo", "-o", "elsewhere", "--overwrite"]) == 0
+    config, out, _, _, options = calls[0]
+    assert calls[1][1] == "elsewhere" and calls[1][4] == {"overwrite": True} and options == {"overwrite": False}
     assert Path(config) == cli.bundled_jobs() / "demo.yaml" and out is None
     assert cli.resolve_config("demo") == config and "out/demo" in Path(config).read_text()
 
