@@ -1,6 +1,6 @@
 """The ``groundcot`` command line. What a command writes is always ``-o/--out``.
 
-    groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty]
+    groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty] [--check]
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--allow-empty", action="store_true",
                      help="publish a run that read 0 records, or whose every record failed on infrastructure "
                           "(missing images, an unreachable teacher); without it such a run exits 1")
+    gen.add_argument("--check", action="store_true",
+                     help="check the config, paths (per runner), sources, secrets, the teacher endpoint and "
+                          "models, print the plan, and exit (0: all passed, 2: one line naming what failed); "
+                          "nothing runs and nothing is written")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
     demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
@@ -98,7 +102,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _generate(config: str, out: str | None, limit: int | None, overrides: list[str], *,
-              overwrite: bool = False, allow_empty: bool = False) -> int:
+              overwrite: bool = False, allow_empty: bool = False, check: bool = False) -> int:
     from groundcot.pipeline.config import ConfigError, load_config
     from groundcot.pipeline.outputs import OutputRefused
     from groundcot.pipeline.run import run
@@ -110,6 +114,8 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
         if limit is not None:
             for src in cfg.sources:
                 src.limit = min(src.limit or limit, limit)
+        if check:
+            return _check(cfg, out, overwrite)
         out = out or cfg.output.dir
         stats = run(cfg, out, overwrite=overwrite, allow_empty=allow_empty)
     except ConfigError as err:
@@ -122,6 +128,22 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
     if not stats["balanced"]:
         log.error("stats do not add up: %d in; per style: %s", stats["records_in"], stats["by_style"])
         return 1
+    return 0
+
+
+def _check(cfg, out: str | None, overwrite: bool) -> int:
+    """``--check``: print the plan (exit 0), or one line naming the first check that fails (exit 2)."""
+    from groundcot.pipeline.check import check_job
+    from groundcot.pipeline.config import ConfigError
+
+    out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
+    try:
+        lines = check_job(cfg, (out or cfg.output.dir).rstrip("/"), out_key, overwrite)
+    except ConfigError as err:
+        return _fail(f"config error: {err}", 2)
+    except RuntimeError as err:  # also OutputRefused, an unset key, an unreachable endpoint, a missing model
+        return _fail(str(err), 2)
+    print("\n".join(lines))
     return 0
 
 
@@ -191,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         return _fail(f"config error: {err}", 2)
     return _generate(config, args.out, args.limit, args.overrides, overwrite=args.overwrite,
-                     allow_empty=args.allow_empty)
+                     allow_empty=args.allow_empty, check=args.check)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
@@ -188,6 +189,10 @@ class Runner(Section):
     workers: int = Field(1, ge=1, description="local only: worker processes.")
     log_every_s: float = Field(10.0, ge=0, description="Progress log interval per worker (0 = off).")
     options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options.")
+    shared_paths: list[str] = Field(default_factory=list, description="Local folders the workers see at the "
+                                    "same path as the submitting machine (an NFS mount, a baked-in folder). On "
+                                    "Dataflow, Flink, Spark and portable non-LOOPBACK runners every source, "
+                                    "image root, cache and output path must be a bucket URL or lie under one.")
 
 
 class JobConfig(Section):
@@ -290,3 +295,58 @@ def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
 def echo(cfg: JobConfig) -> dict:
     """The config as plain data for stats.json."""
     return cfg.model_dump(mode="json", by_alias=True)
+
+
+# --- where a runner's workers read and write ------------------------------------------------
+
+CLUSTER_RUNNERS = ("DataflowRunner", "TestDataflowRunner", "FlinkRunner", "SparkRunner")
+
+
+def on_cluster(runner: Runner) -> bool:
+    """Whether the runner's workers may not see the submitting machine's disk.
+
+    Dataflow, Flink and Spark, and the portable runner unless its environment is LOOPBACK (its
+    default is DOCKER). The in-process runners share the driver's disk.
+    """
+    name = runner.name.rsplit(".", 1)[-1]
+    if name in CLUSTER_RUNNERS:
+        return True
+    return name == "PortableRunner" and str(runner.options.get("environment_type", "DOCKER")).upper() != "LOOPBACK"
+
+
+def worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> list[tuple[str, str]]:
+    """(key, path) for every place the workers read or write."""
+    found = []
+    for i, src in enumerate(cfg.sources):
+        for key in ("path", "image_root", "scene_graphs", "split_file"):
+            value = getattr(src, key, None)
+            found += [(f"sources.{i}.{key}", p) for p in ([value] if isinstance(value, str) else value or [])]
+    found += [("cache", cfg.cache), ("teacher.cache", getattr(cfg.teacher, "cache", None)), (out_key, out)]
+    return [(key, path) for key, path in found if path]
+
+
+def under(path: str, folders: list[str]) -> bool:
+    """Whether local ``path`` lies in one of ``folders``."""
+    path = os.path.abspath(path)
+    return any(os.path.commonpath([path, os.path.abspath(f)]) == os.path.abspath(f) for f in folders)
+
+
+def check_worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> None:
+    """On a cluster runner, every path is a bucket URL or under ``runner.shared_paths``; no fallback models.
+
+    A ConfigError names the first key that fails. Nothing is read: this runs before the runner is built.
+    """
+    if not on_cluster(cfg.runner):
+        return
+    name, shared = cfg.runner.name, cfg.runner.shared_paths
+    for key, path in worker_paths(cfg, out, out_key):
+        if "://" not in path and not under(path, shared):
+            raise ConfigError(f"{key}: {path} is a local path, which {name}'s workers cannot read; use a bucket "
+                              "URL (gs://, s3://, ...) or list a folder they share in runner.shared_paths")
+    temp = tempfile.gettempdir()
+    for stage in ("depth", "masks"):
+        section = getattr(cfg, stage)
+        if section.enabled and section.fallback == "tiny_random" and not under(temp, shared):
+            raise ConfigError(f"{stage}.fallback: tiny_random cannot be used on {name}: the fallback model is "
+                              f"written to the driver's temp folder ({temp}), which the workers cannot read; set "
+                              f"{stage}.fallback=none and give {stage}.model as a model the workers can load")

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -17,7 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
-from groundcot.pipeline.config import ConfigError, JobConfig, echo
+from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.transforms.cache import cache_stats
@@ -37,6 +36,14 @@ INFRA_REASONS = ("missing_image", "missing_annotation", "teacher_connection_erro
 
 class EmptyRun(RuntimeError):
     """The run made nothing worth publishing (see ``check_not_empty``)."""
+
+
+class CountsUnreadable(RuntimeError):
+    """The driver could not read back what the workers counted (see ``cross_check``)."""
+
+
+UNREADABLE_HINT = ("the driver cannot read what the workers wrote there (a worker-local output path?); write to a "
+                   "bucket URL or a folder listed in runner.shared_paths")
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
@@ -75,13 +82,24 @@ def _options(**values) -> PipelineOptions:
 
 
 def read_counts(out: str) -> dict[tuple[str, str, str, str], int]:
+    """The outcome counts the job wrote under ``out/_counts``, read through ``FileSystems``.
+
+    A finished job always writes at least one (maybe empty) file there; finding none means the
+    driver cannot see the job's output location.
+    """
     counts: Counter = Counter()
-    for result in FileSystems.match([f"{out}/_counts/*"]):
-        for meta in result.metadata_list:
-            with FileSystems.open(meta.path) as handle:
-                for line in handle.read().decode().splitlines():
-                    source, kind, reason, style, n = json.loads(line)
-                    counts[(source, kind, reason, style)] += n
+    try:
+        found = FileSystems.match([f"{out}/_counts/*"])[0].metadata_list
+    except (OSError, ValueError) as err:
+        raise CountsUnreadable(f"cannot list the outcome counts in {out}/_counts ({err}): {UNREADABLE_HINT}"
+                               .replace("\n", " ")) from None
+    if not found:
+        raise CountsUnreadable(f"the job finished but {out}/_counts holds no counts file: {UNREADABLE_HINT}")
+    for meta in found:
+        with FileSystems.open(meta.path) as handle:
+            for line in handle.read().decode().splitlines():
+                source, kind, reason, style, n = json.loads(line)
+                counts[(source, kind, reason, style)] += n
     return counts
 
 
@@ -117,12 +135,28 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
     }
 
 
-def beam_counters(result) -> dict[str, int]:
+def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
+    """The counts read back agree with Beam's committed counters, where the runner reports them.
+
+    Every record that reached the image stage was counted in, and every row validate passed was
+    written: fewer read back means the counts file did not hold what the job did.
+    """
+    loaded = sum(n for k, n in counters.items() if k == "image.ok" or k.startswith("image.rejected."))
+    passed = counters.get("validate.ok", 0)
+    if stats["records_in"] < loaded or stats["written"] < passed:
+        raise CountsUnreadable(
+            f"the counts read back from {staging}/_counts say {stats['records_in']} records in and "
+            f"{stats['written']} written, but Beam's counters show {loaded} records through the image stage and "
+            f"{passed} rows validated: {UNREADABLE_HINT}")
+
+
+def beam_counters(result, committed_only: bool = False) -> dict[str, int]:
+    """groundcot's counters summed over steps: committed values, else attempted ones (unless ``committed_only``)."""
     totals: Counter = Counter()
     try:
         for c in result.metrics().query()["counters"]:
             if c.key.metric.namespace.startswith("groundcot"):
-                totals[c.key.metric.name] += c.committed or c.attempted or 0
+                totals[c.key.metric.name] += c.committed or (0 if committed_only else c.attempted) or 0
     except Exception as err:  # noqa: BLE001 - some runners cannot report metrics
         log.warning("Beam counters unavailable on this runner: %s", err)
     return dict(sorted(totals.items()))
@@ -206,32 +240,30 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     The job writes into a staging folder under ``out``; only a finished run that made something
     (or ``allow_empty``) replaces the previous run's files. See ``pipeline/outputs.py``.
     """
+    out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
     out = (out or cfg.output.dir).rstrip("/")
+    check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
     preflight(cfg)
     run_id = uuid.uuid4().hex
+    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
     models: dict[str, ResolvedModel] = {}
+    if cfg.depth.enabled:
+        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+    if cfg.masks.enabled:
+        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
     folder = OutputFolder(out, run_id, overwrite)
-    try:
-        if cfg.depth.enabled:
-            models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback)
-        if cfg.masks.enabled:
-            models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback)
-        with folder as staging:
-            log.info("run %s writes into %s until it finishes", run_id, staging)
-            stats = run_graph(cfg, staging, models, runner, options, run_id)
-            if not allow_empty:
-                try:
-                    check_not_empty(stats)
-                except EmptyRun as err:
-                    folder.keep_staging = True
-                    raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
-                                   f"{staging}); pass --allow-empty to publish such a run") from None
-            folder.publish()
-    finally:
-        for model in models.values():
-            if model.fallback:
-                shutil.rmtree(model.load_from, ignore_errors=True)
+    with folder as staging:
+        log.info("run %s writes into %s until it finishes", run_id, staging)
+        stats = run_graph(cfg, staging, models, runner, options, run_id)
+        if not allow_empty:
+            try:
+                check_not_empty(stats)
+            except EmptyRun as err:
+                folder.keep_staging = True
+                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
+                               f"{staging}); pass --allow-empty to publish such a run") from None
+        folder.publish()
     return stats
 
 
@@ -245,6 +277,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
     result.wait_until_finish()
     stats = summarise(read_counts(staging), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
+    cross_check(stats, beam_counters(result, committed_only=True), staging)
     stats.update({
         "run_id": run_id,
         "teacher": teacher_stats(cfg, counters),
