@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ from PIL import Image
 from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.record import Record
 from groundcot.transforms.cache import StageCache, content_key
-from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
+from groundcot.transforms.models import ResolvedModel, device, open_model, quiet_transformers, resolve_model
 
 STAGE = "depth"
 VERSION = "1"  # of the map's making (normalisation, encoding): a change here misses old cache entries
@@ -40,10 +39,10 @@ def checked_png(data: bytes) -> bytes:
     return data
 
 
-# --- model (driver side: see transforms.models) -----------------------------------------
+# --- model (checked on the driver, found and loaded on the worker: see transforms.models) ---
 
-def resolve_depth_model(model: str, fallback: str | None) -> ResolvedModel:
-    return resolve_model(model, fallback, build_tiny_random, "depth")
+def resolve_depth_model(model: str, fallback: str | None, local: bool = True) -> ResolvedModel:
+    return resolve_model(model, fallback, "depth", local)
 
 
 def build_tiny_random(path: str, seed: int = 0) -> str:
@@ -67,89 +66,106 @@ def build_tiny_random(path: str, seed: int = 0) -> str:
     return path
 
 
-# --- Beam model handler ----------------------------------------------------------------
-
-@dataclass
 class LoadedDepth:
-    """What ``load_model`` returns (Beam's model sharing needs a weak-referenceable object)."""
+    """The loaded model. With model sharing, the handler reaches it through a proxy in another
+    process: it calls only methods, with bytes in and bytes out."""
 
-    processor: object
-    net: object
-    device: str
+    def __init__(self, processor, net, device: str, identity: str):
+        self.processor, self.net, self.device, self.identity = processor, net, device, identity
 
+    def key_parts(self) -> tuple[str, str]:
+        """What decides the maps besides the image: the model's identity and dtype."""
+        return self.identity, str(self.net.dtype)
+
+    def depth_maps(self, images: list[bytes]) -> list[tuple[bytes | None, str, str]]:
+        """(16-bit PNG, "", "") per image, or (None, reason, detail) for one that failed."""
+        results: list = [None] * len(images)
+        groups: dict[tuple, list[tuple[int, Image.Image, object]]] = {}
+        for i, data in enumerate(images):
+            try:
+                image = Image.open(io.BytesIO(data)).convert("RGB")
+                pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+            except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
+                results[i] = failure(err)
+                continue
+            groups.setdefault(tuple(pixels.shape), []).append((i, image, pixels))
+        for group in groups.values():  # same-shape images run as one forward pass
+            try:
+                self._predict(group, results)
+            except Exception:  # noqa: BLE001 - retry one by one to isolate the culprit
+                for item in group:
+                    try:
+                        self._predict([item], results)
+                    except Exception as err:  # noqa: BLE001
+                        results[item[0]] = failure(err)
+        return results
+
+    def _predict(self, group, results: list) -> None:
+        import torch
+
+        stacked = torch.stack([p for *_, p in group]).to(self.device, dtype=self.net.dtype)
+        with torch.inference_mode():
+            out = self.net(pixel_values=stacked)
+        out.predicted_depth = out.predicted_depth.float()
+        sizes = [(image.height, image.width) for _, image, _ in group]
+        maps = self.processor.post_process_depth_estimation(out, target_sizes=sizes)
+        for (i, _, _), m in zip(group, maps):
+            results[i] = (encode_png16(normalise(m["predicted_depth"].cpu().numpy())), "", "")
+
+
+def failure(err: Exception) -> tuple[None, str, str]:
+    return None, f"error_{type(err).__name__}", str(err)[:300]
+
+
+# --- Beam model handler ----------------------------------------------------------------
 
 class DepthHandler(ModelHandler):
     """Records in, records out with ``depth_map`` set; rejected records pass through.
 
-    With a ``cache`` root, maps are looked up by model and image bytes first: only misses
-    reach the model, and each distinct image of a batch runs once.
+    The model is found and loaded on the worker (``load_model``); on a GPU one copy is shared by
+    the worker's processes. With a ``cache`` root, maps are looked up by model and image bytes
+    first: only misses reach the model, and each distinct image of a batch runs once.
     """
 
     def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto", cache: str | None = None):
         super().__init__()
         self.model, self.batch_size, self.device = model, batch_size, device
-        self.identity = model.identity()  # here, on the driver, where a fallback's files are
         self.cache = StageCache(cache, STAGE, ".png", encode=bytes, decode=checked_png)
 
-    def load_model(self):
+    def load_model(self) -> LoadedDepth:
         import torch
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         quiet_transformers()
         where = device(self.device)
-        kwargs = {"local_files_only": self.model.local_files_only}
-        processor = AutoImageProcessor.from_pretrained(self.model.load_from, **kwargs)
         dtype = torch.float16 if where == "cuda" else torch.float32
-        net = AutoModelForDepthEstimation.from_pretrained(self.model.load_from, dtype=dtype, **kwargs)
-        return LoadedDepth(processor, net.to(where).eval(), where)
+        with open_model(self.model, build_tiny_random) as (folder, identity):
+            processor = AutoImageProcessor.from_pretrained(folder)
+            net = AutoModelForDepthEstimation.from_pretrained(folder, dtype=dtype)
+        return LoadedDepth(processor, net.to(where).eval(), where, identity)
+
+    def share_model_across_processes(self) -> bool:
+        return device(self.device) == "cuda"  # one copy per GPU; on CPU each process keeps its own
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
-    def cache_key(self, record: Record, model: LoadedDepth) -> str:
-        return content_key(STAGE, VERSION, self.identity, str(model.net.dtype), record.image or b"")
-
     def run_inference(self, batch: Sequence[Record], model: LoadedDepth, inference_args=None) -> Iterable[Record]:
-        todo = [(self.cache_key(r, model), r) for r in batch if r.rejection is None]
+        parts = model.key_parts()
+        todo = [(content_key(STAGE, VERSION, *parts, r.image or b""), r) for r in batch if r.rejection is None]
         misses = self.cache.lookup(todo, lambda r, png: setattr(r, "depth_map", png))
-        groups: dict[tuple, list[tuple[str, list[Record], Image.Image, object]]] = {}
-        for key, same in misses.items():
-            try:
-                image = Image.open(io.BytesIO(same[0].image)).convert("RGB")
-                pixels = model.processor(images=image, return_tensors="pt")["pixel_values"][0]
-            except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
-                for record in same:
-                    record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
-                continue
-            groups.setdefault(tuple(pixels.shape), []).append((key, same, image, pixels))
-        for group in groups.values():  # same-shape images run as one forward pass
-            try:
-                self._predict(group, model)
-            except Exception:  # noqa: BLE001 - retry one by one to isolate the culprit
-                for item in group:
-                    try:
-                        self._predict([item], model)
-                    except Exception as err:  # noqa: BLE001
-                        for record in item[1]:
-                            record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
-        return batch
-
-    def _predict(self, group, model: LoadedDepth) -> None:
-        import torch
-
-        stacked = torch.stack([p for *_, p in group]).to(model.device, dtype=model.net.dtype)
-        with torch.inference_mode():
-            out = model.net(pixel_values=stacked)
-        out.predicted_depth = out.predicted_depth.float()
-        sizes = [(image.height, image.width) for _, _, image, _ in group]
-        maps = model.processor.post_process_depth_estimation(out, target_sizes=sizes)
+        keys = list(misses)
         done = []
-        for (key, same, _, _), m in zip(group, maps):
-            png = encode_png16(normalise(m["predicted_depth"].cpu().numpy()))
-            for record in same:
-                record.depth_map = png
-            done.append((key, png))
+        for key, (png, reason, detail) in zip(keys, model.depth_maps([misses[k][0].image for k in keys])):
+            for record in misses[key]:
+                if png is None:
+                    record.reject(STAGE, reason, detail)
+                else:
+                    record.depth_map = png
+            if png is not None:
+                done.append((key, png))
         self.cache.save(done)
+        return batch
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.depth"

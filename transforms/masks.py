@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ from PIL import Image
 from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.record import Record
 from groundcot.transforms.cache import StageCache, content_key
-from groundcot.transforms.models import ResolvedModel, device, quiet_transformers, resolve_model
+from groundcot.transforms.models import ResolvedModel, device, open_model, quiet_transformers, resolve_model
 
 STAGE = "masks"
 VERSION = "1"  # of the masks' making (resize, upsampling, encoding): a change here misses old cache entries
@@ -78,19 +77,11 @@ def build_tiny_random(path: str, seed: int = 0) -> str:
     return path
 
 
-def resolve_sam2_model(model: str, fallback: str | None) -> ResolvedModel:
-    return resolve_model(model, fallback, build_tiny_random, "masks")
+def resolve_sam2_model(model: str, fallback: str | None, local: bool = True) -> ResolvedModel:
+    return resolve_model(model, fallback, "masks", local)
 
 
 # --- Beam model handler ------------------------------------------------------------------
-
-@dataclass
-class LoadedSam2:
-    net: object
-    processor: object | None  # Sam2Processor when torchvision is there
-    size: int
-    device: str
-
 
 def torchvision_available() -> bool:
     try:
@@ -108,17 +99,72 @@ def decode_entries(data: bytes) -> list[dict]:
     return json.loads(data)
 
 
+class LoadedSam2:
+    """The loaded model. With model sharing, the handler reaches it through a proxy in another
+    process: it calls only methods, with bytes and boxes in and mask entries out."""
+
+    def __init__(self, net, processor, size: int, device: str, identity: str):
+        self.net, self.processor, self.size, self.device, self.identity = net, processor, size, device, identity
+
+    def key_parts(self) -> tuple[str, str, str]:
+        """What decides the masks besides image and boxes: identity, dtype and whose steps."""
+        steps = "processor" if self.processor is not None else "groundcot"  # the two differ by a few pixels
+        return self.identity, str(self.net.dtype), steps
+
+    def masks(self, items: list[tuple[bytes, list]], batch_size: int) -> list[tuple[list | None, str, str]]:
+        """(mask entries, "", "") per (image, boxes), or (None, reason, detail) for one that failed."""
+        results: list = [None] * len(items)
+        for start in range(0, len(items), batch_size):
+            group = list(range(start, min(start + batch_size, len(items))))
+            try:
+                self._segment(group, items, results)
+            except Exception:  # noqa: BLE001 - isolate the item that fails
+                for i in group:
+                    try:
+                        self._segment([i], items, results)
+                    except Exception as err:  # noqa: BLE001
+                        results[i] = (None, f"error_{type(err).__name__}", str(err)[:300])
+        return results
+
+    def _segment(self, group: list[int], items: list[tuple[bytes, list]], results: list) -> None:
+        import torch
+
+        images = [Image.open(io.BytesIO(items[i][0])).convert("RGB") for i in group]
+        boxes_of = [items[i][1] for i in group]
+        most = max(len(b) for b in boxes_of)
+        # pad every image's boxes to the same count; padded masks are dropped
+        padded = [b + [[0.0, 0.0, 1.0, 1.0]] * (most - len(b)) for b in boxes_of]
+        if self.processor is not None:
+            inputs = self.processor(images=images, input_boxes=padded, return_tensors="pt")
+            pixels, boxes = inputs["pixel_values"], inputs["input_boxes"]
+        else:
+            pixels = torch.from_numpy(np.stack([preprocess(im, self.size) for im in images]))
+            boxes = torch.tensor([scale_boxes(b, im.width, im.height, self.size) for b, im in zip(padded, images)])
+        with torch.inference_mode():
+            out = self.net(pixel_values=pixels.to(self.device, self.net.dtype),
+                           input_boxes=boxes.to(self.device, torch.float32), multimask_output=False)
+        logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
+        for n, (i, image, b) in enumerate(zip(group, images, boxes_of)):
+            k = len(b)
+            if self.processor is not None:
+                masks = self.processor.post_process_masks([logits[n, :k]], [(image.height, image.width)])[0][:, 0]
+                masks = masks.numpy()
+            else:
+                masks = upsample(logits[n, :k, 0], image.height, image.width)
+            results[i] = ([encode_mask(m, scores[n, j, 0]) for j, m in enumerate(masks)], "", "")
+
+
 class Sam2Handler(ModelHandler):
     """Records in, records out with ``masks`` (one per GT box); rejected records pass through.
 
-    With a ``cache`` root, masks are looked up by model, image bytes and GT boxes first: only
-    misses reach the model.
+    The model is found and loaded on the worker (``load_model``); on a GPU one copy is shared by
+    the worker's processes. With a ``cache`` root, masks are looked up by model, image bytes and
+    GT boxes first: only misses reach the model.
     """
 
     def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto", cache: str | None = None):
         super().__init__()
         self.model, self.batch_size, self.device = model, batch_size, device
-        self.identity = model.identity()  # here, on the driver, where a fallback's files are
         self.cache = StageCache(cache, STAGE, ".json", encode=encode_entries, decode=decode_entries)
 
     def load_model(self) -> LoadedSam2:
@@ -127,75 +173,43 @@ class Sam2Handler(ModelHandler):
 
         quiet_transformers()
         where = device(self.device)
-        kwargs = {"local_files_only": self.model.local_files_only}
         dtype = torch.float16 if where == "cuda" else torch.float32
-        net = Sam2Model.from_pretrained(self.model.load_from, dtype=dtype, **kwargs).to(where).eval()
-        processor = None
-        if torchvision_available():
-            from transformers import Sam2Processor
-            try:
-                processor = Sam2Processor.from_pretrained(self.model.load_from, **kwargs)
-            except OSError:  # a checkpoint without processor files: do the steps here
-                processor = None
+        with open_model(self.model, build_tiny_random) as (folder, identity):
+            net = Sam2Model.from_pretrained(folder, dtype=dtype).to(where).eval()
+            processor = None
+            if torchvision_available():
+                from transformers import Sam2Processor
+                try:
+                    processor = Sam2Processor.from_pretrained(folder)
+                except OSError:  # a checkpoint without processor files: do the steps here
+                    processor = None
         size = net.config.prompt_encoder_config.image_size
-        return LoadedSam2(net, processor, size if isinstance(size, int) else size[0], where)
+        return LoadedSam2(net, processor, size if isinstance(size, int) else size[0], where, identity)
+
+    def share_model_across_processes(self) -> bool:
+        return device(self.device) == "cuda"  # one copy per GPU; on CPU each process keeps its own
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
-    def cache_key(self, record: Record, model: LoadedSam2) -> str:
-        steps = "processor" if model.processor is not None else "groundcot"  # the two differ by a few pixels
-        return content_key(STAGE, VERSION, self.identity, str(model.net.dtype), steps,
-                           json.dumps(record.gt_boxes), record.image or b"")
-
     def run_inference(self, batch: Sequence[Record], model: LoadedSam2, inference_args=None) -> Iterable[Record]:
-        todo = [(self.cache_key(r, model), r) for r in batch if r.rejection is None]
+        parts = model.key_parts()
+        todo = [(content_key(STAGE, VERSION, *parts, json.dumps(r.gt_boxes), r.image or b""), r)
+                for r in batch if r.rejection is None]
         misses = self.cache.lookup(todo, lambda r, masks: setattr(r, "masks", [dict(m) for m in masks]))
-        work = list(misses.items())
-        for start in range(0, len(work), self.batch_size):
-            group = work[start:start + self.batch_size]
-            try:
-                self._segment(group, model)
-            except Exception:  # noqa: BLE001 - isolate the record that fails
-                for item in group:
-                    try:
-                        self._segment([item], model)
-                    except Exception as err:  # noqa: BLE001
-                        for record in item[1]:
-                            record.reject(STAGE, f"error_{type(err).__name__}", str(err)[:300])
-        return batch
-
-    def _segment(self, work: list[tuple[str, list[Record]]], model: LoadedSam2) -> None:
-        import torch
-
-        group = [same[0] for _, same in work]  # records sharing a key share image and boxes
-        images = [Image.open(io.BytesIO(r.image)).convert("RGB") for r in group]
-        most = max(len(r.gt_boxes) for r in group)
-        # pad every image's boxes to the same count; padded masks are dropped
-        padded = [r.gt_boxes + [[0.0, 0.0, 1.0, 1.0]] * (most - len(r.gt_boxes)) for r in group]
-        if model.processor is not None:
-            inputs = model.processor(images=images, input_boxes=padded, return_tensors="pt")
-            pixels, boxes = inputs["pixel_values"], inputs["input_boxes"]
-        else:
-            pixels = torch.from_numpy(np.stack([preprocess(im, model.size) for im in images]))
-            boxes = torch.tensor([scale_boxes(b, im.width, im.height, model.size) for b, im in zip(padded, images)])
-        with torch.inference_mode():
-            out = model.net(pixel_values=pixels.to(model.device, model.net.dtype),
-                            input_boxes=boxes.to(model.device, torch.float32), multimask_output=False)
-        logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
+        keys = list(misses)  # records sharing a key share image and boxes
+        found = model.masks([(misses[k][0].image, misses[k][0].gt_boxes) for k in keys], self.batch_size)
         done = []
-        for i, ((key, same), record, image) in enumerate(zip(work, group, images)):
-            k = len(record.gt_boxes)
-            if model.processor is not None:
-                masks = model.processor.post_process_masks([logits[i, :k]], [(image.height, image.width)])[0][:, 0]
-                masks = masks.numpy()
-            else:
-                masks = upsample(logits[i, :k, 0], image.height, image.width)
-            entries = [encode_mask(m, scores[i, j, 0]) for j, m in enumerate(masks)]
-            for twin in same:
-                twin.masks = [dict(m) for m in entries]
-            done.append((key, entries))
+        for key, (entries, reason, detail) in zip(keys, found):
+            for record in misses[key]:
+                if entries is None:
+                    record.reject(STAGE, reason, detail)
+                else:
+                    record.masks = [dict(m) for m in entries]
+            if entries is not None:
+                done.append((key, entries))
         self.cache.save(done)
+        return batch
 
     def get_metrics_namespace(self) -> str:
         return "groundcot.masks"

@@ -1,4 +1,7 @@
+import hashlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ from groundcot.schemas.codecs import decode_png16, encode_png16
 from groundcot.schemas.depth import box_depths
 from groundcot.schemas.record import Record
 from groundcot.transforms.depth import DepthHandler, build_tiny_random, normalise, resolve_depth_model
-from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.models import ResolvedModel, check_bucket, copy_bucket, fingerprint, open_model
 
 from support import CountingNet, png_bytes
 
@@ -149,19 +152,23 @@ def test_a_changed_model_misses(tiny_model, tmp_path):
     assert loaded.net.images == 2
 
 
-def test_model_identity_names_the_revision_and_keeps_the_fallback_apart(tmp_path):
+def identity(model):
+    with open_model(model, build_tiny_random) as (_, found):
+        return found
+
+
+def test_model_identity_keeps_the_fallback_apart_and_keys_folders_by_their_files(tmp_path):
     hub = "depth-anything/Depth-Anything-V2-Small-hf"
-    assert ResolvedModel(hub, hub, revision="abc").identity() == f"{hub}@abc"
-    assert ResolvedModel(hub, hub, revision="abc").identity() != ResolvedModel(hub, hub, revision="def").identity()
-    a, b = build_tiny_random(str(tmp_path / "a")), build_tiny_random(str(tmp_path / "b"))
-    tiny_a = ResolvedModel(hub, a, fallback=True).identity()
-    assert tiny_a == ResolvedModel(hub, b, fallback=True).identity()  # same seed, other temp folder
-    assert tiny_a.startswith("tiny_random:") and tiny_a != ResolvedModel(hub, hub, revision="abc").identity()
-    assert tiny_a != ResolvedModel(hub, build_tiny_random(str(tmp_path / "c"), seed=1), fallback=True).identity()
-    local = ResolvedModel(a, a).identity()
+    tiny = identity(ResolvedModel(hub, fallback=True))
+    assert tiny == identity(ResolvedModel(hub, fallback=True))  # built again on another worker: same weights
+    assert tiny.startswith(f"tiny_random:{hub}:") and tiny != identity(ResolvedModel("other/model", fallback=True))
+    a = build_tiny_random(str(tmp_path / "a"))
+    assert tiny.split(":")[-1] == fingerprint(a, contents=True)  # the fallback is keyed by its weights
+    local = identity(ResolvedModel(a, a))
+    assert local == f"{a}:{fingerprint(a)}"
     with open(f"{a}/config.json", "a") as handle:
         handle.write(" ")
-    assert ResolvedModel(a, a).identity() != local  # a local folder is keyed by its files' names and sizes
+    assert identity(ResolvedModel(a, a)) != local  # a local folder is keyed by its files' names and sizes
 
 
 def test_a_damaged_entry_is_recomputed_and_rewritten(tiny_model, tmp_path):
@@ -191,3 +198,103 @@ def test_the_shared_cache_keeps_json_and_blobs_and_is_off_without_a_root(tmp_pat
     off.put(key, {"content": "x"})
     assert off.root is None and off.get(key) is None
     assert teacher_cache_root(str(tmp_path), None) == f"{tmp_path}/teacher"
+
+
+# --- models found on the worker, not the driver -------------------------------------------
+
+LOAD_ELSEWHERE = """
+import hashlib, json, pickle, sys, tempfile
+from groundcot.schemas.record import Record
+handler = pickle.load(sys.stdin.buffer)
+loaded = handler.load_model()
+[r] = handler.run_inference([pickle.loads(bytes.fromhex(sys.argv[1]))], loaded)
+print(json.dumps({"identity": loaded.identity, "tmp": tempfile.gettempdir(),
+                  "map": hashlib.sha256(r.depth_map).hexdigest()}))
+"""
+
+
+def load_elsewhere(handler, tmp_path, **env):
+    """``handler.load_model()`` and one record in another process with its own HOME, TMPDIR and HF_HOME."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    home = tmp_path / "worker"
+    for name in ("home", "tmp", "hf"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "GROUNDCOT"))}
+    clean.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
+                 **env)
+    proc = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, pickle.dumps(record(0, 64, 48)).hex()],
+                          input=pickle.dumps(handler), capture_output=True, env=clean, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def test_the_fallback_is_built_on_the_worker_with_the_same_weights_everywhere(tmp_path):
+    handler = DepthHandler(ResolvedModel("no-such-org/depth", fallback=True), device="cpu")
+    here = handler.load_model()
+    there = load_elsewhere(handler, tmp_path)
+    assert there["tmp"] == str(tmp_path / "worker" / "tmp")  # not the driver's temp folder
+    assert there["identity"] == here.identity  # same weights, so the same cache keys
+    [mine] = handler.run_inference([record(0, 64, 48)], here)
+    assert there["map"] == hashlib.sha256(mine.depth_map).hexdigest()
+    assert not list((tmp_path / "worker" / "tmp").glob("groundcot-tiny-*"))  # built, loaded, removed
+
+
+def test_a_hub_id_is_found_in_the_workers_own_hf_cache(tmp_path):
+    """The driver has never seen the model: the worker finds it in its HF cache (offline)."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "worker" / "hf" / "hub" / "models--groundcot-test--tiny-depth"
+    build_tiny_random(str(repo / "snapshots" / sha))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    handler = DepthHandler(ResolvedModel("groundcot-test/tiny-depth", "groundcot-test/tiny-depth"), device="cpu")
+    assert handler.model.kind == "hub"
+    assert load_elsewhere(handler, tmp_path)["identity"] == f"groundcot-test/tiny-depth@{sha}"
+
+
+def test_a_bucket_model_is_copied_into_the_workers_cache_and_loaded_from_there(tmp_path):
+    """A bucket folder (here reached through Beam's local FileSystem) is copied once per worker."""
+    assert ResolvedModel("gs://bucket/models/depth", "gs://bucket/models/depth").kind == "bucket"
+    bucket = build_tiny_random(str(tmp_path / "bucket" / "depth"))
+    folder, found = copy_bucket(bucket, str(tmp_path / "copies"))
+    assert found == f"{bucket}:{fingerprint(bucket)}" and fingerprint(folder) == fingerprint(bucket)
+    loaded = DepthHandler(ResolvedModel(folder, folder), device="cpu").load_model()
+    assert loaded.net.config.model_type == "depth_anything"
+    assert copy_bucket(bucket, str(tmp_path / "copies"))[0] == folder  # once per worker
+    (tmp_path / "bucket" / "depth" / "extra.txt").write_text("changed")
+    assert copy_bucket(bucket, str(tmp_path / "copies"))[0] != folder  # a changed folder is copied anew
+
+
+def test_processes_copying_one_bucket_at_once_leave_one_whole_copy(tmp_path):
+    import subprocess
+    import sys
+
+    bucket = build_tiny_random(str(tmp_path / "bucket"))
+    script = ("import sys; from groundcot.transforms.models import copy_bucket; "
+              "print(copy_bucket(sys.argv[1], sys.argv[2])[0])")
+    procs = [subprocess.Popen([sys.executable, "-c", script, bucket, str(tmp_path / "copies")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode()[-500:] for _, err in outs]
+    folders = {out.decode().strip().splitlines()[-1] for out, _ in outs}
+    assert len(folders) == 1 and list((tmp_path / "copies").iterdir()) == [Path(folders.pop())]  # no temp left
+    assert fingerprint(str(next((tmp_path / "copies").iterdir())), contents=True) == fingerprint(bucket, contents=True)
+
+
+def test_the_driver_accepts_worker_only_models_on_cluster_runners_and_never_falls_back(tmp_path):
+    baked = "/opt/models/depth-anything"  # only in the worker image
+    assert resolve_depth_model(baked, "none", local=False).kind == "path"
+    with pytest.raises(RuntimeError, match="not a folder"):
+        resolve_depth_model(baked, "none", local=True)
+    hub = resolve_depth_model("no-such-org/no-such-model-groundcot-test", "tiny_random", local=False)
+    assert hub.kind == "hub" and not hub.fallback  # the Hub may be reachable from the workers; never a fallback
+    with pytest.raises(RuntimeError, match="holds no files"):
+        check_bucket(str(tmp_path), "depth")  # what a bucket URL gets: its folder is listed
+
+
+def test_one_model_copy_per_gpu_is_shared_by_the_workers_processes_and_none_on_cpu():
+    assert DepthHandler(ResolvedModel("m", "m"), device="cuda").share_model_across_processes()
+    assert not DepthHandler(ResolvedModel("m", "m"), device="cpu").share_model_across_processes()
