@@ -1,0 +1,103 @@
+"""The demo job on Beam's PortableRunner (embedded job server, EXTERNAL environment) against a worker
+pool this test starts: a separate process bound to 127.0.0.1 with its own HOME, TMPDIR and HF_HOME,
+so its workers see neither the driver's temp folders nor its Hugging Face cache. The models are
+tiny random ones saved in a folder the test creates and named by path, as a worker image would hold
+them. Same (id, style) rows, depth maps and stats.json totals as the local runner. Real CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from groundcot.pipeline.cli import main
+from groundcot.transforms.depth import build_tiny_random as build_depth
+from groundcot.transforms.masks import build_tiny_random as build_sam2
+
+from support import REPO
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+# worker_pool_main binds every interface ('[::]:PORT') and has no flag for the address: the same
+# servicer, bound to loopback only
+POOL = """
+import grpc
+from apache_beam.portability.api import beam_fn_api_pb2_grpc
+from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+from apache_beam.utils import thread_pool_executor
+
+server = grpc.server(thread_pool_executor.shared_unbounded_instance())
+port = server.add_insecure_port("127.0.0.1:0")
+beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
+    BeamFnExternalWorkerPoolServicer(use_process=True), server)
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    """The worker image's model folder."""
+    root = tmp_path_factory.mktemp("image")
+    return build_depth(str(root / "depth")), build_sam2(str(root / "sam2"))
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """A worker pool in its own process (and process group), stopped at the end."""
+    home = tmp_path_factory.mktemp("worker")
+    for name in ("home", "tmp", "hf"):
+        (home / name).mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "TMP", "TEMP"))}
+    env.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
+               PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}")  # workers run `python`
+    log = open(home / "pool.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", POOL], stdout=subprocess.PIPE, stderr=log, env=env,
+                            start_new_session=True)
+    port = proc.stdout.readline().decode().strip()
+    assert port.isdigit(), (home / "pool.log").read_text()[-2000:]
+    yield f"127.0.0.1:{port}", home
+    os.killpg(proc.pid, signal.SIGTERM)  # the pool and the SDK workers it started
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
+def generate(out, models, *more):
+    depth, sam2 = models
+    args = ["generate", DEMO, "-o", str(out), "--limit", "3", "--set", "styles=[sif, aperture]",
+            "--set", f"depth.model={depth}", "--set", "depth.fallback=none",
+            "--set", f"masks.model={sam2}", "--set", "masks.fallback=none", *more]
+    assert main(args) == 0
+    return json.loads((out / "stats.json").read_text())
+
+
+def outcomes(out):
+    data = pq.read_table(out / "data", columns=["id", "style", "depth_map"]).to_pylist()
+    rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+    return ({(r["id"], r["style"]): r["depth_map"]["bytes"] for r in data},
+            sorted((r["id"], r.get("style", "")) for r in rejected))
+
+
+TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",
+          "by_style")
+
+
+def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(image, pool, tmp_path):
+    address, worker_home = pool
+    local = generate(tmp_path / "local", image)
+    runner = (f"runner={{name: PortableRunner, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], options: "
+              f"{{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}'}}}}")
+    started = time.monotonic()
+    portable = generate(tmp_path / "portable", image, "--set", runner)
+    assert time.monotonic() - started < 300
+    assert {k: portable[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
+    assert portable["balanced"] and portable["written"] > 0
+    assert outcomes(tmp_path / "portable") == outcomes(tmp_path / "local")  # same rows, same depth maps
+    assert "Starting worker" in (worker_home / "pool.log").read_text()  # the pool's workers did the work
