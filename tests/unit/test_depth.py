@@ -295,6 +295,23 @@ def test_the_driver_accepts_worker_only_models_on_cluster_runners_and_never_fall
         check_bucket(str(tmp_path), "depth")  # what a bucket URL gets: its folder is listed
 
 
+def test_the_handler_works_through_beams_cross_process_model_proxy(tiny_model, tmp_path):
+    """With model sharing, run_inference gets a proxy to another process's model (methods only)."""
+    import uuid
+
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+    handler, loaded = tiny_model
+    shared = MultiProcessShared(handler.load_model, tag=f"groundcot-test-{uuid.uuid4().hex}",
+                                path=str(tmp_path), always_proxy=True)
+    proxy = shared.acquire()
+    batch = [record(0, 64, 48), record(1, 40, 90, image=b"garbage")]
+    out = handler.run_inference(batch, proxy)
+    assert out[0].depth_map == handler.run_inference([record(0, 64, 48)], loaded)[0].depth_map
+    assert out[1].rejection.reason.startswith("error_")
+    shared.release(proxy)
+
+
 def test_one_model_copy_per_gpu_is_shared_by_the_workers_processes_and_none_on_cpu():
     assert DepthHandler(ResolvedModel("m", "m"), device="cuda").share_model_across_processes()
     assert not DepthHandler(ResolvedModel("m", "m"), device="cpu").share_model_across_processes()

@@ -130,3 +130,27 @@ def test_a_changed_model_misses(tiny, tmp_path):
     second, reloaded = handler_and_model(other, str(tmp_path / "cache"))
     second.run_inference(boxed(), reloaded)
     assert reloaded.net.images == 3
+
+
+# --- one model copy per GPU, shared across a worker's processes ----------------------------
+
+def test_the_handlers_work_through_beams_cross_process_model_proxy(tiny, tmp_path):
+    """What RunInference gives run_inference when the model is shared: a proxy to another
+    process's object, reachable through methods only (arguments and results pickled)."""
+    import uuid
+
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
+
+    handler, loaded = tiny
+    shared = MultiProcessShared(handler.load_model, tag=f"groundcot-test-{uuid.uuid4().hex}",
+                                path=str(tmp_path), always_proxy=True)
+    proxy = shared.acquire()
+    out = handler.run_inference(boxed(), proxy)
+    assert [r.masks for r in out] == [r.masks for r in handler.run_inference(boxed(), loaded)]
+    assert all(r.masks for r in out)
+    shared.release(proxy)
+
+
+def test_the_model_is_shared_only_on_a_gpu():
+    assert Sam2Handler(ResolvedModel("m", "m"), device="cuda").share_model_across_processes()
+    assert not Sam2Handler(ResolvedModel("m", "m"), device="cpu").share_model_across_processes()
