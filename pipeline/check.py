@@ -9,8 +9,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig, check_worker_paths, on_cluster
-from groundcot.pipeline.outputs import OutputFolder, is_local
-from groundcot.pipeline.run import pipeline_options, preflight
+from groundcot.pipeline.outputs import is_local
+from groundcot.pipeline.run import check_output, pipeline_options, preflight
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.sources import patterns
@@ -28,7 +28,7 @@ def check_job(cfg: JobConfig, out: str, out_key: str = "output.dir", overwrite: 
     pipeline_options(cfg)
     preflight(cfg)
     models = {stage: check_model(cfg, stage) for stage in ("depth", "masks") if getattr(cfg, stage).enabled}
-    OutputFolder(out, "check", overwrite).refuse_foreign()  # reads OUT, writes nothing
+    check_output(out, out_key, overwrite)
     return plan(cfg, out, models)
 
 

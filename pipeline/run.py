@@ -224,6 +224,14 @@ def preflight(cfg: JobConfig) -> None:
         check_endpoint(cfg.teacher)
 
 
+def check_output(out: str, out_key: str, overwrite: bool) -> None:
+    """The output folder can be listed from here and would not be refused; reads it, writes nothing."""
+    try:
+        OutputFolder(out, "check", overwrite).refuse_foreign()
+    except (OSError, ValueError) as err:  # a filesystem this machine lacks, no access
+        raise ConfigError(f"{out_key}: cannot list {out}: {err}".replace("\n", " ")) from None
+
+
 def check_not_empty(stats: dict) -> None:
     """A run that read nothing, or whose every record met one infrastructure failure, made nothing."""
     if stats["records_in"] == 0:
@@ -245,6 +253,7 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
     preflight(cfg)
+    check_output(out, out_key, overwrite)
     run_id = uuid.uuid4().hex
     local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
     models: dict[str, ResolvedModel] = {}

@@ -104,6 +104,17 @@ def test_shared_paths_let_local_paths_through_and_check_prints_the_plan(job, cap
     assert not out.exists()
 
 
+def test_an_output_bucket_this_machine_cannot_list_is_one_line(job, capfd):
+    if gcs_usable():
+        pytest.skip("apache-beam[gcp] is installed: listing gs:// would need the network")
+    config, _ = job
+    config.write_text(config.read_text() + shared(DATAFLOW, config.parent))
+    assert main(["generate", str(config), "-o", "gs://groundcot-test/out", "--check", *FAST]) == 2
+    line = one_line(capfd)
+    assert line.startswith("groundcot: config error: --out: cannot list gs://groundcot-test/out: ")
+    assert "apache-beam[gcp]" in line
+
+
 def test_fallback_models_are_refused_on_a_cluster_runner(job, capfd):
     config, out = job
     config.write_text(config.read_text() + shared(DATAFLOW, config.parent))
