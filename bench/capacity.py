@@ -1,0 +1,184 @@
+"""Capacity plan for N records (default 1M) on Dataflow with g2-standard-4 + one L4 per worker.
+
+    python bench/capacity.py [--records 1000000] [--sample 1000] [--workers 16] [--target-hours 8]
+
+Measured here, by this script, on this machine's CPU:
+  - the CPU stages (read, image decode, expand, four styles, template teacher, validate, Parquet),
+    as records/s of one worker process: the real CLI on synthetic 640x480 JPEGs, depth off;
+  - building one teacher request (boxes drawn, image encoded) per record, and its size in tokens.
+Published, not measured here (no GPU in this environment): GPU throughputs and prices, constants
+below with their source. Every printed figure says which kind it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+STYLES = ["sif", "mgpo", "aperture", "textual"]
+VCPUS, MEMORY_GB = 4, 16  # g2-standard-4 (Compute Engine machine types page)
+
+# --- published, not measured here -----------------------------------------------------------
+# Depth-Anything-V2-Small is the ViT-S DPT of Depth Anything; its README (LiheYoung/Depth-Anything,
+# "Inference time") gives 12 ms per 518x518 image for ViT-S on a V100. An L4 (121 dense FP16
+# tensor TFLOPS, NVIDIA L4 datasheet) is taken as a V100 (125, V100 datasheet).
+DEPTH_IMAGES_PER_S = 1 / 0.012
+# facebookresearch/sam2 README, SAM 2.1 checkpoints table: sam2.1_hiera_tiny 91.2 FPS on an A100
+# (torch compile). Scaled to an L4 by dense FP16 tensor TFLOPS, 121/312 (NVIDIA datasheets).
+SAM2_IMAGES_PER_S = 91.2 * 121 / 312
+# Dataflow batch prices, us-central1 (cloud.google.com/dataflow/pricing; not re-checked in this
+# session, verify before budgeting): per vCPU hour, per GB hour, per L4 GPU hour.
+PRICE_VCPU_H, PRICE_GB_H, PRICE_L4_H = 0.056, 0.003557, 0.7
+# Teacher prices as in jobs/viscot_hosted.yaml (gpt-4.1-mini, OpenAI's pricing page), USD per
+# million tokens; and Qwen2.5-VL's image tokens: one per 28x28 pixel patch (its model card).
+PRICE_PROMPT_MTOK, PRICE_COMPLETION_MTOK, PATCH = 0.40, 1.60, 28
+# Assumed, not measured: completion tokens per reply, share of replies re-asked once.
+COMPLETION_TOKENS, REASK_SHARE = 300, 0.10
+
+
+def make_data(root: Path, n: int, n_images: int = 100, seed: int = 0) -> Path:
+    """n VisCoT records over n_images 640x480 JPEGs, 1-3 boxes each; the job that reads them."""
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True)
+    for i in range(n_images):
+        im = Image.new("RGB", (640, 480), tuple(rng.randrange(256) for _ in range(3)))
+        draw = ImageDraw.Draw(im)
+        for _ in range(12):
+            x, y = rng.randrange(600), rng.randrange(440)
+            draw.ellipse([x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 90)],
+                         fill=tuple(rng.randrange(256) for _ in range(3)))
+        im.save(root / "images" / f"{i}.jpg", quality=90)
+    lines = []
+    for k in range(n):
+        boxes = []
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            x1, y1 = rng.uniform(0, 500), rng.uniform(0, 380)
+            boxes.append([round(x1, 1), round(y1, 1), round(x1 + rng.uniform(16, 130), 1),
+                          round(y1 + rng.uniform(16, 90), 1)])
+        lines.append(json.dumps({"question": f"What is in region {k}?", "answer": str(k % 7),
+                                 "image": f"{rng.randrange(n_images)}.jpg", "width": 640, "height": 480,
+                                 "bboxs": boxes, "dataset": "synthetic", "split": "train"}))
+    (root / "bench_cot_train.jsonl").write_text("\n".join(lines) + "\n")
+    job = root / "job.yaml"
+    job.write_text(f"sources: [{{kind: viscot, path: '{root}/bench_cot_train.jsonl', image_root: '{root}/images'}}]\n"
+                   f"styles: {json.dumps(STYLES)}\ndepth: {{enabled: false}}\nrunner: {{log_every_s: 0}}\n")
+    return job
+
+
+def cpu_records_per_s(root: Path, n: int) -> float:
+    """Records/s of one worker process through every CPU stage: the real CLI, pipeline time from stats.json."""
+    job, out = make_data(root, n), root / "out"
+    proc = subprocess.run([sys.executable, "-m", "groundcot", "generate", str(job), "-o", str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"the template run failed: {proc.stderr[-2000:]}")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["balanced"] and stats["records_in"] == n, stats
+    return n / stats["elapsed_s"]
+
+
+def request_cost(n: int) -> tuple[float, float]:
+    """Seconds to build one teacher request, and its prompt tokens (text/4 + image patches)."""
+    import base64
+    import io
+    from types import SimpleNamespace
+
+    from groundcot.schemas.record import Record
+    from groundcot.transforms.expand import expand_record
+    from groundcot.transforms.teach.api import ApiTeacher
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 140, 200)).save(buffer, format="JPEG", quality=90)
+    rng = random.Random(0)
+    records = []
+    for i in range(n):
+        x, y = rng.uniform(10, 500), rng.uniform(10, 380)
+        records.append(expand_record(Record(
+            id=f"r{i}", source="bench", source_id=str(i), dataset="bench", split="train", question=f"Question {i}?",
+            answer="red", image_path="x.jpg", width=640, height=480, gt_boxes=[[x, y, x + 80, y + 60]],
+            image=buffer.getvalue()), seed=i))
+    cfg = SimpleNamespace(kind="openai", base_url="http://127.0.0.1:9/v1", model="bench", api_key_env=None,
+                          max_concurrency=8, timeout_s=60, max_retries=0, temperature=0.2, max_tokens=2048,
+                          extra_body={}, image_max_side=1024, image_format="jpeg", request_budget=None,
+                          cache=None, reask=True, judge=False, judge_model=None)
+    teacher = ApiTeacher(cfg, {"min_hiou": 0.5, "box_tol": 0.01, "depth_tol": 0.1})
+    started = time.perf_counter()
+    requests = [teacher.prepare(r) for r in records]
+    seconds = (time.perf_counter() - started) / n
+    tokens = 0
+    for part in (p for m in requests[0] for p in (m["content"] if isinstance(m["content"], list)
+                                                  else [{"type": "text", "text": m["content"]}])):
+        if part["type"] == "text":
+            tokens += len(part["text"]) / 4
+        else:
+            data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+            w, h = Image.open(io.BytesIO(data)).size
+            tokens += math.ceil(w / PATCH) * math.ceil(h / PATCH)
+    return seconds, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=1000, help="synthetic records for the CPU measurement")
+    parser.add_argument("--workers", type=int, default=16, help="Dataflow workers (max_num_workers)")
+    parser.add_argument("--target-hours", type=float, default=8.0, help="wall hours to size the worker count for")
+    args = parser.parse_args()
+    n, styles = args.records, len(STYLES)
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu_rps = cpu_records_per_s(Path(tmp), args.sample)
+    req_s, prompt_tokens = request_cost(200)
+
+    cpu_s = 1 / cpu_rps + styles * req_s           # per record, one vCPU (measured here)
+    gpu_s = 1 / DEPTH_IMAGES_PER_S + 1 / SAM2_IMAGES_PER_S  # one image per record (published)
+    worker_cpu_rps, worker_gpu_rps = VCPUS / cpu_s, 1 / gpu_s
+    worker_rps = min(worker_cpu_rps, worker_gpu_rps)
+    bound = "CPU" if worker_cpu_rps < worker_gpu_rps else "GPU"
+    wall_h = n / (worker_rps * args.workers) / 3600
+    needed = math.ceil(n / (worker_rps * args.target_hours * 3600))
+    worker_h = n / worker_rps / 3600
+    worker_price = VCPUS * PRICE_VCPU_H + MEMORY_GB * PRICE_GB_H + PRICE_L4_H
+    calls = n * styles * (1 + REASK_SHARE)
+    prompt_tok, completion_tok = calls * prompt_tokens, calls * COMPLETION_TOKENS
+    teacher_usd = prompt_tok / 1e6 * PRICE_PROMPT_MTOK + completion_tok / 1e6 * PRICE_COMPLETION_MTOK
+
+    print(f"capacity plan: {n:,} records x {styles} styles on Dataflow, g2-standard-4 (4 vCPU, 16 GB, 1 L4)")
+    print("\nrates [measured here]")
+    print(f"  CPU stages, template teacher, one process: {cpu_rps:8.1f} records/s ({args.sample} synthetic 640x480)")
+    print(f"  teacher request building (sif, 640x480):   {req_s * 1000:8.2f} ms/record/style, "
+          f"~{prompt_tokens:.0f} prompt tokens (text/4 + {PATCH}px patches)")
+    print("rates [published, not measured here: sources in bench/capacity.py]")
+    print(f"  Depth-Anything-V2-Small on an L4:          {DEPTH_IMAGES_PER_S:8.1f} images/s (ViT-S on V100, 12 ms)")
+    print(f"  SAM2.1 hiera-tiny on an L4:                {SAM2_IMAGES_PER_S:8.1f} images/s (91.2 FPS A100 x 121/312)")
+    print("\nper worker")
+    print(f"  CPU-bound {worker_cpu_rps:.1f} records/s (4 vCPU / {cpu_s * 1000:.1f} ms), GPU-bound "
+          f"{worker_gpu_rps:.1f} records/s ({gpu_s * 1000:.1f} ms of L4): {bound}-bound at {worker_rps:.1f} records/s")
+    print(f"  GPU busy share: {worker_rps * gpu_s:.0%}")
+    print("\nplan")
+    print(f"  worker hours:      {worker_h:8.1f}  (g2-standard-4)")
+    print(f"  GPU hours, depth:  {n / DEPTH_IMAGES_PER_S / 3600:8.1f}  (busy L4 time)")
+    print(f"  GPU hours, SAM2:   {n / SAM2_IMAGES_PER_S / 3600:8.1f}  (busy L4 time)")
+    print(f"  L4 hours billed:   {worker_h:8.1f}  (one per worker, busy or not)")
+    print(f"  wall hours:        {wall_h:8.1f}  with {args.workers} workers; {needed} workers for "
+          f"{args.target_hours:g} h")
+    print(f"  Dataflow cost:     ${worker_h * worker_price:10,.0f}  (${worker_price:.3f}/worker hour: 4 vCPU, "
+          "16 GB, 1 L4; published prices, not re-checked)")
+    print(f"  teacher calls:     {calls:12,.0f}  ({n:,} x {styles} styles, +{REASK_SHARE:.0%} re-asks assumed)")
+    print(f"  teacher tokens:    {prompt_tok / 1e9:8.2f} B prompt (measured size), {completion_tok / 1e9:.2f} B "
+          f"completion ({COMPLETION_TOKENS}/reply assumed)")
+    print(f"  teacher cost:      ${teacher_usd:10,.0f}  (gpt-4.1-mini prices of jobs/viscot_hosted.yaml; "
+          "0 with the template teacher)")
+    print("\nassumptions: one image per record (VisCoT: about one question per image; the cache serves repeats); "
+          "GPU-side resize (no CPU image processor); CPU rate of this machine's core taken as a G2 vCPU's.")
+
+
+if __name__ == "__main__":
+    main()
