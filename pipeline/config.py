@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
@@ -332,7 +331,7 @@ def under(path: str, folders: list[str]) -> bool:
 
 
 def check_worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> None:
-    """On a cluster runner, every path is a bucket URL or under ``runner.shared_paths``; no fallback models.
+    """On a cluster runner, every path is a bucket URL or under ``runner.shared_paths``; no tiny fallback.
 
     A ConfigError names the first key that fails. Nothing is read: this runs before the runner is built.
     """
@@ -343,10 +342,9 @@ def check_worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") ->
         if "://" not in path and not under(path, shared):
             raise ConfigError(f"{key}: {path} is a local path, which {name}'s workers cannot read; use a bucket "
                               "URL (gs://, s3://, ...) or list a folder they share in runner.shared_paths")
-    temp = tempfile.gettempdir()
     for stage in ("depth", "masks"):
         section = getattr(cfg, stage)
-        if section.enabled and section.fallback == "tiny_random" and not under(temp, shared):
-            raise ConfigError(f"{stage}.fallback: tiny_random cannot be used on {name}: the fallback model is "
-                              f"written to the driver's temp folder ({temp}), which the workers cannot read; set "
+        if section.enabled and section.fallback == "tiny_random":
+            raise ConfigError(f"{stage}.fallback: tiny_random cannot be used on {name}: the random-weights stand-in "
+                              "is for the offline demo on this machine, never for a cluster job; set "
                               f"{stage}.fallback=none and give {stage}.model as a model the workers can load")

@@ -121,7 +121,7 @@ def test_fallback_models_are_refused_on_a_cluster_runner(job, capfd):
     assert main(["generate", str(config), "-o", str(out), "--check", "--set", "depth.fallback=tiny_random"]) == 2
     line = one_line(capfd)
     assert line.startswith("groundcot: config error: depth.fallback: tiny_random cannot be used on DataflowRunner")
-    assert "driver's temp folder" in line
+    assert "offline demo" in line
 
 
 def test_portable_runner_needs_shared_paths_unless_loopback(job, capfd):
