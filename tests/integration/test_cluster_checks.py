@@ -9,7 +9,7 @@ from groundcot.pipeline import run as run_module
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.run import CountsUnreadable, read_counts
 
-from support import png_bytes, viscot_line
+from support import one_line
 from support.fake_openai import FakeOpenAI
 
 FAST = ["--set", "depth.enabled=false", "--set", "masks.enabled=false"]
@@ -21,23 +21,8 @@ BUCKET = ("sources: [{kind: viscot, path: 'gs://groundcot-test/meta/*_cot_train.
 
 
 @pytest.fixture
-def job(tmp_path, image_root):
-    """A small local VisCoT job of six good records; returns (config path, output folder)."""
-    lines = []
-    for i in range(6):
-        (image_root / f"img{i}.png").write_bytes(png_bytes(64, 48))
-        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
-    (tmp_path / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
-    config = tmp_path / "job.yaml"
-    config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
-    return config, tmp_path / "out"
-
-
-def one_line(capfd) -> str:
-    err = capfd.readouterr().err.strip()
-    last = err.splitlines()[-1]
-    assert last.startswith("groundcot: ") and "Traceback" not in err
-    return last
+def job(toy_job):
+    return toy_job
 
 
 def shared(runner: str, folder) -> str:

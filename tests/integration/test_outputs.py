@@ -13,23 +13,16 @@ import pytest
 
 from groundcot.pipeline.cli import main
 
-from support import REPO, png_bytes, viscot_line
+from support import REPO, one_line, png_bytes, viscot_line
 from support.fake_openai import FakeOpenAI
 
 FAST = ["--set", "depth.enabled=false", "--set", "masks.enabled=false"]
 
 
 @pytest.fixture
-def job(tmp_path, image_root):
-    """A small VisCoT job of six good records; returns (config path, output folder)."""
-    lines = []
-    for i in range(6):
-        (image_root / f"img{i}.png").write_bytes(png_bytes(64, 48))
-        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
-    (tmp_path / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
-    config = tmp_path / "job.yaml"
-    config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
-    return str(config), tmp_path / "out"
+def job(toy_job):
+    config, out = toy_job
+    return str(config), out
 
 
 def generate(config, out, *args):
@@ -45,13 +38,6 @@ def stats_of(out):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["balanced"]
     return stats
-
-
-def one_line(capfd) -> str:
-    err = capfd.readouterr().err.strip()
-    last = err.splitlines()[-1]
-    assert last.startswith("groundcot: ") and "Traceback" not in err
-    return last
 
 
 def test_a_run_publishes_its_files_and_a_manifest(job):

@@ -41,6 +41,15 @@ class CountingNet:
         return getattr(self.net, name)
 
 
+
+def one_line(capfd) -> str:
+    """The one error line a failed command printed (no traceback anywhere)."""
+    err = capfd.readouterr().err.strip()
+    last = err.splitlines()[-1]
+    assert last.startswith("groundcot: ") and "Traceback" not in err
+    return last
+
+
 # A scene graph for the real image 2371269 (500x375), written in GQA's documented layout.
 GQA_GRAPH = {"2371269": {"width": 500, "height": 375, "objects": {
     "1669822": {"name": "camera", "x": 40, "y": 60, "w": 30, "h": 20, "attributes": [], "relations": []},
