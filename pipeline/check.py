@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
 
-from groundcot.pipeline.config import JobConfig, check_worker_paths, on_cluster
+from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.outputs import is_local
-from groundcot.pipeline.run import check_output, pipeline_options, preflight
-from groundcot.transforms.depth import resolve_depth_model
-from groundcot.transforms.masks import resolve_sam2_model
+from groundcot.pipeline.run import prepare
+from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources import patterns
 
 JSONL_KINDS = {"viscot": lambda src: True, "tallyqa": lambda src: src.format == "boxed"}
@@ -23,23 +22,16 @@ WORKER_OPTIONS = ("num_workers", "max_num_workers", "parallelism", "direct_num_w
 
 
 def check_job(cfg: JobConfig, out: str, out_key: str = "output.dir", overwrite: bool = False) -> list[str]:
-    """Run every check; return the plan's lines. Raises ConfigError, OutputRefused or RuntimeError."""
-    check_worker_paths(cfg, out, out_key)
-    pipeline_options(cfg)
-    preflight(cfg)
-    models = {stage: check_model(cfg, stage) for stage in ("depth", "masks") if getattr(cfg, stage).enabled}
-    check_output(out, out_key, overwrite)
-    return plan(cfg, out, models)
+    """Run every check a run makes; return the plan's lines. Raises ConfigError, OutputRefused or RuntimeError."""
+    _, _, models = prepare(cfg, out, out_key, overwrite)
+    return plan(cfg, out, {stage: describe(getattr(cfg, stage).model, found) for stage, found in models.items()})
 
 
-def check_model(cfg: JobConfig, stage: str) -> str:
-    """Where the stage's model comes from, as the driver can tell (a RuntimeError if it cannot be loaded)."""
-    section = getattr(cfg, stage)
-    resolve = resolve_depth_model if stage == "depth" else resolve_sam2_model
-    found = resolve(section.model, section.fallback, local=not on_cluster(cfg.runner))
+def describe(model: str, found: ResolvedModel) -> str:
+    """Where a stage's model comes from, as the driver can tell."""
     if found.fallback:
-        return f"TINY RANDOM fallback for {section.model} (demo only), because {found.reason}"
-    return f"{section.model} ({MODEL_KINDS.get(found.kind, found.kind)})"
+        return f"TINY RANDOM fallback for {model} (demo only), because {found.reason}"
+    return f"{model} ({MODEL_KINDS.get(found.kind, found.kind)})"
 
 
 def count_records(cfg: JobConfig) -> int | None:

@@ -242,6 +242,22 @@ def check_not_empty(stats: dict) -> None:
                        f"{', '.join(sorted(reasons))}: nothing could be made")
 
 
+def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool) -> tuple[object, PipelineOptions, dict]:
+    """Every check a run makes before it touches ``out`` (``--check`` makes the same), then the
+    runner, its options and the models the workers will load."""
+    check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
+    runner, options = pipeline_options(cfg)
+    preflight(cfg)
+    check_output(out, out_key, overwrite)
+    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
+    models: dict[str, ResolvedModel] = {}
+    if cfg.depth.enabled:
+        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+    if cfg.masks.enabled:
+        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    return runner, options, models
+
+
 def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_empty: bool = False) -> dict:
     """Run the job, publish what it wrote into ``out`` and return its ``stats.json``.
 
@@ -250,17 +266,8 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     """
     out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
     out = (out or cfg.output.dir).rstrip("/")
-    check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
-    runner, options = pipeline_options(cfg)
-    preflight(cfg)
-    check_output(out, out_key, overwrite)
+    runner, options, models = prepare(cfg, out, out_key, overwrite)
     run_id = uuid.uuid4().hex
-    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
-    models: dict[str, ResolvedModel] = {}
-    if cfg.depth.enabled:
-        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
-    if cfg.masks.enabled:
-        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
     folder = OutputFolder(out, run_id, overwrite)
     with folder as staging:
         log.info("run %s writes into %s until it finishes", run_id, staging)

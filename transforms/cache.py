@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from groundcot.transforms.stage import NAMESPACE
+
 log = logging.getLogger("groundcot")
-NAMESPACE = "groundcot"
 
 
 def content_key(*parts: bytes | str) -> str:
