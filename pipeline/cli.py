@@ -4,6 +4,9 @@
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
+    groundcot publish RUN --repo-id USER/NAME [--private] [--revision R] [--dry-run]
+    groundcot inspect RUN [-o DIR] [--per-style N] [--seed S]
+    groundcot teacher {try,submit,status,collect} CONFIG ...
 
 CONFIG is a YAML file, or the name of a job bundled with groundcot (``jobs/train_sft.yaml``,
 ``train_sft.yaml`` or ``train_sft``) when no such file exists. Config errors are one line
@@ -93,6 +96,34 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--out", help="where to write (default: RUN/exports/FORMAT)")
     exp.add_argument("--style", dest="styles", action="append", metavar="STYLE",
                      help="keep only this style (repeatable; default: all)")
+
+    pub = sub.add_parser("publish", help="upload a run to the Hugging Face Hub (card, configs, stats, job)")
+    pub.add_argument("run", help="the run's output folder")
+    pub.add_argument("--repo-id", required=True, metavar="USER/NAME", help="the dataset repo on the Hub")
+    pub.add_argument("--private", action="store_true", help="create the repo private")
+    pub.add_argument("--revision", help="branch to commit to (default: main)")
+    pub.add_argument("--dry-run", action="store_true", help="print the files and sizes that would be pushed")
+
+    ins = sub.add_parser("inspect", help="write a static HTML report of a run (opens from disk)")
+    ins.add_argument("run", help="the run's output folder")
+    ins.add_argument("-o", "--out", help="report folder (default: RUN/report)")
+    ins.add_argument("--per-style", type=int, default=6, metavar="N", help="gallery rows per style")
+    ins.add_argument("--seed", type=int, default=0, help="seed of the gallery's sample")
+
+    teach = sub.add_parser("teacher", help="work with the teacher: try prompts, drive batch jobs")
+    tsub = teach.add_subparsers(dest="action", required=True)
+    tried = tsub.add_parser("try", help="run the teacher on N records and print each reply with its verdict")
+    tried.add_argument("config")
+    tried.add_argument("--records", type=int, default=3, metavar="N")
+    tried.add_argument("--set", **sets)
+    for action, what in (("submit", "upload the job's batch request shards and create the batches"),
+                         ("status", "show the state of the job's batches"),
+                         ("collect", "download finished batches' results into the response cache")):
+        cmd = tsub.add_parser(action, help=what)
+        cmd.add_argument("config")
+        cmd.add_argument("-o", "--out", help="the run folder the batch shards were written to "
+                                             "(default: the config's output.dir)")
+        cmd.add_argument("--set", **sets)
     return parser
 
 
@@ -197,9 +228,18 @@ def _report(stats: dict, out: str) -> None:
     log.info("counters: %s", ", ".join(f"{k}={v}" for k, v in stats["counters"].items()))
 
 
+# Commands whose code lives in their own module: ``main(args) -> exit code``.
+MODULES = {"publish": "groundcot.pipeline.publish", "inspect": "groundcot.pipeline.report",
+           "teacher": "groundcot.pipeline.teacher"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
+    if args.command in MODULES:
+        import importlib
+
+        return importlib.import_module(MODULES[args.command]).main(args)
     if args.command == "export":
         return _export(args)
     if args.command == "train":
