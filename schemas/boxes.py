@@ -108,21 +108,26 @@ def _cover(boxes: Sequence[Box], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return grid
 
 
-def _valid(boxes: Sequence[Box]) -> list[Box]:
+def _drawable(boxes: Sequence[Box]) -> list[list[float]]:
+    """The boxes that cover some area (degenerate ones add nothing to a union)."""
     return [list(map(float, b)) for b in boxes if not is_degenerate(b)]
 
 
-def _empty_sides(pred: list, gt: list) -> float | None:
-    if not pred and not gt:
+def _empty_sides(pred: Sequence[Box], gt: Sequence[Box]) -> float | None:
+    if not len(pred) and not len(gt):
         return 1.0
-    if not pred or not gt:
+    if not len(pred) or not len(gt):
         return 0.0
     return None
 
 
 def global_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
-    """IoU of the true unions of two sets of rectangles (not their bounding boxes)."""
-    pred, gt = _valid(pred), _valid(gt)
+    """IoU of the true unions of two sets of rectangles (not their bounding boxes).
+
+    Degenerate boxes add nothing to a union; a side with boxes that are all degenerate
+    counts as empty (both empty -> 1, one empty -> 0), as SIFThinker's shapely unions do.
+    """
+    pred, gt = _drawable(pred), _drawable(gt)
     if (edge := _empty_sides(pred, gt)) is not None:
         return edge
     coords = np.asarray(pred + gt)
@@ -135,13 +140,15 @@ def global_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
 
 
 def pair_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
-    """Mean IoU over a Hungarian matching that maximises total IoU (min(|P|, |G|) pairs)."""
+    """Sum of IoUs over a Hungarian matching that maximises total IoU, divided by min(|P|, |G|).
+
+    Degenerate boxes stay in the matrix (IoU 0 with everything) and in the count.
+    """
     from scipy.optimize import linear_sum_assignment
 
-    pred, gt = _valid(pred), _valid(gt)
     if (edge := _empty_sides(pred, gt)) is not None:
         return edge
-    matrix = np.array([[iou(p, g) for g in gt] for p in pred])
+    matrix = np.array([[0.0 if is_degenerate(p) or is_degenerate(g) else iou(p, g) for g in gt] for p in pred])
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     return float(matrix[rows, cols].sum()) / min(len(pred), len(gt))
 
@@ -149,7 +156,9 @@ def pair_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
 def hiou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
     """HIoU = (GlobalIoU + PairIoU) / 2; both empty -> 1, one empty -> 0.
 
-    Degenerate boxes are dropped first.
+    SIFThinker's definition (its GRPO-SIF reward code): a degenerate box (zero or negative
+    width or height) adds nothing to the unions but stays in the pairing with IoU 0 and
+    counts in min(|P|, |G|).
 
     >>> round(hiou([[0, 0, 2, 2]], [[0, 0, 1, 2]]), 3)
     0.5

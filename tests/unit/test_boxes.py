@@ -14,11 +14,19 @@ def test_empty_sides():
     assert hiou([], [[0, 0, 1, 1]]) == 0.0
 
 
-def test_degenerate_boxes_are_dropped_first():
+def test_degenerate_boxes_stay_in_the_pairing_as_sifthinker_keeps_them():
     gt = [[0, 0, 10, 10]]
+    # one GT: min(|P|, |G|) = 1, the good box matches it, the degenerate ones add nothing to the union
     assert hiou([[0, 0, 10, 10], [5, 5, 5, 9], [3, 3, 1, 8]], gt) == pytest.approx(1.0)
-    assert hiou([[5, 5, 5, 9]], gt) == 0.0  # only a degenerate prediction = empty side
-    assert hiou([[5, 5, 5, 9]], [[1, 1, 1, 1]]) == 1.0  # both sides empty after dropping
+    assert hiou([[5, 5, 5, 9]], gt) == 0.0  # the union is empty (global 0), the pair IoU 0
+    # both unions empty -> global 1; the pairing has one zero pair -> 0; HIoU 0.5
+    assert hiou([[5, 5, 5, 9]], [[1, 1, 1, 1]]) == 0.5
+    # by hand: P unions to 100, G to 200, overlap 100 -> global 0.5; pairs (good, g1) = 1 and
+    # (degenerate, g2) = 0 over min(2, 2) = 2 -> 0.5 (dropping the degenerate box would give 1/1)
+    two = [[0, 0, 10, 10], [20, 20, 30, 30]]
+    assert global_iou([[0, 0, 10, 10], [5, 5, 5, 9]], two) == 0.5
+    assert pair_iou([[0, 0, 10, 10], [5, 5, 5, 9]], two) == 0.5
+    assert hiou([[0, 0, 10, 10], [5, 5, 5, 9]], two) == 0.5
 
 
 def test_global_iou_uses_true_union_not_bounding_box():
