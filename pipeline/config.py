@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from groundcot.transforms.styles import NAMES as STYLE_NAMES
 
@@ -90,12 +90,32 @@ class ModelStage(Section):
         "none", description="tiny_random: if the model cannot be loaded, use a tiny random model of the same "
                             "architecture (demo only; logged loudly and recorded in stats.json).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
+    preprocess: Literal["torch", "processor"] = Field(
+        "torch", description="torch: resize and normalise on the model's device (equal to the processor's within "
+                             "one 8-bit level); processor: transformers' processor on the CPU.")
 
 
 class Depth(ModelStage):
     enabled: bool = Field(True, description="Run Depth-Anything-V2; off: no depth in the CoT or output.")
     model: str = Field("depth-anything/Depth-Anything-V2-Small-hf", description="Hub id or local path.")
     batch_size: int = Field(8, ge=1, description="Images per forward pass.")
+
+
+class Sif(Section):
+    depth_input: bool = Field(True, description="Give sif rows the depth map as a second input image, labelled "
+                              "as in SIF-50K (`Original image: <image>\\nDepth image: <image>\\n` then the "
+                              "question); needs depth.enabled.")
+    depth_colormap: str = Field("Spectral_r", description="How the depth image is drawn: a matplotlib colour map "
+                                "(Spectral_r is Depth-Anything-V2's default rendering) or grey.")
+
+    @model_validator(mode="after")
+    def _known_colormap(self):
+        import matplotlib
+
+        if self.depth_colormap != "grey" and self.depth_colormap not in matplotlib.colormaps:
+            raise ValueError(f"unknown colour map {self.depth_colormap!r}: use grey or a matplotlib colour map "
+                             "such as Spectral_r")
+        return self
 
 
 class Masks(ModelStage):
@@ -153,6 +173,20 @@ class OpenAITeacher(Section):
     image_max_side: int = Field(1024, ge=28, description="Images are downscaled to this longest side before "
                                                          "sending (boxes are normalised, so unchanged).")
     image_format: Literal["jpeg", "png"] = Field("jpeg", description="Encoding of the images sent.")
+    images: Literal["one", "per_step"] = Field("one", description="one: the image once per record, every chain "
+                                               "step's boxes drawn and numbered in its own colour (a legend in the "
+                                               "text), plus only the crops a style needs; per_step: one image per "
+                                               "chain step (SIFThinker's shape, 3-5x the image tokens).")
+    image_token_rule: Literal["qwen2.5-vl", "openai-tiles"] = Field(
+        "qwen2.5-vl", description="How the ledger and --check count image tokens: Qwen2.5-VL's 28x28-pixel "
+                                  "tokens, or OpenAI's 512-pixel tiles (85 + 170 per tile).")
+    mode: Literal["live", "batch"] = Field("live", description="live: call the endpoint; batch: write every "
+                                           "request the response cache cannot serve as OpenAI Batch JSONL "
+                                           "shards in RUN/batch/ (records wait as teacher_batch_pending), for "
+                                           "`groundcot teacher submit|status|collect` or `vllm run-batch`.")
+    batch_shard_requests: int = Field(50000, ge=1, description="Most requests per batch shard (OpenAI's limit "
+                                      "per batch file is 50,000).")
+    batch_completion_window: str = Field("24h", description="completion_window of the batches submit creates.")
     request_budget: Optional[int] = Field(None, ge=0, description="Most API calls a job may make (per worker "
                                           "process on cluster runners); records past it are rejected.")
     cache: Optional[str] = Field(None, description="Response cache folder or bucket prefix: re-runs never pay "
@@ -163,6 +197,16 @@ class OpenAITeacher(Section):
     price_prompt_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million prompt tokens, "
                                                    "for the cost estimate in stats.json.")
     price_completion_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million completion tokens.")
+    max_cost_usd: Optional[float] = Field(None, gt=0, description="Stop calling once the calls made cost this much "
+                                          "(from usage and the two prices, which it needs; per worker process "
+                                          "on cluster runners); later records are rejected as "
+                                          "teacher_budget_exhausted.")
+
+    @model_validator(mode="after")
+    def _cost_cap_needs_prices(self):
+        if self.max_cost_usd is not None and None in (self.price_prompt_per_mtok, self.price_completion_per_mtok):
+            raise ValueError("max_cost_usd needs price_prompt_per_mtok and price_completion_per_mtok")
+        return self
 
 
 Teacher = Annotated[Union[TemplateTeacher, OpenAITeacher], Field(discriminator="kind")]
@@ -204,6 +248,7 @@ class JobConfig(Section):
     crops: Crops = Crops()
     expand: Expand = Expand()
     teacher: Teacher = TemplateTeacher()
+    sif: Sif = Sif()
     validate_: Validate = Field(Validate(), alias="validate")
     output: Output = Output()
     runner: Runner = Runner()

@@ -4,7 +4,7 @@
   -> depth (RunInference, batched)        [if depth.enabled]
   -> SAM2 masks (RunInference, batched)   [if masks.enabled]
   -> reverse expansion -> one record per style -> style plan (frame, actions, crops)
-  -> teacher -> validation
+  -> teacher -> validation -> sif depth image          [if sif.depth_input]
   -> Parquet shards | rejected JSONL | outcome counts -> OUT/_counts (read back for stats.json)
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from apache_beam.ml.inference.base import RunInference
 from groundcot.pipeline.config import JobConfig
 from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.depth import DepthHandler
+from groundcot.transforms.depth_image import attach_depth_image
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.flickr30k import ReadFlickr30k
 from groundcot.transforms.gqa import ReadGqa
@@ -64,19 +65,22 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
-            DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device, cache=cfg.cache))
+            DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device, cache=cfg.cache,
+                         preprocess=cfg.depth.preprocess))
     if cfg.masks.enabled:
         records = records | "Masks" >> RunInference(
-            Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device, cache=cfg.cache))
+            Sam2Handler(models["masks"], cfg.masks.batch_size, cfg.masks.device, cache=cfg.cache,
+                        preprocess=cfg.masks.preprocess))
     params = cfg.expand.model_dump()
     teacher = with_teacher_cache(cfg.teacher, cfg.cache)  # its replies go to the job's cache too
     records = (records
                | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
                | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
                | "PlanStyles" >> beam.ParDo(Stage("styles", partial(plan, **cfg.crops.model_dump())))
-               | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id))
+               | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id, f"{out}/batch"))
                | "Validate" >> beam.ParDo(Stage("validate", partial(
-                   validate, **cfg.validate_.model_dump()), every)))
+                   validate, **cfg.validate_.model_dump()), every))
+               | "DepthImage" >> beam.ParDo(Stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
     outcomes = records | "Write" >> WriteOutputs(
         out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb)
     ((outcomes, *inputs)

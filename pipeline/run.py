@@ -220,7 +220,7 @@ def preflight(cfg: JobConfig) -> None:
     """
     check_secrets(cfg)
     check_sources(cfg)
-    if cfg.teacher.kind == "openai":  # after the secret it needs is known to be set
+    if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live":  # after the secret it needs is set
         check_endpoint(cfg.teacher)
 
 

@@ -6,12 +6,12 @@ import socket
 import time
 from collections import Counter
 
-import datasets
 import pytest
 from PIL import Image
 
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import OpenAITeacher
+from groundcot.schemas.runs import read_run
 from groundcot.transforms.teach.client import EndpointError, check_endpoint
 
 from support import png_bytes, viscot_line
@@ -51,8 +51,7 @@ def outcome(out):
     stats = json.loads((out / "stats.json").read_text())
     rejected = {json.loads(l)["question"]: json.loads(l) for f in (out / "rejected").glob("*.jsonl")
                 for l in f.read_text().splitlines()}
-    written = {r["question"]: r for r in datasets.load_dataset(
-        "parquet", data_files=str(out / "data" / "*.parquet"), split="train")} if stats["written"] else {}
+    written = {r["question"]: r for r in read_run(str(out))} if stats["written"] else {}
     return stats, written, rejected
 
 
@@ -91,12 +90,13 @@ def test_requests_carry_the_images_and_parameters(tmp_path, key):
         body, headers = fake.requests[0]["body"], fake.requests[0]["headers"]
     assert headers["authorization"] == f"Bearer {KEY}"
     assert body["model"] == "fake-vlm" and body["temperature"] == 0.3 and body["max_tokens"] == 256
-    system, user = body["messages"]
+    system, picture, instruction = body["messages"]  # shared prefix (system text, image), then the style's part
     assert "What is it?" in system["content"] and "Correct answer: red" in system["content"]
-    texts = [p["text"] for p in user["content"] if p["type"] == "text"]
-    images = [p["image_url"]["url"] for p in user["content"] if p["type"] == "image_url"]
-    assert len(texts) == len(images) >= 3 and texts[0].startswith("Step 1 of")
-    assert '"bbox_2d": [0.000, 0.000, 1.000, 1.000]' in texts[0]
+    assert 'Step 1 (the whole image), outlined in red, tagged 1: <area>[{"bbox_2d": [0.000, 0.000, 1.000, 1.000]' \
+        in system["content"]
+    images = [p["image_url"]["url"] for p in picture["content"] if p["type"] == "image_url"]
+    assert len(images) == len(picture["content"]) == 1  # the image once, every step drawn on it
+    assert [p["type"] for p in instruction["content"]] == ["text"]  # sif needs no crop
     first = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
     assert first.format == "JPEG" and max(first.size) == 40  # downscaled to image_max_side
     r, g, b = first.convert("RGB").getpixel((0, 0))
@@ -258,13 +258,19 @@ def test_every_style_through_the_api_teacher(tmp_path, key):
         bodies = [r["body"] for r in fake.requests]
     stats, _, _ = outcome(out)
     assert stats["written"] == 4 and stats["teacher"]["ledger"]["requests"] == 4  # one call per style
-    rows = {r["style"]: r for r in datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
-                                                         split="train")}
+    rows = {r["style"]: r for r in read_run(str(out))}
     assert rows["mgpo"]["cot"].endswith("\\boxed{red}") and rows["aperture"]["cot"].endswith("<answer>red</answer>")
     assert all(r["teacher"] == "openai:fake-vlm" for r in rows.values())
-    def images_sent(phrase):  # phrase: from that style's system prompt
-        body = next(b for b in bodies if phrase in b["messages"][0]["content"])
-        return sum(p["type"] == "image_url" for p in body["messages"][1]["content"])
+    def images_sent(phrase):  # phrase: from that style's instruction
+        body = next(b for b in bodies if phrase in b["messages"][2]["content"][0]["text"])
+        return sum(p["type"] == "image_url" for m in body["messages"][1:] for p in m["content"])
 
-    assert images_sent("picks the key region") == 2  # mgpo: the image with its region, and the crop
+    assert images_sent("picks the key region") == 2  # mgpo: the shared image, and the region's crop
     assert images_sent("looks closer step by step") == 1 + len(rows["aperture"]["actions"])  # + one crop per action
+    assert images_sent("reasons in words") == images_sent("one <area> and one <text> per step") == 1
+    prefixes = {json.dumps(b["messages"][:2], sort_keys=True) for b in bodies}
+    assert len(prefixes) == 1  # every style of the record starts with the same bytes
+    ledger = stats["teacher"]["ledger"]
+    assert ledger["images"] == 1 + 1 + 2 + 1 + len(rows["aperture"]["actions"])  # sif, textual, mgpo, aperture
+    assert ledger["cached_prompt_tokens"] == 3 * 64  # the fake reports the prefix cached after its first call
+    assert ledger["prefix_built"] == 1 and ledger["prefix_reused"] == 3

@@ -5,7 +5,9 @@ carries it). A good reply copies the step areas it was sent and ends with the an
 given in the system prompt, as a faithful teacher would. Broken endpoints are modes too:
 ``BROKEN`` bodies (HTML, cut JSON, ...; ``<mode>_once``: on the first attempt only), a
 reply ``trickle``d a few bytes at a time, and replies echoing the caller's key.
-``GET /models`` answers 401 unless it carries ``key`` (when one is given).
+``GET /models`` answers 401 unless it carries ``key`` (when one is given). The files and
+batches endpoints of OpenAI's Batch API are here too: a batch moves one state per retrieve
+(validating, in_progress, completed) and answers its lines as the chat endpoint would.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import re
 import threading
 import time
 from collections import Counter
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _AREA = re.compile(r"<area>(.*?)</area>")
@@ -33,22 +37,45 @@ BROKEN = {
 }
 
 
+def texts_of(message: dict) -> list[str]:
+    content = message["content"]
+    return [content] if isinstance(content, str) else [p["text"] for p in content if p["type"] == "text"]
+
+
+def batch_line_problem(item: dict, seen: set) -> str | None:
+    """Why a batch input line would be refused (OpenAI's request input object), or None."""
+    if set(item) != {"custom_id", "method", "url", "body"}:
+        return f"fields {sorted(item)}, expected custom_id, method, url, body"
+    if not isinstance(item["custom_id"], str) or not item["custom_id"] or item["custom_id"] in seen:
+        return f"custom_id {item['custom_id']!r} is empty or repeated"
+    if item["method"] != "POST" or item["url"] != "/v1/chat/completions":
+        return f"{item['method']} {item['url']}: only POST /v1/chat/completions"
+    if not isinstance(item["body"], dict) or "model" not in item["body"] or "messages" not in item["body"]:
+        return "body needs model and messages"
+    return None
+
+
 def good_reply(body: dict) -> str:
-    """What a faithful teacher writes for the request's style."""
-    system = body["messages"][0]["content"]
-    user = next(m for m in body["messages"] if m["role"] == "user")["content"]
+    """What a faithful teacher writes for the request's style: the shared system text holds the
+    answer and the steps' areas, the style's instruction (the last user turn before any re-ask) says
+    which style."""
+    messages = body["messages"]
+    system = messages[0]["content"]
     answer = _ANSWER.search(system).group(1).strip()
-    texts = [part["text"] for part in user if part["type"] == "text"]
-    if "reasons in words" in system:  # textual
+    users = [m for m in messages if m["role"] == "user"]
+    asked = users[len(users) - 1 - sum(m["role"] == "assistant" for m in messages)]  # before any re-ask
+    texts = texts_of(asked)
+    instruction = " ".join(texts)
+    if "reasons in words" in instruction:  # textual
         return f"<think>The whole scene, then the part that matters, described in words.</think><answer>{answer}</answer>"
-    if "picks the key region" in system:  # mgpo
+    if "picks the key region" in instruction:  # mgpo
         return f"The crop shows the object clearly. \\boxed{{{answer}}}"
-    if "looks closer step by step" in system:  # aperture
+    if "looks closer step by step" in instruction:  # aperture
         actions = [a for t in texts for a in _ACTION.findall(t)]
         steps = "".join(f"<think>Look there.</think><{kind}>{box}</{kind}><observe>It shows part {i}.</observe>"
                         for i, (kind, box) in enumerate(actions, 1))
         return f"{steps}<answer>{answer}</answer>"
-    areas = [a for t in texts for a in _AREA.findall(t)]
+    areas = _AREA.findall(system)
     steps = "".join(f"<area>{a}</area>\n<text>Region {i} holds part of the scene.</text>\n"
                     for i, a in enumerate(areas, 1))
     return f"<think>\n{steps}</think>\n<answer>{answer}</answer>"
@@ -86,25 +113,31 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _reply(self, text: str, trickle_s: float = 0.0) -> None:
-        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text}}],
-                   "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}}
-        self._send_raw("application/json", json.dumps(payload).encode(), trickle_s)
+        self._send_raw("application/json", json.dumps(self.server.fake.completion(text, self._body)).encode(),
+                       trickle_s)
 
-    def do_GET(self):  # noqa: N802 - the health check
+    def do_GET(self):
         fake: FakeOpenAI = self.server.fake
+        path = self.path.split("?")[0].rstrip("/")
+        if "/batches/" in path or "/files/" in path:
+            return self._batch_get(fake, path)
         with fake.lock:
             fake.health_checks += 1
-        if self.path.rstrip("/").endswith("/models"):
+        if path.endswith("/models"):
             if fake.key and self.headers.get("Authorization") != f"Bearer {fake.key}":
                 return self._send(401, {"error": {"message": "invalid api key"}})
             return self._send(200, {"object": "list", "data": [{"id": "fake-vlm", "object": "model"}]})
         return self._send(404, {"error": {"message": "not found"}})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         fake: FakeOpenAI = self.server.fake
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/files"):
+            return self._upload(fake, raw)
+        if path.endswith("/batches"):
+            return self._create_batch(fake, json.loads(raw))
+        body = self._body = json.loads(raw)
         with fake.lock:
             fake.requests.append({"body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
         with fake.slots:  # the endpoint's own concurrency limit
@@ -117,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply("yes" if "[[paraphrase]]" in str(first) else "no")
         marker = _MODE.search(first)
         mode = marker.group(1) if marker else "good"
-        reask = len(body["messages"]) > 2
+        reask = any(m["role"] == "assistant" for m in body["messages"])
         with fake.lock:
             fake.attempts[(first, reask)] += 1
             n = fake.attempts[(first, reask)]
@@ -156,6 +189,57 @@ class Handler(BaseHTTPRequestHandler):
         return self._reply(good)
 
 
+    # --- the files and batches endpoints (OpenAI Batch API) -------------------------------------
+
+    def _upload(self, fake, raw: bytes):
+        """POST /files, multipart: ``file`` and ``purpose``."""
+        form = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + raw)
+        parts = {p.get_param("name", header="content-disposition"): p for p in form.iter_parts()}
+        if "file" not in parts or "purpose" not in parts:
+            return self._send(400, {"error": {"message": "file and purpose are required"}})
+        data = parts["file"].get_payload(decode=True)
+        with fake.lock:
+            fid = f"file-{len(fake.files) + 1}"
+            fake.files[fid] = data
+            fake.batch_calls.append(("upload", fid))
+        return self._send(200, {"id": fid, "object": "file", "bytes": len(data), "created_at": 0,
+                                "filename": parts["file"].get_filename(), "purpose": parts["purpose"].get_content().strip(),
+                                "status": "processed"})
+
+    def _create_batch(self, fake, body: dict):
+        if body.get("input_file_id") not in fake.files:
+            return self._send(404, {"error": {"message": f"no file {body.get('input_file_id')}"}})
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return self._send(400, {"error": {"message": "unsupported endpoint or completion_window"}})
+        with fake.lock:
+            bid = f"batch_{len(fake.batches) + 1}"
+            fake.batches[bid] = {"id": bid, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                                 "input_file_id": body["input_file_id"], "completion_window": "24h",
+                                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                                 "created_at": 0, "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+            fake.batch_calls.append(("create", bid))
+            return self._send(200, fake.batches[bid])
+
+    def _batch_get(self, fake, path: str):
+        _, _, rest = path.partition("/batches/") if "/batches/" in path else path.partition("/files/")
+        with fake.lock:
+            if "/batches/" in path:
+                batch = fake.batches.get(rest)
+                if batch is None:
+                    return self._send(404, {"error": {"message": f"no batch {rest}"}})
+                fake.batch_calls.append(("retrieve", rest))
+                fake.advance(batch)  # one state per look: validating -> in_progress -> completed
+                return self._send(200, batch)
+            fid, _, content = rest.partition("/")
+            if fid not in fake.files:
+                return self._send(404, {"error": {"message": f"no file {fid}"}})
+            fake.batch_calls.append(("content" if content else "file", fid))
+        if content:
+            return self._send_raw("application/octet-stream", fake.files[fid])
+        return self._send(200, {"id": fid, "object": "file", "bytes": len(fake.files[fid]), "purpose": "batch"})
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 512  # the listen backlog: many clients connect at once
     daemon_threads = True
@@ -172,8 +256,66 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.attempts: Counter = Counter()
+        self.prefixes: set[str] = set()  # leading messages seen: later ones report cached tokens
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_calls: list[tuple[str, str]] = []
 
-    def __enter__(self) -> "FakeOpenAI":
+    def completion(self, text: str, body: dict | None = None) -> dict:
+        """A chat completion; its usage reports 64 cached prompt tokens when the request's first two
+        messages (system text and image) were seen before, as a server with prefix caching does."""
+        usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+        if body is not None and len(body.get("messages", [])) > 2:
+            prefix = json.dumps(body["messages"][:2], sort_keys=True)
+            with self.lock:
+                seen = prefix in self.prefixes
+                self.prefixes.add(prefix)
+            usage["prompt_tokens_details"] = {"cached_tokens": 64 if seen else 0}
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": usage}
+
+    def advance(self, batch: dict) -> None:
+        """Move a batch one state on; on completing, answer every line of its input file (under ``lock``)."""
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+            return
+        if batch["status"] != "in_progress":
+            return
+        lines = self.files[batch["input_file_id"]].decode().splitlines()
+        out, errors, seen = [], [], set()
+        for i, line in enumerate(lines):
+            item = json.loads(line)
+            problem = batch_line_problem(item, seen)
+            if problem:
+                batch.update(status="failed", errors={"object": "list", "data": [
+                    {"code": "invalid_request", "line": i + 1, "message": problem, "param": None}]})
+                return
+            seen.add(item["custom_id"])
+            mode = (_MODE.search(item["body"]["messages"][0]["content"]) or [None, "good"])[1]
+            result = {"id": f"batch_req_{i}", "custom_id": item["custom_id"], "error": None}
+            if mode == "server_error":
+                result["response"] = {"status_code": 500, "request_id": f"req_{i}",
+                                      "body": {"error": {"message": "boom"}}}
+                errors.append(result)
+                continue
+            text = "I cannot do that." if mode == "malformed" else good_reply(item["body"])
+            self.lock.release()  # completion takes the lock
+            try:
+                payload = self.completion(text, item["body"])
+            finally:
+                self.lock.acquire()
+            result["response"] = {"status_code": 200, "request_id": f"req_{i}", "body": payload}
+            out.append(result)
+        for name, rows in (("output_file_id", out), ("error_file_id", errors)):
+            if rows:
+                fid = f"file-{len(self.files) + 1}"
+                self.files[fid] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[name] = fid
+        batch.update(status="completed", request_counts={"total": len(lines), "completed": len(out),
+                                                         "failed": len(errors)})
+
+    def __enter__(self) -> FakeOpenAI:
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.fake = self
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -13,7 +13,8 @@ from groundcot.schemas.record import Record
 from groundcot.schemas.styles import parse_aperture, split_aperture
 from groundcot.transforms.crops import crop, png
 from groundcot.transforms.styles.base import Checks, CropSettings, Problem, Style, answer_problem, gt_norm
-from groundcot.transforms.styles.pictures import crop_url, data_url, downscale, picture
+from groundcot.transforms.styles.pictures import crop_url, picture
+from groundcot.transforms.styles.prefix import Request, instruction
 from groundcot.transforms.styles.words import distance, position, what
 
 FOCUS = ("union", "expansion", "gt")
@@ -64,15 +65,17 @@ class Aperture(Style):
         turns.append(f"<observe>{said}</observe>\n<answer>{record.answer}</answer>")
         return turns
 
-    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
-        """The image, then each planned action with the crop it returns."""
-        content = [picture(data_url(downscale(record.image, max_side), fmt))]
+    def request(self, record: Record, prefix: Request) -> Request:
+        """The shared prefix, then each planned action with the crop it returns."""
+        fmt = prefix.fmt
+        content, sizes = [instruction("teacher_aperture")], []
         for i, (action, piece) in enumerate(zip(record.actions, record.crops), 1):
+            url, size = crop_url(piece, fmt)
             line = prompts.render("teacher_action", index=i, n_actions=len(record.actions), action=action["action"],
                                   box=box_text(action["bbox_2d"]))
-            content += [{"type": "text", "text": line}, picture(crop_url(piece, fmt))]
-        system = prompts.render("teacher_aperture", question=record.question, answer=record.answer)
-        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+            content += [{"type": "text", "text": line}, picture(url)]
+            sizes.append(size)
+        return prefix.then(content, sizes)
 
     def reply(self, record: Record, text: str) -> list[str]:
         return split_aperture(super().reply(record, text)[0])

@@ -8,6 +8,7 @@ conversation a model is trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -16,6 +17,9 @@ from groundcot.schemas import boxes as B
 from groundcot.schemas.answers import answers_match
 from groundcot.schemas.cot import extract_cot
 from groundcot.schemas.record import Record
+
+if TYPE_CHECKING:
+    from groundcot.transforms.styles.prefix import Request
 
 Problem = tuple[str, str] | None  # (reason, detail) of the first rule broken, or None
 IMAGE = {"type": "image", "text": None}
@@ -59,8 +63,9 @@ class Style:
         """The offline teacher's assistant turns, from what the record knows."""
         raise NotImplementedError
 
-    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
-        """The chat messages a VLM teacher is sent (OpenAI format, images inline)."""
+    def request(self, record: Record, prefix: Request) -> Request:
+        """What a VLM teacher is sent: ``prefix`` (``prefix.shared``: the same for every style of
+        the record) followed by this style's instruction and the crops it needs."""
         raise NotImplementedError
 
     def reply(self, record: Record, text: str) -> list[str]:

@@ -26,7 +26,8 @@ from groundcot.transforms.styles.base import (
     label_of,
     text_part,
 )
-from groundcot.transforms.styles.pictures import crop_url, downscale, picture, with_boxes
+from groundcot.transforms.styles.pictures import crop_url, picture
+from groundcot.transforms.styles.prefix import Request, instruction
 from groundcot.transforms.styles.words import position, what
 
 
@@ -69,16 +70,12 @@ class Mgpo(Style):
                  f"It settles the question: \\boxed{{{record.answer}}}")
         return [region_turn(record), turn2]
 
-    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
-        """The image with its region drawn and the region's crop; the teacher writes turn 2."""
+    def request(self, record: Record, prefix: Request) -> Request:
+        """The shared prefix, then the planned region and its crop; the teacher writes turn 2."""
         fw, fh = record.frame
-        x1, y1, x2, y2 = record.actions[0]["bbox_2d"]
-        image = downscale(record.image, max_side)
-        system = prompts.render("teacher_mgpo", question=record.question, answer=record.answer,
-                                region=region_json(record))
-        content = [picture(with_boxes(image, [[x1 / fw, y1 / fh, x2 / fw, y2 / fh]], fmt)),
-                   picture(crop_url(record.crops[0], fmt))]
-        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+        url, size = crop_url(record.crops[0], prefix.fmt)
+        text = instruction("teacher_mgpo", region=region_json(record), frame=f"{fw}x{fh}", last=len(record.chain))
+        return prefix.then([text, picture(url)], [size])
 
     def reply(self, record: Record, text: str) -> list[str]:
         return [region_turn(record), text.strip()]

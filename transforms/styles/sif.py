@@ -2,32 +2,19 @@
 the reverse-expanded chain, coarse to fine, then ``<answer>``."""
 from __future__ import annotations
 
-from groundcot import prompts
 from groundcot.schemas import boxes as B
 from groundcot.schemas.codecs import decode_png16
-from groundcot.schemas.cot import Cot, Step, parse_cot, render_area, render_cot
-from groundcot.schemas.depth import box_depths, depth_close
+from groundcot.schemas.cot import Cot, Step, parse_cot, render_cot
+from groundcot.schemas.depth import box_depths, depth_close, with_depth_input
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles.base import Checks, Problem, Style, answer_problem, gt_norm
-from groundcot.transforms.styles.pictures import downscale, picture, with_boxes
+from groundcot.transforms.styles.prefix import Request, instruction
 from groundcot.transforms.styles.words import observe
 
-ROLES = {"full": "the whole image", "distractor": "a distractor: a nearby region without the answer",
-         "union": "the region spanning all the evidence", "expansion": "closer to the evidence",
-         "gt": "the evidence"}
 
-
-def chain_request(record: Record, max_side: int, fmt: str, system_prompt: str) -> list[dict]:
-    """The system prompt, then per chain step a line with its areas and the image with them drawn."""
-    image = downscale(record.image, max_side)
-    n = len(record.chain)
-    content: list[dict] = []
-    for i, step in enumerate(record.chain, 1):
-        line = prompts.render("teacher_step", index=i, n_steps=n, role=ROLES.get(step.kind, step.kind),
-                              area=render_area(step.areas()))
-        content += [{"type": "text", "text": line}, picture(with_boxes(image, step.boxes, fmt))]
-    system = prompts.render(system_prompt, question=record.question, answer=record.answer, n_steps=n)
-    return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+def chain_request(record: Record, prefix: Request, instruction_name: str) -> Request:
+    """The shared prefix (system text with every step's areas, the image), then the style's instruction."""
+    return prefix.then([instruction(instruction_name)])
 
 
 class Sif(Style):
@@ -37,8 +24,8 @@ class Sif(Style):
         steps = tuple(Step(step.areas(), observe(step, record)) for step in record.chain)
         return [render_cot(Cot(steps, record.answer))]
 
-    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
-        return chain_request(record, max_side, fmt, "teacher_sif")
+    def request(self, record: Record, prefix: Request) -> Request:
+        return chain_request(record, prefix, "teacher_sif")
 
     def answer(self, record: Record) -> str:
         return parse_cot(record.cot or "", require_depth=False).answer
@@ -64,3 +51,12 @@ class Sif(Style):
             return problem
         record.hiou = round(B.hiou([a.box for a in cot.steps[-1].areas], gt_norm(record)), 4)
         return None
+
+    def conversation(self, record: Record) -> list[dict]:
+        """As SIF-50K feeds LLaMA-Factory when the record has a depth image (``sif.depth_input``):
+        ``Original image: <image>\nDepth image: <image>\n`` then the question and instruction;
+        placeholders in order: the image, the depth image. Without one: the image, then the text."""
+        out = super().conversation(record)
+        if record.depth_image is not None:
+            out[0] = {"role": "user", "content": with_depth_input(out[0]["content"][-1]["text"])}
+        return out

@@ -6,6 +6,7 @@ from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
 from groundcot.schemas.styles import parse_textual
 from groundcot.transforms.styles.base import Checks, Problem, Style, answer_problem
+from groundcot.transforms.styles.prefix import Request
 from groundcot.transforms.styles.sif import chain_request
 from groundcot.transforms.styles.words import observe
 
@@ -18,8 +19,8 @@ class Textual(Style):
         thoughts = " ".join(observe(s, record, numbers=False) for s in focus)
         return [f"<think>{thoughts}</think>\n<answer>{record.answer}</answer>"]
 
-    def request(self, record: Record, max_side: int, fmt: str) -> list[dict]:
-        return chain_request(record, max_side, fmt, "teacher_textual")
+    def request(self, record: Record, prefix: Request) -> Request:
+        return chain_request(record, prefix, "teacher_textual")
 
     def answer(self, record: Record) -> str:
         if len(record.turns) != 1:

@@ -17,9 +17,12 @@ from collections import Counter
 from groundcot.transforms.cache import Cache, json_key
 from groundcot.transforms.teach.reply import BadReply, parse_reply
 from groundcot.transforms.teach.retry import backoff, classify
+from groundcot.transforms.teach.tokens import image_cost
 
 _BUDGETS: dict[str, list[int]] = {}
+_SPENT: dict[str, list[float]] = {}  # run id -> USD the calls made so far cost (per process)
 _BUDGET_LOCK = threading.Lock()
+CHAT_URL = "/v1/chat/completions"  # the url of a batch request line (OpenAI and vLLM)
 
 
 class TeacherError(Exception):
@@ -59,6 +62,21 @@ def take_budget(run_id: str, budget: int | None) -> bool:
         return True
 
 
+def call_cost(cfg, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD of one call at the config's prices (0 without them)."""
+    if cfg.price_prompt_per_mtok is None or cfg.price_completion_per_mtok is None:
+        return 0.0
+    return prompt_tokens / 1e6 * cfg.price_prompt_per_mtok + completion_tokens / 1e6 * cfg.price_completion_per_mtok
+
+
+def spend(run_id: str, cap: float | None, usd: float = 0.0) -> bool:
+    """Add ``usd`` to the job's spending; False once it has reached ``cap`` (no new call starts)."""
+    with _BUDGET_LOCK:
+        spent = _SPENT.setdefault(run_id, [0.0])
+        spent[0] += usd
+        return cap is None or spent[0] < cap
+
+
 def api_key(env_name: str | None) -> str | None:
     return os.environ.get(env_name) if env_name else None
 
@@ -70,6 +88,7 @@ class ChatClient:
         self.cfg, self.run_id, self.ledger = cfg, run_id, ledger
         self.cache = Cache(cfg.cache)
         self.client = None
+        self.batch: dict[str, dict] = {}  # batch mode: custom_id -> request line, until the DoFn writes them
 
     async def open(self) -> None:
         import httpx2
@@ -101,21 +120,42 @@ class ChatClient:
     def params(self) -> dict:
         return {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens, **self.cfg.extra_body}
 
-    async def complete(self, messages: list[dict], model: str | None = None) -> str:
+    def body(self, messages: list[dict], model: str | None = None) -> tuple[str, dict]:
+        """The request body and its cache key (also its ``custom_id`` in batch shards)."""
         model = model or self.cfg.model
-        key = json_key({"model": model, "messages": messages, "params": self.params()})
+        return (json_key({"model": model, "messages": messages, "params": self.params()}),
+                {"model": model, "messages": messages, **self.params()})
+
+    async def complete(self, messages: list[dict], model: str | None = None, sizes=()) -> str:
+        """The reply to ``messages`` (``sizes``: its images' (w, h), for the ledger)."""
+        key, body = self.body(messages, model)
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
             return self.redact(cached["content"])  # entries written before redaction existed
         self.ledger.inc("cache_misses")
+        if getattr(self.cfg, "mode", "live") == "batch":
+            self.batch[key] = {"custom_id": key, "method": "POST", "url": CHAT_URL, "body": body}
+            self.ledger.inc("batch_requests")
+            raise TeacherError("teacher_batch_pending", "the request is in this run's batch/ shards; "
+                               "`groundcot teacher submit`, then `collect`, then generate again")
         if not take_budget(self.run_id, self.cfg.request_budget):
             raise TeacherError("teacher_budget_exhausted", f"request_budget {self.cfg.request_budget} used up")
+        cap = getattr(self.cfg, "max_cost_usd", None)
         async with self.semaphore:
+            if not spend(self.run_id, cap):
+                raise TeacherError("teacher_budget_exhausted", f"max_cost_usd {cap:g} spent")
             self.ledger.inc("requests")
-            content, usage = await self._call({"model": model, "messages": messages, **self.params()})
-        self.ledger.inc("prompt_tokens", usage.get("prompt_tokens") or 0)
-        self.ledger.inc("completion_tokens", usage.get("completion_tokens") or 0)
+            for name, n in image_cost(sizes, getattr(self.cfg, "image_token_rule", "qwen2.5-vl")).items():
+                self.ledger.inc(name, n)
+            content, usage = await self._call(body)
+        prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+        spend(self.run_id, cap, call_cost(self.cfg, prompt, completion))
+        self.ledger.inc("prompt_tokens", prompt)
+        self.ledger.inc("completion_tokens", completion)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens"):
+            self.ledger.inc("cached_prompt_tokens", details["cached_tokens"])
         content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
         if not content.strip():
             raise self._failure("empty_reply", ValueError("the reply has no text"), 1)

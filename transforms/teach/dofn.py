@@ -4,17 +4,21 @@ Each DoFn instance runs one asyncio event loop in a background thread. ``process
 prepares the request on the Beam thread (image work), submits the write to the loop, and
 emits records as they finish; at most ``teacher.max_pending`` records wait at once. An
 ``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
-``finish_bundle`` waits for the rest, so a bundle never ends holding records. A write
-that raises rejects its record with ``error_<Type>``; the run goes on.
+``finish_bundle`` waits for the rest, so a bundle never ends holding records, and in batch
+mode writes the bundle's request lines as a shard. A write that raises rejects its record
+with ``error_<Type>``; the run goes on.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import json
 import logging
 import threading
+import uuid
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
@@ -34,9 +38,23 @@ def run_inline(coro):
     raise RuntimeError("an inline teacher's write waited; set inline = False")
 
 
+def write_shards(folder: str, lines: list[dict], per_shard: int) -> list[str]:
+    """Batch request lines as OpenAI Batch JSONL files under ``folder`` (one uniquely named file per
+    ``per_shard`` lines; the same files ``vllm run-batch`` reads)."""
+    paths = []
+    for start in range(0, len(lines), per_shard):
+        path = f"{folder.rstrip('/')}/requests-{uuid.uuid4().hex[:12]}.jsonl"
+        with FileSystems.create(path) as handle:
+            for line in lines[start:start + per_shard]:
+                handle.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        paths.append(path)
+    return paths
+
+
 class Teach(beam.DoFn):
-    def __init__(self, teacher_cfg, validate_params: dict, run_id: str):
+    def __init__(self, teacher_cfg, validate_params: dict, run_id: str, batch_dir: str | None = None):
         self.cfg, self.validate_params, self.run_id = teacher_cfg, validate_params, run_id
+        self.batch_dir = batch_dir  # batch mode: where the request shards go
 
     def setup(self):
         self.loop = asyncio.new_event_loop()
@@ -75,6 +93,11 @@ class Teach(beam.DoFn):
 
     def finish_bundle(self):
         cf.wait(self.pending)
+        take = getattr(self.teacher, "take_batch", None)
+        if take is not None and (lines := take()):  # before the records leave: a shard per bundle
+            if self.batch_dir is None:
+                raise RuntimeError("teacher.mode is batch but the job gave the teacher no batch folder")
+            write_shards(self.batch_dir, lines, self.cfg.batch_shard_requests)
         for record in self._finished():
             yield GlobalWindows.windowed_value(record)
 
