@@ -2,12 +2,15 @@
 
 The model predicts relative inverse depth; each map is min-max normalised and inverted
 so 0 = nearest and 1 = farthest, stored as a lossless 16-bit PNG at the image's size.
+Images are resized and normalised on the model's device (``transforms.tensor_prep``) unless
+``preprocess="processor"``; a buffer of ``BUFFER`` batches is grouped by processed shape so that
+forward passes fill.
 """
 from __future__ import annotations
 
 import io
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
@@ -17,9 +20,11 @@ from groundcot.schemas.codecs import encode_png16
 from groundcot.schemas.record import Record
 from groundcot.transforms.cache import StageCache, content_key
 from groundcot.transforms.models import ResolvedModel, device, open_model, quiet_transformers, resolve_model
+from groundcot.transforms.tensor_prep import Prep, decode, from_processor, plan_batches
 
 STAGE = "depth"
 VERSION = "1"  # of the map's making (normalisation, encoding): a change here misses old cache entries
+BUFFER = 4  # batches' worth of images the handler receives at once and groups by processed shape
 
 
 # --- pure core -------------------------------------------------------------------------
@@ -70,26 +75,37 @@ class LoadedDepth:
     """The loaded model. With model sharing, the handler reaches it through a proxy in another
     process: it calls only methods, with bytes in and bytes out."""
 
-    def __init__(self, processor, net, device: str, identity: str):
+    def __init__(self, processor, net, device: str, identity: str, prep: Prep | None = None):
         self.processor, self.net, self.device, self.identity = processor, net, device, identity
+        self.prep = prep  # None: the processor's own (PIL, CPU) steps
 
-    def key_parts(self) -> tuple[str, str]:
-        """What decides the maps besides the image: the model's identity and dtype."""
-        return self.identity, str(self.net.dtype)
+    def key_parts(self) -> tuple[str, ...]:
+        """What decides the maps besides the image: the model's identity and dtype (and the
+        device-side preprocessing, whose maps differ from the processor's by a rounding)."""
+        parts = (self.identity, str(self.net.dtype))
+        return parts if self.prep is None else (*parts, "tensor_prep")
 
-    def depth_maps(self, images: list[bytes]) -> list[tuple[bytes | None, str, str]]:
+    def depth_maps(self, images: list[bytes], batch_size: int = 8) -> list[tuple[bytes | None, str, str]]:
         """(16-bit PNG, "", "") per image, or (None, reason, detail) for one that failed."""
         results: list = [None] * len(images)
-        groups: dict[tuple, list[tuple[int, Image.Image, object]]] = {}
+        items, shapes = [], []  # (index, (height, width), pixels), processed shape
         for i, data in enumerate(images):
             try:
-                image = Image.open(io.BytesIO(data)).convert("RGB")
-                pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+                if self.prep is not None:  # decoded here, resized and normalised on the device
+                    pixels = decode(data)
+                    size = tuple(pixels.shape[-2:])
+                    shape = self.prep.size(*size)
+                else:
+                    image = Image.open(io.BytesIO(data)).convert("RGB")
+                    pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+                    size, shape = (image.height, image.width), tuple(pixels.shape)
             except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
                 results[i] = failure(err)
                 continue
-            groups.setdefault(tuple(pixels.shape), []).append((i, image, pixels))
-        for group in groups.values():  # same-shape images run as one forward pass
+            items.append((i, size, pixels))
+            shapes.append(shape)
+        for batch in plan_batches(shapes, batch_size):  # same-shape images run as one forward pass
+            group = [items[j] for j in batch]
             try:
                 self._predict(group, results)
             except Exception:  # noqa: BLE001 - retry one by one to isolate the culprit
@@ -103,11 +119,14 @@ class LoadedDepth:
     def _predict(self, group, results: list) -> None:
         import torch
 
-        stacked = torch.stack([p for *_, p in group]).to(self.device, dtype=self.net.dtype)
+        if self.prep is not None:
+            stacked = self.prep([p for *_, p in group], self.device, self.net.dtype)
+        else:
+            stacked = torch.stack([p for *_, p in group]).to(self.device, dtype=self.net.dtype)
         with torch.inference_mode():
             out = self.net(pixel_values=stacked)
         out.predicted_depth = out.predicted_depth.float()
-        sizes = [(image.height, image.width) for _, image, _ in group]
+        sizes = [size for _, size, _ in group]
         maps = self.processor.post_process_depth_estimation(out, target_sizes=sizes)
         for (i, _, _), m in zip(group, maps):
             results[i] = (encode_png16(normalise(m["predicted_depth"].cpu().numpy())), "", "")
@@ -127,9 +146,10 @@ class DepthHandler(ModelHandler):
     first: only misses reach the model, and each distinct image of a batch runs once.
     """
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto", cache: str | None = None):
+    def __init__(self, model: ResolvedModel, batch_size: int = 8, device: str = "auto", cache: str | None = None,
+                 preprocess: str = "torch"):
         super().__init__()
-        self.model, self.batch_size, self.device = model, batch_size, device
+        self.model, self.batch_size, self.device, self.preprocess = model, batch_size, device, preprocess
         self.cache = StageCache(cache, STAGE, ".png", encode=bytes, decode=checked_png)
 
     def load_model(self) -> LoadedDepth:
@@ -142,13 +162,14 @@ class DepthHandler(ModelHandler):
         with open_model(self.model, build_tiny_random) as (folder, identity):
             processor = AutoImageProcessor.from_pretrained(folder)
             net = AutoModelForDepthEstimation.from_pretrained(folder, dtype=dtype)
-        return LoadedDepth(processor, net.to(where).eval(), where, identity)
+        prep = from_processor(processor) if self.preprocess == "torch" else None
+        return LoadedDepth(processor, net.to(where).eval(), where, identity, prep)
 
     def share_model_across_processes(self) -> bool:
         return device(self.device) == "cuda"  # one copy per GPU; on CPU each process keeps its own
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size * BUFFER}
 
     def run_inference(self, batch: Sequence[Record], model: LoadedDepth, inference_args=None) -> Iterable[Record]:
         parts = model.key_parts()
@@ -156,7 +177,7 @@ class DepthHandler(ModelHandler):
         misses = self.cache.lookup(todo, lambda r, png: setattr(r, "depth_map", png))
         keys = list(misses)
         done = []
-        for key, (png, reason, detail) in zip(keys, model.depth_maps([misses[k][0].image for k in keys])):
+        for key, (png, reason, detail) in zip(keys, model.depth_maps([misses[k][0].image for k in keys], self.batch_size)):
             for record in misses[key]:
                 if png is None:
                     record.reject(STAGE, reason, detail)

@@ -4,13 +4,14 @@ One mask per GT box, stored as COCO RLE (pycocotools) with its tight box and are
 ``Sam2Processor`` needs torchvision. Where torchvision is missing (CPU machines here),
 the same steps are done here: resize to the model's square input, rescale, ImageNet
 normalise, scale the boxes to that frame, then upsample the low-resolution mask logits
-bilinearly to the image size and threshold at 0.
+bilinearly to the image size and threshold at 0. By default (``preprocess="torch"``) the resize
+and normalisation run on the model's device (``transforms.tensor_prep``), as does the upsampling.
 """
 from __future__ import annotations
 
 import io
 import json
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
@@ -20,6 +21,7 @@ from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.record import Record
 from groundcot.transforms.cache import StageCache, content_key
 from groundcot.transforms.models import ResolvedModel, device, open_model, quiet_transformers, resolve_model
+from groundcot.transforms.tensor_prep import Prep, decode
 
 STAGE = "masks"
 VERSION = "1"  # of the masks' making (resize, upsampling, encoding): a change here misses old cache entries
@@ -103,12 +105,14 @@ class LoadedSam2:
     """The loaded model. With model sharing, the handler reaches it through a proxy in another
     process: it calls only methods, with bytes and boxes in and mask entries out."""
 
-    def __init__(self, net, processor, size: int, device: str, identity: str):
+    def __init__(self, net, processor, size: int, device: str, identity: str, prep: Prep | None = None):
         self.net, self.processor, self.size, self.device, self.identity = net, processor, size, device, identity
+        self.prep = prep  # set: resize and normalise on the device; None: the processor or PIL steps
 
     def key_parts(self) -> tuple[str, str, str]:
         """What decides the masks besides image and boxes: identity, dtype and whose steps."""
-        steps = "processor" if self.processor is not None else "groundcot"  # the two differ by a few pixels
+        # the three differ by a few pixels
+        steps = "tensor_prep" if self.prep else "processor" if self.processor is not None else "groundcot"
         return self.identity, str(self.net.dtype), steps
 
     def masks(self, items: list[tuple[bytes, list]], batch_size: int) -> list[tuple[list | None, str, str]]:
@@ -129,28 +133,35 @@ class LoadedSam2:
     def _segment(self, group: list[int], items: list[tuple[bytes, list]], results: list) -> None:
         import torch
 
-        images = [Image.open(io.BytesIO(items[i][0])).convert("RGB") for i in group]
         boxes_of = [items[i][1] for i in group]
         most = max(len(b) for b in boxes_of)
         # pad every image's boxes to the same count; padded masks are dropped
         padded = [b + [[0.0, 0.0, 1.0, 1.0]] * (most - len(b)) for b in boxes_of]
-        if self.processor is not None:
+        if self.prep is not None:  # decoded here, resized and normalised on the device
+            tensors = [decode(items[i][0]) for i in group]
+            sizes = [tuple(t.shape[-2:]) for t in tensors]
+            pixels = self.prep(tensors, self.device)
+        else:
+            images = [Image.open(io.BytesIO(items[i][0])).convert("RGB") for i in group]
+            sizes = [(im.height, im.width) for im in images]
+        if self.processor is not None and self.prep is None:
             inputs = self.processor(images=images, input_boxes=padded, return_tensors="pt")
             pixels, boxes = inputs["pixel_values"], inputs["input_boxes"]
         else:
-            pixels = torch.from_numpy(np.stack([preprocess(im, self.size) for im in images]))
-            boxes = torch.tensor([scale_boxes(b, im.width, im.height, self.size) for b, im in zip(padded, images)])
+            if self.prep is None:
+                pixels = torch.from_numpy(np.stack([preprocess(im, self.size) for im in images]))
+            boxes = torch.tensor([scale_boxes(b, w, h, self.size) for b, (h, w) in zip(padded, sizes)])
         with torch.inference_mode():
             out = self.net(pixel_values=pixels.to(self.device, self.net.dtype),
                            input_boxes=boxes.to(self.device, torch.float32), multimask_output=False)
-        logits, scores = out.pred_masks.float().cpu(), out.iou_scores.float().cpu()
-        for n, (i, image, b) in enumerate(zip(group, images, boxes_of)):
+        logits, scores = out.pred_masks.float(), out.iou_scores.float().cpu()
+        logits = logits if self.prep is not None else logits.cpu()  # with prep, upsampled on the device
+        for n, (i, (h, w), b) in enumerate(zip(group, sizes, boxes_of)):
             k = len(b)
-            if self.processor is not None:
-                masks = self.processor.post_process_masks([logits[n, :k]], [(image.height, image.width)])[0][:, 0]
-                masks = masks.numpy()
+            if self.processor is not None and self.prep is None:
+                masks = self.processor.post_process_masks([logits[n, :k]], [(h, w)])[0][:, 0].numpy()
             else:
-                masks = upsample(logits[n, :k, 0], image.height, image.width)
+                masks = upsample(logits[n, :k, 0], h, w)
             results[i] = ([encode_mask(m, scores[n, j, 0]) for j, m in enumerate(masks)], "", "")
 
 
@@ -162,9 +173,10 @@ class Sam2Handler(ModelHandler):
     GT boxes first: only misses reach the model.
     """
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto", cache: str | None = None):
+    def __init__(self, model: ResolvedModel, batch_size: int = 4, device: str = "auto", cache: str | None = None,
+                 preprocess: str = "torch"):
         super().__init__()
-        self.model, self.batch_size, self.device = model, batch_size, device
+        self.model, self.batch_size, self.device, self.preprocess = model, batch_size, device, preprocess
         self.cache = StageCache(cache, STAGE, ".json", encode=encode_entries, decode=decode_entries)
 
     def load_model(self) -> LoadedSam2:
@@ -184,7 +196,10 @@ class Sam2Handler(ModelHandler):
                 except OSError:  # a checkpoint without processor files: do the steps here
                     processor = None
         size = net.config.prompt_encoder_config.image_size
-        return LoadedSam2(net, processor, size if isinstance(size, int) else size[0], where, identity)
+        size = size if isinstance(size, int) else size[0]
+        # SAM2's processor: a square resize (bilinear), rescale, ImageNet mean and std
+        prep = Prep(size, size, tuple(MEAN.tolist()), tuple(STD.tolist())) if self.preprocess == "torch" else None
+        return LoadedSam2(net, processor, size, where, identity, prep)
 
     def share_model_across_processes(self) -> bool:
         return device(self.device) == "cuda"  # one copy per GPU; on CPU each process keeps its own
