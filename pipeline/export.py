@@ -4,12 +4,13 @@ Every writer has the same interface, ``write(rows, dest) -> rows written``, wher
 the run's ``datasets.Dataset`` with images left as ``{"bytes", "path"}`` (copied out as they
 are, never decoded and re-encoded).
 
-- ``trl``: ``images`` (the image, then the crops) + ``messages`` with ``{"type": "image"}``
+- ``trl``: ``images`` (the image, the depth image of sif rows, then the crops) + ``messages`` with ``{"type": "image"}``
   placeholders in the same order, as Parquet.
 - ``llamafactory``: per style a sharegpt JSON file whose contents are strings with one
   ``<image>`` per image, an ``images/`` folder, and the ``dataset_info.json`` entries.
-- ``verl``: an RL prompt (the first user turn, ``<image>`` in the text), ``images`` and
-  ``reward_model.ground_truth``; the GT boxes travel in ``extra_info`` for box rewards.
+- ``verl``: an RL prompt (the first user turn, ``<image>`` in the text), its ``images`` and
+  ``reward_model.ground_truth``; ``extra_info`` carries what ``trainer.verl_reward`` needs (the
+  GT boxes as lists, the depth map's PNG bytes). Single-turn styles only unless asked.
 
 >>> flat_messages([{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Hi"}]}])
 [{'role': 'user', 'content': '<image>Hi'}]
@@ -28,10 +29,13 @@ from groundcot.schemas import boxes as B
 from groundcot.schemas.runs import read_run
 
 log = logging.getLogger("groundcot")
+SINGLE_TURN = ("sif", "textual")
 
 
 def images_of(row: dict) -> list[dict]:
-    return [row["image"], *row["crops"]]
+    """The row's images in its placeholders' order: the image, the depth image (sif), the crops."""
+    depth = [row["depth_image"]] if row.get("depth_image") else []
+    return [row["image"], *depth, *row["crops"]]
 
 
 def flat_messages(messages: list[dict]) -> list[dict]:
@@ -112,15 +116,17 @@ class VerlWriter:
     @staticmethod
     def row(row: dict, index: int) -> dict:
         gt = [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]]
+        prompt = flat_messages(row["messages"][:1])
         return {
             "data_source": f"groundcot/{row['source']}/{row['dataset']}",
-            "prompt": flat_messages(row["messages"][:1]),
-            "images": [row["image"]],
+            "prompt": prompt,
+            "images": images_of(row)[:prompt[0]["content"].count("<image>")],
             "ability": f"grounded_vqa/{row['style']}",
             "reward_model": {"style": "rule", "ground_truth": row["answer"]},
             "extra_info": {"index": index, "id": row["id"], "style": row["style"], "split": row["split"],
                            "question": row["question"], "answer": row["answer"],
-                           "gt_boxes": json.dumps(gt), "frame": json.dumps(row["frame"])},
+                           "gt_boxes": gt, "frame": row["frame"] or [],
+                           "depth_map": row["depth_map"]["bytes"] if row.get("depth_map") else None},
         }
 
     def write(self, rows, dest: Path) -> int:
@@ -131,8 +137,9 @@ class VerlWriter:
             "data_source": text, "prompt": datasets.List({"role": text, "content": text}),
             "images": datasets.List(datasets.Image()), "ability": text,
             "reward_model": {"style": text, "ground_truth": text},
-            "extra_info": {k: datasets.Value("int64") if k == "index" else text
-                           for k in ("index", "id", "style", "split", "question", "answer", "gt_boxes", "frame")}})
+            "extra_info": {**{k: text for k in ("id", "style", "split", "question", "answer")},
+                           "index": datasets.Value("int64"), "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))),
+                           "frame": datasets.List(datasets.Value("int32")), "depth_map": datasets.Value("binary")}})
         out = rows.map(self.row, with_indices=True, remove_columns=rows.column_names, features=target)
         dest.mkdir(parents=True, exist_ok=True)
         out.to_parquet(str(dest / "train.parquet"))
@@ -151,6 +158,8 @@ def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | 
     import datasets
 
     datasets.disable_progress_bars()
+    if fmt == "verl" and not styles:
+        styles = SINGLE_TURN  # a single-turn rollout cannot produce the multi-turn styles
     rows = read_run(run, styles=styles, decode_images=False)
     if not len(rows):
         have = sorted(set(read_run(run, decode_images=False)["style"])) if styles else []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,3 +27,52 @@ def box_depths(depth01: np.ndarray, norm_boxes: Sequence[Sequence[float]]) -> li
         c2, r2 = max(math.ceil(x2 * w), c1 + 1), max(math.ceil(y2 * h), r1 + 1)
         out.append(round(float(depth01[r1:r2, c1:c2].mean()), 3))
     return out
+
+
+GREY = "grey"
+
+
+def render_depth(depth01: np.ndarray, colormap: str = "Spectral_r") -> bytes:
+    """A depth map (0 = nearest) as the colour PNG Depth-Anything-V2's ``run.py`` writes.
+
+    As there: the inverse depth scaled to 0..255 and cut to uint8 (nearest = 255), then
+    looked up in a matplotlib colour map (``Spectral_r``: near red, far blue), or repeated
+    into three equal channels for ``grey`` (near white).
+
+    >>> import io; from PIL import Image
+    >>> im = Image.open(io.BytesIO(render_depth(np.array([[0.0, 1.0]]))))
+    >>> im.mode, im.getpixel((0, 0)), im.getpixel((1, 0))
+    ('RGB', (158, 1, 66), (94, 79, 162))
+    """
+    import io
+
+    from PIL import Image
+
+    level = ((1.0 - np.clip(depth01, 0.0, 1.0)) * 255.0).astype(np.uint8)
+    if colormap == GREY:
+        rgb = np.repeat(level[..., None], 3, axis=-1)
+    else:
+        import matplotlib
+
+        rgb = (matplotlib.colormaps[colormap](level)[..., :3] * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+ORIGINAL_LABEL, DEPTH_LABEL = "Original image: ", "\nDepth image: "
+_IMAGE = {"type": "image", "text": None}
+
+
+def with_depth_input(text: str) -> list[dict]:
+    """A user turn's content with the depth image as SIF-50K labels it:
+    ``Original image: <image>\\nDepth image: <image>\\n`` then ``text``."""
+    return [{"type": "text", "text": ORIGINAL_LABEL}, dict(_IMAGE), {"type": "text", "text": DEPTH_LABEL},
+            dict(_IMAGE), {"type": "text", "text": "\n" + text}]
+
+
+def without_depth_input(content: list[dict]) -> list[dict]:
+    """The inverse of :func:`with_depth_input` (the image, then the text); other contents as they are."""
+    if len(content) == 5 and content[0].get("text") == ORIGINAL_LABEL and content[2].get("text") == DEPTH_LABEL:
+        return [dict(_IMAGE), {"type": "text", "text": content[4]["text"][1:]}]
+    return content

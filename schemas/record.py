@@ -55,6 +55,7 @@ class Record:
     square_boxes: list[list[float]] | None = None
     image: bytes | None = None
     depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
+    depth_image: bytes | None = None  # sif: the depth map rendered as the model's second input image (PNG)
     masks: list[dict] | None = None  # per GT box: COCO RLE {size, counts}, box, area, score
     chain: list[ChainStep] = field(default_factory=list)
     cot: str | None = None  # the assistant text (multi-turn styles: the turns, blank-line separated)
@@ -76,7 +77,7 @@ class Record:
     def reject(self, stage: str, reason: str, detail: str = "") -> "Record":
         """Mark the record rejected and drop its heavy payloads."""
         self.rejection = Rejection(stage, reason, detail)
-        self.image = self.depth_map = None
+        self.image = self.depth_map = self.depth_image = None
         return self
 
 

@@ -3,7 +3,7 @@
 beta 0.04, LoRA r=64 alpha 128, lr 1e-5, completions up to 2048 tokens, vision frozen."""
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,9 +15,12 @@ class Section(BaseModel):
 class Data(Section):
     runs: list[str] = Field(min_length=1, description="groundcot output folders (local or bucket), each holding data/*.parquet.")
     styles: list[str] = Field(["sif"], description="Styles to train on.")
-    sources: Optional[list[str]] = Field(None, description="Keep only these sources (default: all).")
-    depth_image: bool = Field(False, description="SFT: add the depth map as a second image, as SIFThinker did.")
-    limit: Optional[int] = Field(None, ge=1, description="Use at most this many rows.")
+    sources: list[str] | None = Field(None, description="Keep only these sources (default: all).")
+    depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
+                              "(sif.depth_input off) one, rendered from the depth map and labelled as in SIF-50K. "
+                              "Rows written with one always carry it.")
+    depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey).")
+    limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
 
 
 class Lora(Section):
@@ -25,7 +28,7 @@ class Lora(Section):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: int = Field(16, ge=1, description="LoRA alpha.")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    target_modules: Union[Literal["language", "all"], list[str]] = Field(
+    target_modules: Literal["language", "all"] | list[str] = Field(
         "language", description="language: the language model's attention and MLP projections; all: the "
                                 "vision tower's too; or explicit module names.")
 
@@ -49,7 +52,7 @@ class Train(Section):
 class Judge(Section):
     base_url: str = Field(description="OpenAI-compatible endpoint of the judge (e.g. the teacher's vLLM server).")
     model: str = Field(description="Judge model name.")
-    api_key_env: Optional[str] = Field(None, description="Environment variable holding the key (never the key).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the key (never the key).")
 
 
 class Grpo(Section):
@@ -58,21 +61,27 @@ class Grpo(Section):
     max_completion_length: int = Field(2048, ge=1, description="Tokens per completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     use_vllm: bool = Field(False, description="Generate with vLLM (TRL's server mode: start `trl vllm-serve` first).")
-    vllm_server_base_url: Optional[str] = Field(None, description="e.g. http://host:8000 (server mode).")
-    rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency"], float] = Field(
+    vllm_server_base_url: str | None = Field(None, description="e.g. http://host:8000 (server mode).")
+    rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency", "aperture"], float] = Field(
         {"format": 1.0, "answer": 1.0, "box": 1.0, "depth": 1.0},
         description="Rewards and their weights (GRPO-SIF sums the four, unweighted). boxed_answer is "
-                    "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin.")
+                    "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin; "
+                    "aperture is the aperture style's (AGRPO-like, README).")
+    reward_set: Literal["groundcot", "sifthinker"] = Field(
+        "groundcot", description="sifthinker: GRPO-SIF's rewards as its code computes them (lenient format, "
+        "graded judge score, progress bonus against the previous step's batch mean per prompt, depth credit "
+        "on the unrounded box mean, missing depths uncounted); groundcot: the stricter variants (README, "
+        "Training: reward sets).")
     progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
-    judge: Optional[Judge] = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
+    judge: Judge | None = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
 
 
 class Job(Section):
     model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Hub id or local path.")
     output_dir: str = Field(description="Where checkpoints, the adapter and summary.json go.")
-    init_adapter: Optional[str] = Field(None, description="A LoRA adapter (e.g. the SFT output) merged into the "
+    init_adapter: str | None = Field(None, description="A LoRA adapter (e.g. the SFT output) merged into the "
                                         "model before training.")
-    resume_from_checkpoint: Optional[Union[bool, str]] = Field(None, description="true: the latest in output_dir.")
+    resume_from_checkpoint: bool | str | None = Field(None, description="true: the latest in output_dir.")
     freeze_vision: bool = Field(True, description="Keep the vision tower's weights fixed.")
     data: Data
     lora: Lora = Lora()

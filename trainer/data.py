@@ -1,11 +1,13 @@
 """groundcot runs -> the rows TRL's trainers read."""
 from __future__ import annotations
 
-import numpy as np
+import io
+
 from PIL import Image
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.codecs import decode_png16
+from groundcot.schemas.depth import render_depth, with_depth_input, without_depth_input
 from groundcot.schemas.runs import read_run
 
 SINGLE_TURN = ("sif", "textual")
@@ -16,29 +18,32 @@ def read_runs(data):
     return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit)
 
 
-def depth_as_image(depth_png: bytes) -> Image.Image:
-    """A 16-bit depth map as an 8-bit RGB image (0 = nearest = black)."""
-    depth = decode_png16(depth_png)
-    return Image.fromarray((depth * 255).round().astype(np.uint8)).convert("RGB")
+def _pil(image: dict) -> Image.Image:
+    return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
 
 
-def sft_row(row: dict, depth_image: bool = False) -> dict:
-    """``images`` + ``messages``; with ``depth_image`` the depth map follows the image."""
+def sft_row(row: dict, depth_image: bool = False, colormap: str = "Spectral_r") -> dict:
+    """``images`` + ``messages``, images in placeholder order: the image, the depth image (sif rows
+    written with ``sif.depth_input``), then the crops. With ``depth_image``, a sif row written without
+    one gets its depth map rendered (``colormap``) and labelled as SIF-50K does."""
     images, messages = [row["image"], *row["crops"]], row["messages"]
-    if depth_image and row["depth_map"] is not None:
-        images.insert(1, depth_as_image(row["depth_map"]["bytes"]))
-        first = messages[0]["content"]
-        messages = [{**messages[0], "content": first[:1] + [{"type": "image", "text": None}] + first[1:]},
-                    *messages[1:]]
+    if row.get("depth_image") is not None:
+        images.insert(1, _pil(row["depth_image"]))
+    elif depth_image and row["style"] == "sif" and row["depth_map"] is not None:
+        images.insert(1, _pil({"bytes": render_depth(decode_png16(row["depth_map"]["bytes"]), colormap)}))
+        first = messages[0]
+        messages = [{**first, "content": with_depth_input(first["content"][-1]["text"])}, *messages[1:]]
     return {"images": images, "messages": messages}
 
 
 def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
-    """A conversational ``prompt`` (the first user turn), its image, and what the rewards need."""
+    """A conversational ``prompt`` (the first user turn, RGB only as in GRPO-SIF: a depth image
+    given in SFT is left out), its image, and what the rewards need."""
     if row["style"] not in SINGLE_TURN:
         raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use sif or textual)")
     return {
-        "prompt": row["messages"][:1], "images": [row["image"]], "answer": row["answer"], "id": row["id"],
+        "prompt": [{"role": "user", "content": without_depth_input(row["messages"][0]["content"])}],
+        "images": [row["image"]], "answer": row["answer"], "id": row["id"],
         "question": row["question"],
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
         "depth_map": row["depth_map"]["bytes"] if row["depth_map"] else None,
@@ -48,7 +53,7 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
 
 def sft_dataset(data):
     ds = read_runs(data)
-    return ds.map(lambda r: sft_row(r, data.depth_image), remove_columns=ds.column_names)
+    return ds.map(lambda r: sft_row(r, data.depth_image, data.depth_colormap), remove_columns=ds.column_names)
 
 
 def grpo_dataset(data):

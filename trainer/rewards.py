@@ -5,7 +5,9 @@ The GRPO-SIF rewards (REFERENCE.md section 2): ``format`` (the SIF grammar, 0/1)
 bonus when a sample improves), ``box``
 (H_end + max(0, H_end - H_ini) with HIoU against the GT), and ``depth`` (the share of
 stated depths within 10% of the depth map's box mean). Also MGPO's binary
-``boxed_answer`` and iVGR's ``consistency`` of textual reasoning with its grounded twin.
+``boxed_answer``, iVGR's ``consistency`` of textual reasoning with its grounded twin, and
+``aperture`` for TikArt-style trajectories. These are groundcot's stricter forms;
+``trainer.sifthinker`` has GRPO-SIF's exact ones (``reward_set: sifthinker``).
 
 >>> c = '<think><area>[{"bbox_2d": [0, 0, 1, 1], "depth": 0.5}]</area><text>All.</text></think><answer>no</answer>'
 >>> format_reward([c]), answer_reward([c], answer=["No"])
@@ -13,10 +15,12 @@ stated depths within 10% of the depth map's box mean). Also MGPO's binary
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import Counter
 
+from groundcot.schemas import boxes as B
 from groundcot.schemas.answers import answers_match
 from groundcot.schemas.boxes import hiou
 from groundcot.schemas.codecs import decode_png16
@@ -59,7 +63,7 @@ def _answer_of(completion) -> str | None:
     cot = _cot(completion)
     if cot is not None:
         return cot.answer
-    match = re.search(r"<answer>(.*?)</answer>", text_of(completion), re.S)
+    match = re.search(r"<answer>(.*?)</answer>", text_of(completion), re.DOTALL)
     return match.group(1).strip() if match else None
 
 
@@ -127,7 +131,7 @@ class ProgressAnswerReward:
         self.judge = judge
         self._lock = threading.Lock()
 
-    def __call__(self, completions, answer, id, question=None, **kwargs) -> list[float]:  # noqa: A002 - TRL column
+    def __call__(self, completions, answer, id, question=None, **kwargs) -> list[float]:
         scores = answer_reward(completions, answer, question, self.judge)
         with self._lock:
             before = dict(self.best)
@@ -185,7 +189,7 @@ def boxed_answer_reward(completions, answer, **kwargs) -> list[float]:
 
 
 def _words(text: str) -> Counter:
-    text = re.sub(r"<area>.*?</area>|<[^>]+>|\(depth [0-9.]+\)", " ", text.lower(), flags=re.S)
+    text = re.sub(r"<area>.*?</area>|<[^>]+>|\(depth [0-9.]+\)", " ", text.lower(), flags=re.DOTALL)
     return Counter(_WORD.findall(text))
 
 
@@ -205,12 +209,63 @@ def consistency_reward(completions, twin_text, answer, **kwargs) -> list[float]:
     return out
 
 
-def select(weights: dict[str, float], progress_bonus: bool = True,
-           judge: OpenAIJudge | None = None) -> tuple[list, list[float]]:
-    """The reward functions named in ``weights``, and their weights, in TRL's form."""
-    answer = ProgressAnswerReward(judge) if progress_bonus or judge else answer_reward
-    table = {"format": format_reward, "answer": answer,
+def transcript(completion) -> str:
+    """Every assistant turn of a completion, blank-line separated (a string is one turn)."""
+    if isinstance(completion, str):
+        return completion
+    return "\n\n".join(text_of([m]) for m in completion if m.get("role", "assistant") == "assistant")
+
+
+_ACTION = re.compile(r"<(zoom|segment)>(.*?)</\1>", re.DOTALL)
+
+
+def _action_boxes(text: str) -> list[list[float] | None]:
+    """The box of each ``<zoom>``/``<segment>`` action (None where it is not 4 numbers in [0, 1])."""
+    out = []
+    for _, raw in _ACTION.findall(text):
+        try:
+            box = [float(v) for v in json.loads(raw)]
+            out.append(box if len(box) == 4 and all(0 <= v <= 1 for v in box) and not B.is_degenerate(box) else None)
+        except (ValueError, TypeError):
+            out.append(None)
+    return out
+
+
+def aperture_reward(completions, answer, gt_boxes, **kwargs) -> list[float]:
+    """The aperture style's reward, in the spirit of TikArt's AGRPO (task success coupled with
+    purposeful aperture use): ``a * (1 + H) / 2 - w / 2``.
+
+    a: 1 if the final ``<answer>`` matches the GT; H: IoU of the last action's box with the
+    evidence E (the box enclosing the GT boxes), 0 without actions; w: the share of actions
+    that are wasted, i.e. malformed or not touching E. Range [-0.5, 1]: a right answer
+    without looking gets 0.5, a right answer whose last aperture is exactly E gets 1.
+    """
+    out = []
+    for c, gt, boxes in zip(completions, answer, gt_boxes):
+        text = transcript(c)
+        match = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
+        a = float(bool(match) and answers_match(match[-1].strip(), gt))
+        actions, evidence = _action_boxes(text), B.enclosing(boxes)
+        h = B.iou(actions[-1], evidence) if actions and actions[-1] else 0.0
+        wasted = sum(b is None or B.iou(b, evidence) == 0 for b in actions) / len(actions) if actions else 0.0
+        out.append(a * (1 + h) / 2 - wasted / 2)
+    return out
+
+
+def select(weights: dict[str, float], progress_bonus: bool = True, judge=None,
+           reward_set: str = "groundcot") -> tuple[list, list[float]]:
+    """The reward functions named in ``weights``, and their weights, in TRL's form.
+
+    ``reward_set`` sifthinker swaps format, answer, box and depth for SIFThinker's exact
+    forms (``trainer.sifthinker``; ``judge`` then is a ``GradedJudge``).
+    """
+    table = {"format": format_reward, "answer": ProgressAnswerReward(judge) if progress_bonus or judge else answer_reward,
              "box": box_reward, "depth": depth_reward, "boxed_answer": boxed_answer_reward,
-             "consistency": consistency_reward}
+             "consistency": consistency_reward, "aperture": aperture_reward}
+    if reward_set == "sifthinker":
+        from groundcot.trainer import sifthinker as S
+
+        table.update(format=S.format_reward, answer=S.BatchMeanProgress(judge), box=S.box_reward,
+                     depth=S.depth_reward)
     names = [n for n, w in weights.items() if w]
     return [table[n] for n in names], [float(weights[n]) for n in names]
