@@ -4,7 +4,7 @@ The model predicts relative inverse depth; each map is min-max normalised and in
 so 0 = nearest and 1 = farthest, stored as a lossless 16-bit PNG at the image's size.
 Images are resized and normalised on the model's device (``transforms.tensor_prep``) unless
 ``preprocess="processor"``; a buffer of ``BUFFER`` batches is grouped by processed shape so that
-forward passes fill.
+forward passes fill (bench/gpu_prep.py measures how full).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from groundcot.transforms.tensor_prep import Prep, decode, from_processor, plan_
 
 STAGE = "depth"
 VERSION = "1"  # of the map's making (normalisation, encoding): a change here misses old cache entries
-BUFFER = 4  # batches' worth of images the handler receives at once and groups by processed shape
+BUFFER = 16  # batches' worth of images the handler receives at once and groups by processed shape
 
 
 # --- pure core -------------------------------------------------------------------------
@@ -86,24 +86,22 @@ class LoadedDepth:
         return parts if self.prep is None else (*parts, "tensor_prep")
 
     def depth_maps(self, images: list[bytes], batch_size: int = 8) -> list[tuple[bytes | None, str, str]]:
-        """(16-bit PNG, "", "") per image, or (None, reason, detail) for one that failed."""
+        """(16-bit PNG, "", "") per image, or (None, reason, detail) for one that failed.
+
+        Images are grouped by processed shape (read from their headers) and decoded one batch
+        at a time, so a large buffer of images costs one batch of pixels in memory.
+        """
         results: list = [None] * len(images)
-        items, shapes = [], []  # (index, (height, width), pixels), processed shape
+        sizer = self.prep or from_processor(self.processor)  # None: group by image size only
+        items, shapes = [], []  # (index, (height, width), bytes), processed shape
         for i, data in enumerate(images):
             try:
-                if self.prep is not None:  # decoded here, resized and normalised on the device
-                    pixels = decode(data)
-                    size = tuple(pixels.shape[-2:])
-                    shape = self.prep.size(*size)
-                else:
-                    image = Image.open(io.BytesIO(data)).convert("RGB")
-                    pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
-                    size, shape = (image.height, image.width), tuple(pixels.shape)
+                width, height = Image.open(io.BytesIO(data)).size  # the header only
             except Exception as err:  # noqa: BLE001 - one bad image must not sink the batch
                 results[i] = failure(err)
                 continue
-            items.append((i, size, pixels))
-            shapes.append(shape)
+            items.append((i, (height, width), data))
+            shapes.append(sizer.size(height, width) if sizer else (height, width))
         for batch in plan_batches(shapes, batch_size):  # same-shape images run as one forward pass
             group = [items[j] for j in batch]
             try:
@@ -119,15 +117,16 @@ class LoadedDepth:
     def _predict(self, group, results: list) -> None:
         import torch
 
-        if self.prep is not None:
-            stacked = self.prep([p for *_, p in group], self.device, self.net.dtype)
+        if self.prep is not None:  # decoded here, resized and normalised on the device
+            stacked = self.prep([decode(data) for *_, data in group], self.device, self.net.dtype)
         else:
-            stacked = torch.stack([p for *_, p in group]).to(self.device, dtype=self.net.dtype)
+            pixels = [self.processor(images=Image.open(io.BytesIO(data)).convert("RGB"), return_tensors="pt")
+                      ["pixel_values"][0] for *_, data in group]
+            stacked = torch.stack(pixels).to(self.device, dtype=self.net.dtype)
         with torch.inference_mode():
             out = self.net(pixel_values=stacked)
         out.predicted_depth = out.predicted_depth.float()
-        sizes = [size for _, size, _ in group]
-        maps = self.processor.post_process_depth_estimation(out, target_sizes=sizes)
+        maps = self.processor.post_process_depth_estimation(out, target_sizes=[size for _, size, _ in group])
         for (i, _, _), m in zip(group, maps):
             results[i] = (encode_png16(normalise(m["predicted_depth"].cpu().numpy())), "", "")
 
