@@ -9,6 +9,7 @@ from __future__ import annotations
 
 TEXT_PART = {"type": "string", "text": "string"}
 
+# Every column of any style (a style's config has only its own: ``style_columns``).
 TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "id": ("string", "Stable id: a hash of the source record's content."),
     "source": ("string", "Reader kind the record came from (e.g. viscot)."),
@@ -32,7 +33,7 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "cot": ("string", "The assistant text (sif: `<think><area>..</area><text>..</text>..</think><answer>..</answer>`; "
                       "multi-turn styles: the assistant turns, blank-line separated)."),
     "messages": ([{"role": "string", "content": [TEXT_PART]}],
-                 "Conversation ready for TRL: image placeholders in order `image`, then each of `crops`."),
+                 "Conversation ready for TRL: image placeholders in order `image`, `depth_image` (sif, when set), then each of `crops`."),
     "style": ("string", "Trajectory style: sif, mgpo, aperture or textual. A record has one row per style; "
                         "(`id`, `style`) is unique and rows of one record share `id` (iVGR pairs textual with sif)."),
     "frame": (["int32"], "mgpo: (w, h) of the image as the model sees it; its region is in these pixels."),
@@ -42,7 +43,33 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "teacher": ("string", "Who wrote the CoT, e.g. template (the offline baseline) or a model name."),
     "hiou": ("float64", "HIoU of the CoT's last area against the GT boxes."),
     "depth_map": ("image", "Depth map, 16-bit PNG, min-max normalised, 0 = nearest (null when depth is off)."),
+    "depth_image": ("image", "sif: the depth map rendered as the second input image (`sif.depth_colormap`, PNG), "
+                             "the second image placeholder of `messages` (null when `sif.depth_input` or depth is off)."),
 }
+
+STYLES = ("sif", "mgpo", "aperture", "textual")
+
+# Columns every style's config has; then each style's own (a name not in TRAIN_COLUMNS is skipped).
+COMMON = ("id", "source", "source_id", "dataset", "split", "question", "answer", "image", "image_path", "width",
+          "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou")
+OWN = {
+    "sif": ("chain", "depth_map", "depth_image"),
+    "mgpo": ("frame", "actions", "crops"),
+    "aperture": ("actions", "crops"),
+    "textual": ("chain",),
+}
+
+
+def style_columns(style: str) -> dict[str, tuple[object, str]]:
+    """The columns of one style's config (its Parquet files), in TRAIN_COLUMNS order."""
+    keep = set(COMMON) | set(OWN[style])
+    return {name: spec for name, spec in TRAIN_COLUMNS.items() if name in keep}
+
+
+def empty_value(spec):
+    """What a row of a style without this column holds in a table of several styles: [] for lists, else None."""
+    return [] if isinstance(spec, list) else None
+
 
 REJECTED_COLUMNS: dict[str, tuple[object, str]] = {
     "id": ("string", "Stable id of the record (or of the raw line when it could not be parsed)."),

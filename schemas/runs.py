@@ -1,14 +1,17 @@
-"""Reading a groundcot run back: the rows of its ``data/*.parquet`` shards, for the exports and
-the trainer. ``datasets`` and ``fsspec`` are imported lazily (this package stays pure Python).
+"""Reading a groundcot run back: the rows of its ``data/<style>/*.parquet`` shards, for the exports,
+the trainer and the report. ``datasets`` and ``fsspec`` are imported lazily (this package stays pure Python).
 
-A run is the folder ``groundcot generate`` wrote (local or a bucket prefix):
+A run is the folder ``groundcot generate`` wrote (local or a bucket prefix); each style is one
+``datasets`` config with its own columns, one file set per split:
 
 >>> shards("out/demo/")
-'out/demo/data/*.parquet'
+'out/demo/data/*/*.parquet'
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from groundcot.schemas.columns import STYLES, TRAIN_COLUMNS, empty_value
 
 
 class RunNotFound(FileNotFoundError):
@@ -16,39 +19,76 @@ class RunNotFound(FileNotFoundError):
 
 
 def shards(run: str) -> str:
-    """The glob of a run's dataset shards."""
-    return f"{run.rstrip('/')}/data/*.parquet"
+    """The glob of a run's dataset shards (every style, every split)."""
+    return f"{run.rstrip('/')}/data/*/*.parquet"
 
 
-def _check(run: str) -> str:
-    """``run``'s shard glob, or RunNotFound naming the path when nothing matches."""
+def style_shards(run: str) -> dict[str, list[str]]:
+    """Style -> the paths of its Parquet files (any split), for the styles the run wrote.
+
+    Paths keep ``run``'s form (a bucket URL stays a URL). Raises RunNotFound when there are none.
+    """
     from fsspec.core import url_to_fs
 
     pattern = shards(run)
     fs, path = url_to_fs(pattern)
-    if not fs.glob(path):
+    found = sorted(fs.glob(path))
+    if not found:
         raise RunNotFound(f"{run}: not a groundcot run (no {pattern}); run `groundcot generate` or "
                           "`groundcot demo` first, or give the folder that holds data/")
-    return pattern
+    base = run.rstrip("/")
+    root = fs._strip_protocol(base).rstrip("/")
+    out: dict[str, list[str]] = {}
+    for name in found:
+        rel = name[len(root) + 1:]  # data/<style>/<file>
+        style = rel.split("/")[1]
+        if style in STYLES:
+            out.setdefault(style, []).append(f"{base}/{rel}")
+    return {style: out[style] for style in STYLES if style in out}
 
 
 def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sources: Sequence[str] | None = None,
              limit: int | None = None, decode_images: bool = True):
     """The rows of one or more runs as a ``datasets.Dataset``, filtered by style and source.
 
-    ``depth_map`` stays ``{"bytes", "path"}`` (a 16-bit PNG, decoded where it is used). With
-    ``decode_images=False`` the image and crops do too, so they can be copied out unchanged.
-    ``limit`` keeps the first N rows after filtering.
+    The columns are every style's (TRAIN_COLUMNS, so code reading ``crops`` or ``depth_map`` works
+    whatever styles it asked for); a row of a style whose config lacks a column holds ``[]`` there for
+    list columns and null otherwise. ``depth_map`` stays
+    ``{"bytes", "path"}`` (a 16-bit PNG, decoded where it is used). With ``decode_images=False`` the
+    image and crops do too, so they can be copied out unchanged. ``limit`` keeps the first N rows after
+    filtering.
     """
     import datasets
 
-    files = [_check(run) for run in ([runs] if isinstance(runs, str) else runs)]
-    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    from groundcot.schemas.columns import features
+
+    files: dict[str, list[str]] = {}
+    for run in ([runs] if isinstance(runs, str) else runs):
+        for style, paths in style_shards(run).items():
+            if not styles or style in styles:
+                files.setdefault(style, []).extend(paths)
+    names = list(TRAIN_COLUMNS)
+    union = features()
+    parts = []
+    for style, paths in files.items():
+        ds = datasets.load_dataset("parquet", data_files=paths, split="train")
+        for name in names:
+            if name not in ds.column_names:
+                ds = ds.add_column(name, [empty_value(TRAIN_COLUMNS[name][0])] * len(ds), feature=union[name])
+        ds = ds.select_columns(names)
+        parts.append(ds if ds.features == union else ds.cast(union))
+    if not parts:
+        ds = datasets.Dataset.from_dict({n: [] for n in names}, features=union)
+    else:
+        ds = datasets.concatenate_datasets(parts)
     raw = datasets.Image(decode=False)
-    ds = ds.cast_column("depth_map", raw)
+    for name in ("depth_map", "depth_image"):
+        if name in ds.column_names:
+            ds = ds.cast_column(name, raw)
     if not decode_images:
-        ds = ds.cast_column("image", raw).cast_column("crops", datasets.List(raw))
-    if styles or sources:
-        ds = ds.filter(lambda style, source: (not styles or style in styles) and (not sources or source in sources),
-                       input_columns=["style", "source"])
+        ds = ds.cast_column("image", raw)
+        if "crops" in ds.column_names:
+            ds = ds.cast_column("crops", datasets.List(raw))
+    if sources:
+        ds = ds.filter(lambda source: source in sources, input_columns=["source"])
     return ds.select(range(min(limit, len(ds)))) if limit else ds

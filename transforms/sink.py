@@ -1,11 +1,19 @@
-"""Output: Hub-ready Parquet shards, rejected records as JSON lines, per-outcome counts."""
+"""Output: Hub-ready Parquet shards, one config per style, rejected records as JSON lines, per-outcome counts.
+
+    OUT/data/<style>/<split>-NNNNN-of-NNNNN.parquet   a style's rows (only its columns), per split
+    OUT/rejected/rejected-*.jsonl                     rejected records with their reason
+"""
 from __future__ import annotations
 
 import json
+import re
+from functools import partial
 
 import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.options.value_provider import StaticValueProvider
 
-from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
+from groundcot.schemas.columns import REJECTED_COLUMNS, STYLES, TRAIN_COLUMNS, features, style_columns
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles import style_of
 
@@ -20,7 +28,7 @@ def _actions(record: Record) -> list[dict]:
 
 
 def to_row(record: Record) -> dict:
-    """A written record as a dict with exactly the TRAIN_COLUMNS."""
+    """A written record as a dict with exactly its style's columns (``style_columns``)."""
     row = {
         "id": record.id, "source": record.source, "source_id": record.source_id,
         "dataset": record.dataset, "split": record.split, "question": record.question,
@@ -31,9 +39,68 @@ def to_row(record: Record) -> dict:
         "masks": record.masks, "cot": record.cot, "messages": style_of(record).conversation(record), "style": record.style,
         "frame": record.frame, "actions": _actions(record), "crops": [_image(c) for c in record.crops],
         "teacher": record.teacher, "hiou": record.hiou, "depth_map": _image(record.depth_map),
+        "depth_image": _image(record.depth_image),
     }
     assert row.keys() == TRAIN_COLUMNS.keys(), "to_row and schemas.columns disagree"
-    return row
+    return {name: row[name] for name in style_columns(record.style)}
+
+
+def split_name(split: str) -> str:
+    """The split a record's row goes to: the source's, as a valid ``datasets`` split name; train if none."""
+    return re.sub(r"\W+", "_", split).strip("_") or "train"
+
+
+def _size(value) -> int:
+    """Rough bytes of a row's value (what bounds a row group's memory)."""
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_size(v) for v in value)
+    return 8
+
+
+class ParquetRowsSink(fileio.FileSink):
+    """Rows of one style -> one Parquet file, a row group every ``row_group_size`` rows or ``buffer_mb``
+    MB, whichever comes first (small row groups let the Hub's dataset viewer page through image rows)."""
+
+    def __init__(self, style: str, row_group_size: int, buffer_mb: int):
+        self.style, self.row_group_size, self.max_bytes = style, row_group_size, buffer_mb << 20
+        self.schema = features(style_columns(style)).arrow_schema  # carries the datasets features (Image)
+        self._rows, self._bytes, self._writer = [], 0, None
+
+    def open(self, fh) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(fh, self.schema)
+        self._rows, self._bytes = [], 0
+
+    def write(self, row: dict) -> None:
+        self._rows.append(row)
+        self._bytes += _size(row)
+        if len(self._rows) >= self.row_group_size or self._bytes >= self.max_bytes:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        import pyarrow as pa
+
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            self._writer.write_table(table, row_group_size=len(self._rows))
+        self._rows, self._bytes = [], 0
+
+    def flush(self) -> None:
+        """Called once before the file is closed: the last row group and the footer."""
+        if self._writer is not None:
+            self._write_group()
+            self._writer.close()
+            self._writer = None
+
+
+def shard_name(window, pane, shard_index, total_shards, compression, destination) -> str:
+    """``<split>-00000-of-00002.parquet`` (the destination is the split)."""
+    return f"{destination}-{shard_index:05d}-of-{total_shards:05d}.parquet"
 
 
 def to_rejected(record: Record) -> str:
@@ -47,6 +114,10 @@ def to_rejected(record: Record) -> str:
     return json.dumps(row, ensure_ascii=False)
 
 
+def _sink(style: str, row_group_size: int, buffer_mb: int, destination: str) -> ParquetRowsSink:
+    return ParquetRowsSink(style, row_group_size, buffer_mb)
+
+
 def outcome(record: Record) -> tuple[str, str, str, str]:
     """The counting key: (source, 'written' | 'rejected', reason, style)."""
     if record.rejection is None:
@@ -55,7 +126,7 @@ def outcome(record: Record) -> tuple[str, str, str, str]:
 
 
 class WriteOutputs(beam.PTransform):
-    """Write records to OUT/data (Parquet) and OUT/rejected (JSONL); emit outcome keys."""
+    """Write records to OUT/data/<style>/ (Parquet, per split) and OUT/rejected (JSONL); emit outcome keys."""
 
     def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256, buffer_mb: int = 32):
         super().__init__()
@@ -63,14 +134,19 @@ class WriteOutputs(beam.PTransform):
         self.row_group_size, self.buffer_mb = row_group_size, buffer_mb
 
     def expand(self, records):
-        written, rejected = records | "Route" >> beam.Partition(
-            lambda r, _: int(r.rejection is not None), 2)
-        (written
-         | "ToRow" >> beam.Map(to_row)
-         | "WriteParquet" >> beam.io.WriteToParquet(
-             f"{self.out}/data/train", schema=features().arrow_schema, file_name_suffix=".parquet",
-             num_shards=self.num_shards, record_batch_size=self.row_group_size,
-             row_group_buffer_size=self.buffer_mb << 20))
+        parts = records | "Route" >> beam.Partition(
+            lambda r, _: len(STYLES) if r.rejection is not None else STYLES.index(r.style), len(STYLES) + 1)
+        for style, written in zip(STYLES, parts):
+            (written
+             | f"ToRow_{style}" >> beam.Map(to_row)
+             | f"WriteParquet_{style}" >> fileio.WriteToFiles(
+                 f"{self.out}/data/{style}", file_naming=shard_name,
+                 destination=lambda row: split_name(row["split"]),
+                 sink=partial(_sink, style, self.row_group_size, self.buffer_mb),
+                 shards=self.num_shards or None, temp_directory=StaticValueProvider(str, f"{self.out}/.beam-temp-{style}"),
+                 # num_shards > 0: every row goes through the sharded path, so at most that many files per split
+                 max_writers_per_bundle=0 if self.num_shards else 20))
+        rejected = parts[len(STYLES)]
         (rejected
          | "ToJson" >> beam.Map(to_rejected)
          | "WriteRejected" >> beam.io.WriteToText(f"{self.out}/rejected/rejected",

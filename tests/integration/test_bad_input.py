@@ -4,11 +4,11 @@ import io
 import json
 import logging
 
-import datasets
 import numpy as np
 from PIL import Image
 
 from groundcot.pipeline.cli import main
+from groundcot.schemas.runs import read_run
 
 from support import FIXTURES, GQA_GRAPH, png_bytes, viscot_line
 
@@ -28,8 +28,7 @@ def generate(tmp_path, sources: str, *sets: str):
     assert stats["rejected"] == sum(stats["rejected_by_reason"].values())
     rejected = [json.loads(line) for f in sorted((out / "rejected").glob("*.jsonl"))
                 for line in f.read_text().splitlines()]
-    files = sorted((out / "data").glob("*.parquet"))
-    rows = list(datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")) if files else []
+    rows = list(read_run(str(out))) if list((out / "data").glob("*/*.parquet")) else []
     return stats, rejected, rows
 
 

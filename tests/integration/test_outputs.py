@@ -67,7 +67,7 @@ def test_a_run_that_fails_its_checks_leaves_the_previous_outputs_byte_identical(
 def test_a_rerun_replaces_only_what_groundcot_wrote(job):
     config, out = job
     assert generate(config, out, "--set", "output.num_shards=2") == 0
-    assert len(list((out / "data").glob("*.parquet"))) == 2
+    assert len(list((out / "data" / "sif").glob("train-*-of-00002.parquet"))) == 2
     (out / "notes.txt").write_text("mine")
     (out / "mine").mkdir()
     (out / "mine" / "model.bin").write_bytes(b"\0" * 10)
@@ -76,7 +76,7 @@ def test_a_rerun_replaces_only_what_groundcot_wrote(job):
     assert stats_of(out)["records_in"] == 3
     assert (out / "notes.txt").read_text() == "mine" and (out / "mine" / "model.bin").read_bytes() == b"\0" * 10
     assert (out / "data" / "README.md").read_text() == "my card"
-    assert [p.name for p in (out / "data").glob("*.parquet")] == ["train-00000-of-00001.parquet"]  # old shards gone
+    assert [p.name for p in (out / "data" / "sif").glob("*.parquet")] == ["train-00000-of-00001.parquet"]  # old gone
 
 
 def test_a_folder_groundcot_did_not_write_is_refused_unless_overwrite(job, capfd):

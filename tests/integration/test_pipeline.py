@@ -10,8 +10,9 @@ import datasets
 import pytest
 
 from groundcot.pipeline.cli import main
-from groundcot.schemas.columns import TRAIN_COLUMNS
+from groundcot.schemas.columns import STYLES, TRAIN_COLUMNS, style_columns
 from groundcot.schemas.cot import parse_cot
+from groundcot.schemas.runs import read_run
 
 from support import REPO, png_bytes, viscot_line
 
@@ -50,13 +51,16 @@ def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
     assert stats["rejected_by_reason"] == {"box_outside_image": 1}
     assert {s: v["written"] for s, v in stats["by_style"].items() if s != "before_styles"} == {
         "sif": 21, "mgpo": 21, "aperture": 21, "textual": 21}
-    shards = sorted((demo_run / "data").glob("train-*-of-*.parquet"))
-    assert [s.name for s in shards] == ["train-00000-of-00001.parquet"]
-    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
-    assert len(ds) == 84 and set(ds.column_names) == set(TRAIN_COLUMNS)
-    row = ds[0]
+    shards = sorted(p.relative_to(demo_run).as_posix() for p in (demo_run / "data").glob("**/*.parquet"))
+    assert shards == [f"data/{s}/train-00000-of-00001.parquet" for s in ("aperture", "mgpo", "sif", "textual")]
+    for style in STYLES:  # one config per style, only its own columns
+        one = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / style / "*.parquet"), split="train")
+        assert len(one) == 21 and one.column_names == list(style_columns(style)) and set(one["style"]) == {style}
+    row = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "sif" / "*.parquet"), split="train")[0]
     assert row["image"].size == (row["width"], row["height"])
     assert row["depth_map"].mode == "I;16" and row["depth_map"].size == row["image"].size
+    ds = read_run(str(demo_run))
+    assert len(ds) == 84 and set(ds.column_names) == set(TRAIN_COLUMNS)
     assert len({(r["id"], r["style"]) for r in ds}) == 84 and len(set(ds["id"])) == 21
     for row in ds.filter(lambda r: r["style"] == "sif"):
         cot = parse_cot(row["cot"])
@@ -68,7 +72,7 @@ def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
 
 
 def test_demo_rows_of_every_style_hold_their_images(demo_run):
-    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    ds = read_run(str(demo_run))
     for row in ds:
         placeholders = sum(p["type"] == "image" for m in row["messages"] for p in m["content"])
         assert placeholders == 1 + len(row["crops"])
@@ -87,7 +91,7 @@ def test_demo_records_the_depth_fallback_and_the_baseline_teacher(demo_run):
 
 
 def test_demo_handles_exif_greyscale_and_clipping(demo_run):
-    ds = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
+    ds = read_run(str(demo_run))
     by_path = {r["image_path"]: r for r in ds if r["style"] == "sif"}
     assert by_path["signs/sign_exif.jpg"]["image"].size == (240, 320)
     assert by_path["signs/sign_grey.png"]["image"].mode == "RGB"
@@ -97,8 +101,8 @@ def test_demo_handles_exif_greyscale_and_clipping(demo_run):
 def test_ids_and_text_are_stable_across_runs(demo_run, tmp_path):
     assert main(["generate", DEMO, "-o", str(tmp_path), "--set", "depth.enabled=false",
                  "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
-    first = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "*.parquet"), split="train")
-    second = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
+    first = read_run(str(demo_run))
+    second = read_run(str(tmp_path))
     assert sorted(set(first["id"])) == sorted(second["id"])
     chains = {r["id"]: [s["boxes"] for s in r["chain"]] for r in first}
     assert all(chains[r["id"]] == [s["boxes"] for s in r["chain"]] for r in second)
@@ -112,8 +116,7 @@ def test_limit_takes_the_same_records_each_time(tmp_path):
         assert main(["generate", DEMO, "-o", str(out), "--limit", "5", "--set", "depth.enabled=false",
                      "--set", "styles=[sif]", "--set", "masks.enabled=false"]) == 0
         assert read_stats(out)["records_in"] == 5  # one source (a glob over two files)
-        runs.append(sorted(datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
-                                                 split="train")["id"]))
+        runs.append(sorted(read_run(str(out))["id"]))
     assert runs[0] == runs[1]
 
 
@@ -152,7 +155,7 @@ def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, ima
     assert len(rows) == 9 and all(r["reason"] and r["stage"] and r["detail"] for r in rows)
     missing = next(r for r in rows if r["reason"] == "missing_image")
     assert missing["image_path"] == "missing.png" and missing["question"] == "What is it?"
-    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    ds = read_run(str(out))
     assert sorted(ds["image_path"]) == ["good1.png", "good2.png", "good3.png"]
 
 

@@ -2,10 +2,10 @@
 import json
 import shutil
 
-import datasets
 
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import load_config
+from groundcot.schemas.runs import read_run
 
 from support import FIXTURES, GQA_GRAPH, REPO, png_bytes, viscot_line
 
@@ -77,7 +77,7 @@ def test_four_sources_in_one_job(tmp_path):
     assert by["tallyqa"]["rejected_by_reason"] == {"no_boxes": 1}
     assert by["gqa"]["rejected_by_reason"] == {"unknown_image_id": 3}
     assert by["flickr30k"]["rejected_by_reason"] == {"phrase_not_boxed": 7}
-    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    ds = read_run(str(out))
     rows = {(r["source"], r["source_id"]): r for r in ds}
     assert rows[("gqa", "00137901")]["gt_boxes"][0] == [470, 300, 500, 375]  # clipped
     assert rows[("gqa", "00137872")]["labels"] == ["camera", "traffic light"]

@@ -170,4 +170,4 @@ def test_missing_run_is_one_line_naming_it(model, tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "sft", "train_sft", "--set", f"model={model}"]) == 1
     err = capfd.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("groundcot: data.runs: out/demo: not a groundcot run") and "out/demo/data/*.parquet" in err
+    assert err.startswith("groundcot: data.runs: out/demo: not a groundcot run") and "out/demo/data/*/*.parquet" in err
