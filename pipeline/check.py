@@ -6,11 +6,13 @@ folder would be refused. Each failure raises the same one-line error a run would
 """
 from __future__ import annotations
 
+import re
+
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.outputs import is_local
-from groundcot.pipeline.run import prepare
+from groundcot.pipeline.run import check_secrets, prepare
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources import patterns
 
@@ -67,6 +69,38 @@ def teacher_calls(cfg: JobConfig, records: int | None) -> str:
     return line + "; replies already in the cache are not asked again"
 
 
+# Images per call besides the record's own image(s): the crops a style adds (aperture: at most one
+# per focus step: union, expansion, gt).
+CROPS = {"sif": 0, "textual": 0, "mgpo": 1, "aperture": 3}
+TEXT_TOKENS = 900  # a generous bound on the text of one request (system text, legend, instruction)
+
+
+def teacher_cost(cfg: JobConfig, records: int | None) -> list[str]:
+    """Bounds on image tokens and cost per record, and for the job when the record count is known."""
+    from groundcot.transforms.teach.tokens import image_tokens
+
+    t = cfg.teacher
+    side = t.image_max_side
+    per_image = image_tokens(side, side, t.image_token_rule)  # a square at the size cap: the most one costs
+    own = cfg.expand.steps + 2 if t.images == "per_step" else 1  # per step: full, expansions, distractor, gt
+    images = sum(own + CROPS[s] for s in cfg.styles)
+    tokens = images * per_image
+    lines = [(f"teacher images: {t.images} ({images} images per record over {len(cfg.styles)} styles), at most "
+              f"{tokens} image tokens per record ({per_image} per image at most: {side}x{side} under "
+              f"{t.image_token_rule})")]
+    if t.price_prompt_per_mtok is None or t.price_completion_per_mtok is None:
+        return lines + ["teacher cost: unknown (set teacher.price_prompt_per_mtok and price_completion_per_mtok)"]
+    calls = len(cfg.styles)
+    per_record = ((tokens + calls * TEXT_TOKENS) * t.price_prompt_per_mtok
+                  + calls * t.max_tokens * t.price_completion_per_mtok) / 1e6
+    line = f"teacher cost: at most ${per_record:.4f} per record before re-asks"
+    if records is not None:
+        line += f", at most ${per_record * records:.2f} for {records} records ({records * tokens} image tokens)"
+    if t.max_cost_usd is not None:
+        line += f"; calls stop at teacher.max_cost_usd ${t.max_cost_usd:g}"
+    return lines + [line]
+
+
 def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
     records = count_records(cfg)
     lines = ["all checks passed; nothing was run or written. The plan:", "sources:"]
@@ -84,7 +118,41 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
     lines.append("records: " + ("unknown until read" if records is None
                                 else f"{records} (lines of the jsonl sources; filters may drop some)"))
     lines.append(f"teacher calls: {teacher_calls(cfg, records)}")
+    if teacher.kind == "openai":
+        lines += teacher_limits(cfg)
+        lines += teacher_cost(cfg, records)
+        if teacher.mode == "batch":
+            lines.append(f"teacher mode: batch (requests go to {out}/batch/requests-*.jsonl; nothing is called)")
     return lines
+
+
+def teacher_limits(cfg: JobConfig) -> list[str]:
+    """Where each worker finds the key, and what the per-process limits add up to for the job."""
+    t, key = cfg.teacher, check_secrets(cfg)  # checked by prepare already; a secret is read once
+    lines = [f"teacher key: {key[0] if key else 'none (teacher.api_key_env: null)'}",
+             (f"teacher limits: max_concurrency {t.max_concurrency} in flight per teacher DoFn instance (one per "
+             f"worker thread running the teacher); request_budget {t.request_budget} calls per worker process")]
+    procs, how = worker_processes(cfg)
+    if procs is None:
+        return lines + [f"teacher limits job-wide: each times {how}"]
+    budget = "no cap" if t.request_budget is None else f"at most {t.request_budget * procs} calls"
+    return lines + [(f"teacher limits job-wide: {procs} worker processes ({how}): {budget}; up to "
+                    f"{t.max_concurrency * procs} in flight with one teacher thread per process, more with more)")]
+
+
+def worker_processes(cfg: JobConfig) -> tuple[int | None, str]:
+    """SDK worker processes of the job where the config fixes them, and how that was worked out."""
+    opts = cfg.runner.options
+    if cfg.runner.name == "local":
+        return cfg.runner.workers, "runner.workers"
+    if cfg.runner.name.rsplit(".", 1)[-1] == "DataflowRunner":
+        key = "max_num_workers" if "max_num_workers" in opts else "num_workers"
+        vcpus = re.search(r"-(\d+)$", str(opts.get("machine_type", "")))
+        if key not in opts or not vcpus:
+            return None, "the workers x SDK processes Dataflow starts (set num_workers and machine_type to know)"
+        each = 1 if "no_use_multiple_sdk_containers" in str(opts.get("experiments", "")) else int(vcpus.group(1))
+        return int(opts[key]) * each, f"{key} {opts[key]} x {each} SDK process{'es' * (each > 1)} per worker"
+    return None, "the SDK worker processes the cluster starts (not known from the config)"
 
 
 def workers(cfg: JobConfig) -> str:

@@ -23,6 +23,8 @@ from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.secrets import SecretError
+from groundcot.transforms.secrets import check as check_secret
 from groundcot.transforms.sources import patterns
 from groundcot.transforms.teach.client import check_endpoint
 
@@ -177,21 +179,47 @@ def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
     info = {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"}
     if cfg.teacher.kind == "template":
         return info
-    ledger = {k[len("ledger."):]: v for k, v in counters.items() if k.startswith("ledger.")}
+    ledger = {k[len("ledger."):]: v for k, v in counters.items()
+              if k.startswith("ledger.") and not k.startswith("ledger.quality.")}  # quality: per style, below
     ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
     info.update(model=cfg.teacher.model, ledger=dict(sorted(ledger.items())))
     t = cfg.teacher
     if t.price_prompt_per_mtok is not None and t.price_completion_per_mtok is not None:
         info["estimated_cost_usd"] = round(ledger.get("prompt_tokens", 0) / 1e6 * t.price_prompt_per_mtok
-                                           + ledger.get("completion_tokens", 0) / 1e6 * t.price_completion_per_mtok, 4)
+                                           + ledger.get("completion_tokens", 0) / 1e6 * t.price_completion_per_mtok, 6)
+        info["max_cost_usd"] = t.max_cost_usd
+    if ledger.get("requests"):
+        info["image_tokens_per_call"] = round(ledger.get("image_tokens", 0) / ledger["requests"], 1)
     return info
 
 
-def check_secrets(cfg: JobConfig) -> None:
-    """A required secret is set (the error names the variable, never a value)."""
+def quality(stats: dict, counters: dict[str, int]) -> dict:
+    """Per style: accepted on the first try, accepted after a re-ask, rejected by reason."""
+    out = {}
+    for style, entry in stats["by_style"].items():
+        if style == "before_styles":
+            continue
+        fixed = counters.get(f"ledger.quality.{style}.accepted_after_reask", 0)
+        out[style] = {"accepted_first_try": entry["written"] - fixed, "accepted_after_reask": fixed,
+                      "reasked": counters.get(f"ledger.quality.{style}.reasked", 0),
+                      "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
+    return out
+
+
+def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
+    """A required secret is set, or a secret reference is sound and, where this machine can, read
+    (errors name the variable or reference, never a value). (plan line, readable here) or None."""
+    ref = getattr(cfg.teacher, "api_key_secret", None)
+    if ref:
+        try:
+            line = check_secret(ref, here=not on_cluster(cfg.runner))
+        except SecretError as err:
+            raise RuntimeError(f"teacher.api_key_secret: {err}") from None
+        return line, "read here" in line
     env = getattr(cfg.teacher, "api_key_env", None)
     if env and not os.environ.get(env):
         raise RuntimeError(f"teacher.api_key_env: the environment variable {env} is not set")
+    return (f"environment variable {env} (set here; each worker reads its own)", True) if env else None
 
 
 def check_sources(cfg: JobConfig) -> None:
@@ -218,9 +246,10 @@ def preflight(cfg: JobConfig) -> None:
     The runner and config were checked when the options were built; here: secrets, sources and
     the teacher's endpoint. A failure here leaves the output folder as it was.
     """
-    check_secrets(cfg)
+    key = check_secrets(cfg)
     check_sources(cfg)
-    if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live":  # after the secret it needs is set
+    # after the secret it needs is set; a key only the workers can read: their first calls check it
+    if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live" and (key is None or key[1]):
         check_endpoint(cfg.teacher)
 
 
@@ -296,7 +325,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
     cross_check(stats, beam_counters(result, committed_only=True), staging)
     stats.update({
         "run_id": run_id,
-        "teacher": teacher_stats(cfg, counters),
+        "teacher": {**teacher_stats(cfg, counters), "quality": quality(stats, counters)},
         "cache": cache_stats(counters),
         **{f"{stage}_model": None if stage not in models else {
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,

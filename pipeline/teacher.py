@@ -66,7 +66,8 @@ def try_records(cfg, n: int) -> int:
     finally:
         shutil.rmtree(out, ignore_errors=True)
     for v in verdicts[:n * max(1, len(cfg.styles))]:
-        print(f"=== {v['id']} [{v['style']}] {v['verdict']}")
+        print(f"=== {v['id']} [{v['style']}] {v['question']}")
+        print(f"verdict: {v['verdict']}")
         print(v["reply"].rstrip() or "(no reply)")
         print()
     ledger = stats.get("teacher", {}).get("ledger", {})
@@ -82,15 +83,16 @@ def read_verdicts(out: str) -> list[dict]:
 
     found = []
     for meta in FileSystems.match([f"{out}/data/*/*.parquet"])[0].metadata_list:
-        for row in pq.read_table(meta.path, columns=["id", "style", "cot"]).to_pylist():
-            found.append({"id": row["id"], "style": row["style"], "verdict": "accepted", "reply": row["cot"] or ""})
+        for row in pq.read_table(meta.path, columns=["id", "style", "question", "cot"]).to_pylist():
+            found.append({"id": row["id"], "style": row["style"], "question": row["question"], "verdict": "accepted",
+                          "reply": row["cot"] or ""})
     for meta in FileSystems.match([f"{out}/rejected/*.jsonl"])[0].metadata_list:
         with FileSystems.open(meta.path) as handle:
             for line in handle.read().decode().splitlines():
                 row = json.loads(line)
                 verdict = f"rejected at {row.get('stage')}: {row.get('reason')} ({row.get('detail', '')})"
                 found.append({"id": row.get("id", ""), "style": row.get("style", ""), "verdict": verdict[:300],
-                              "reply": row.get("cot") or ""})
+                              "question": row.get("question", ""), "reply": row.get("cot") or ""})
     return sorted(found, key=lambda v: (v["id"], v["style"]))
 
 

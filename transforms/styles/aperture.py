@@ -70,7 +70,7 @@ class Aperture(Style):
         fmt = prefix.fmt
         content, sizes = [instruction("teacher_aperture")], []
         for i, (action, piece) in enumerate(zip(record.actions, record.crops), 1):
-            url, size = crop_url(piece, fmt)
+            url, size = crop_url(piece, fmt, prefix.max_side)
             line = prompts.render("teacher_action", index=i, n_actions=len(record.actions), action=action["action"],
                                   box=box_text(action["bbox_2d"]))
             content += [{"type": "text", "text": line}, picture(url)]

@@ -73,7 +73,7 @@ class Mgpo(Style):
     def request(self, record: Record, prefix: Request) -> Request:
         """The shared prefix, then the planned region and its crop; the teacher writes turn 2."""
         fw, fh = record.frame
-        url, size = crop_url(record.crops[0], prefix.fmt)
+        url, size = crop_url(record.crops[0], prefix.fmt, prefix.max_side)
         text = instruction("teacher_mgpo", region=region_json(record), frame=f"{fw}x{fh}", last=len(record.chain))
         return prefix.then([text, picture(url)], [size])
 

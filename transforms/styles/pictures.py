@@ -46,6 +46,7 @@ def draw_boxes(image: Image.Image, boxes: list[list[float]], rgb=(255, 0, 0), la
     """Outline the normalised ``boxes`` on ``image`` in place; ``label`` goes in a filled tag at
     each box's top-left corner, inside the box."""
     draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # no anti-aliasing: the tag holds only its colour and its ink
     w, h = image.size
     width = line_width(image)
     for box in boxes:
@@ -75,9 +76,9 @@ def with_boxes(image: Image.Image, boxes: list[list[float]], fmt: str) -> str:
     return data_url(drawn, fmt)
 
 
-def crop_url(crop_png: bytes, fmt: str) -> tuple[str, tuple[int, int]]:
-    """A crop's data URL and its size."""
-    image = Image.open(io.BytesIO(crop_png)).convert("RGB")
+def crop_url(crop_png: bytes, fmt: str, max_side: int) -> tuple[str, tuple[int, int]]:
+    """A crop's data URL, downscaled to ``max_side`` like the image, and its size."""
+    image = downscale(crop_png, max_side)
     return data_url(image, fmt), image.size
 
 

@@ -37,10 +37,12 @@ class Request:
     messages: list[dict]
     sizes: list[tuple[int, int]] = field(default_factory=list)
     fmt: str = "jpeg"  # encoding of the images (crops a style adds use it too)
+    max_side: int = 1024  # longest side of the images (crops a style adds too)
 
     def then(self, content: list[dict], sizes=()) -> Request:
         """This request with one more user message (the style's part) after it; shares the prefix."""
-        return Request([*self.messages, {"role": "user", "content": content}], [*self.sizes, *sizes], self.fmt)
+        return Request([*self.messages, {"role": "user", "content": content}], [*self.sizes, *sizes], self.fmt,
+                       self.max_side)
 
 
 def shared(record: Record, pictures: Pictures) -> Request:
@@ -66,7 +68,8 @@ def shared(record: Record, pictures: Pictures) -> Request:
     else:
         content = [picture(data_url(numbered(image, [s.boxes for s in record.chain]), pictures.fmt))]
         sizes = [image.size]
-    return Request([{"role": "system", "content": system}, {"role": "user", "content": content}], sizes, pictures.fmt)
+    return Request([{"role": "system", "content": system}, {"role": "user", "content": content}], sizes,
+                   pictures.fmt, pictures.max_side)
 
 
 def instruction(name: str, **values) -> dict:
