@@ -44,8 +44,9 @@ def test_verl_export(run, tmp_path):
         assert isinstance(row["images"][0], Image.Image)
         assert row["reward_model"]["style"] == "rule" and row["reward_model"]["ground_truth"]
         assert row["extra_info"]["answer"] == row["reward_model"]["ground_truth"]
-        boxes = json.loads(row["extra_info"]["gt_boxes"])
+        boxes = row["extra_info"]["gt_boxes"]  # lists, for verl's compute_score
         assert boxes and all(0 <= v <= 1 for b in boxes for v in b)
+        assert row["extra_info"]["depth_map"] is None  # this run has depth off
 
 
 def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
@@ -81,10 +82,10 @@ def test_export_of_a_style_the_run_lacks_names_what_it_has(run, tmp_path, capfd)
     assert "no rows of style nope" in err and "sif" in err
 
 
-def test_default_destination_is_inside_the_run(run):
-    assert main(["export", str(run), "--format", "verl", "--style", "textual"]) == 0
-    assert len(datasets.load_dataset("parquet", data_files=str(run / "exports" / "verl" / "train.parquet"),
-                                     split="train")) == 21
+def test_default_destination_is_inside_the_run_and_verl_takes_single_turn_styles(run):
+    assert main(["export", str(run), "--format", "verl"]) == 0
+    ds = datasets.load_dataset("parquet", data_files=str(run / "exports" / "verl" / "train.parquet"), split="train")
+    assert len(ds) == 42 and set(ds["ability"]) == {"grounded_vqa/sif", "grounded_vqa/textual"}
 
 
 def test_read_run_is_shared_and_names_a_missing_run(run, tmp_path):

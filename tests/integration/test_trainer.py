@@ -52,9 +52,23 @@ def reload(output_dir: str, base: str):
     return tuned(**inputs).logits
 
 
+def test_sif_rows_reach_sft_with_both_images_and_grpo_with_the_image_only(run):
+    from groundcot.trainer.config import Data
+    from groundcot.trainer.data import grpo_dataset, sft_dataset
+
+    sft = sft_dataset(Data(runs=[str(run)], styles=["sif"]))
+    for row in sft:
+        assert len(row["images"]) == 2 and row["images"][0].size == row["images"][1].size
+        assert sum(p["type"] == "image" for m in row["messages"] for p in m["content"]) == 2
+        assert row["messages"][0]["content"][0]["text"] == "Original image: "
+    for row in grpo_dataset(Data(runs=[str(run)], styles=["sif"])):
+        assert [p["type"] for p in row["prompt"][0]["content"]] == ["image", "text"] and len(row["images"]) == 1
+
+
 def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path, monkeypatch):
     """The README's command from another folder: the bundled config, its relative data.runs and
-    output_dir taken from the working directory, precision auto (fp32 on this CPU)."""
+    output_dir taken from the working directory, precision auto (fp32 on this CPU); the sif rows
+    carry the image and the depth image (two images per row through SFTTrainer's collator)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "demo").symlink_to(run)

@@ -178,8 +178,9 @@ def test_aperture_reward_by_hand():
     assert G.aperture_reward([exact], answer=["red"], gt_boxes=[gt]) == [1.0]  # 1 * (1 + 1) / 2 - 0
     # two actions, the first nowhere near the evidence (wasted), the last covering half of it:
     # IoU([0.5, 0.5, 1, 0.75], E) = 0.5 -> (1 + 0.5) / 2 - (1 / 2) / 2 = 0.5
-    detour = ("<think>a</think><zoom>[0, 0, 0.2, 0.2]</zoom>", "<observe>b</observe><think>c</think>"
-              "<segment>[0.5, 0.5, 1, 0.75]</segment>", "<observe>d</observe><answer>red</answer>")
+    detour = ("<think>a</think><zoom>[0, 0, 0.2, 0.2]</zoom>",
+              "<observe>b</observe><think>c</think><segment>[0.5, 0.5, 1, 0.75]</segment>",
+              "<observe>d</observe><answer>red</answer>")
     turns = [{"role": "assistant", "content": t} for t in detour]
     assert G.aperture_reward([turns], answer=["red"], gt_boxes=[gt]) == [0.5]
     assert G.aperture_reward([turns], answer=["blue"], gt_boxes=[gt]) == [-0.25]  # wrong: only the waste counts
