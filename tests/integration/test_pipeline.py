@@ -67,7 +67,8 @@ def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
         assert len(cot.steps) == len(row["chain"]) and cot.answer == row["answer"]
         assert row["teacher"] == "template" and row["hiou"] >= 0.5
         assert row["messages"][1]["content"][0]["text"] == row["cot"]
-        assert row["question"] in row["messages"][0]["content"][1]["text"]
+        assert row["question"] in row["messages"][0]["content"][-1]["text"]
+        assert row["depth_image"] is not None  # sif.depth_input is on by default
         assert len(row["masks"]) == len(row["gt_boxes"])
 
 
@@ -75,7 +76,7 @@ def test_demo_rows_of_every_style_hold_their_images(demo_run):
     ds = read_run(str(demo_run))
     for row in ds:
         placeholders = sum(p["type"] == "image" for m in row["messages"] for p in m["content"])
-        assert placeholders == 1 + len(row["crops"])
+        assert placeholders == 1 + (row["depth_image"] is not None) + len(row["crops"])
         assert len(row["crops"]) == {"sif": 0, "textual": 0, "mgpo": 1}.get(row["style"], len(row["actions"]))
         for crop in row["crops"]:
             assert min(crop.size) >= 28 or min(crop.size) == min(row["width"], row["height"])
