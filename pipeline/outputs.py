@@ -131,7 +131,7 @@ class OutputFolder:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise OutputRefused(f"{self.out} is not empty ({shown}) and no groundcot run wrote it (no {MANIFEST}); "
                                 "choose another --out, or pass --overwrite to write groundcot's files there "
-                                "(data/, rejected/, stats.json), leaving the rest alone")
+                                "(data/, rejected/, stats.json, README.md, figures/), leaving the rest alone")
         if foreign:
             log.warning("--overwrite: writing groundcot's files into %s, which holds other files", self.out)
 

@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from groundcot.pipeline.card import write_card
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
@@ -308,6 +309,7 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
                 folder.keep_staging = True
                 raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
                                f"{staging}); pass --allow-empty to publish such a run") from None
+        write_card(staging)  # README.md + figures/: the folder is Hub-ready
         folder.publish()
     return stats
 
