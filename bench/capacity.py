@@ -114,7 +114,7 @@ def request_cost(n: int) -> tuple[float, float]:
     requests = [teacher.prepare(r) for r in records]
     seconds = (time.perf_counter() - started) / n
     tokens = 0
-    for part in (p for m in requests[0] for p in (m["content"] if isinstance(m["content"], list)
+    for part in (p for m in requests[0].messages for p in (m["content"] if isinstance(m["content"], list)
                                                   else [{"type": "text", "text": m["content"]}])):
         if part["type"] == "text":
             tokens += len(part["text"]) / 4

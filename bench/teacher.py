@@ -47,6 +47,8 @@ def teacher_cfg(base_url: str, concurrency: int):
     return SimpleNamespace(kind="openai", base_url=base_url, model="fake", api_key_env=None,
                            max_concurrency=concurrency, timeout_s=60, max_retries=2, temperature=0.2,
                            max_tokens=512, extra_body={}, image_max_side=1024, image_format="jpeg",
+                           images="one", image_token_rule="qwen2.5-vl", mode="live", max_cost_usd=None,
+                           price_prompt_per_mtok=None, price_completion_per_mtok=None, batch_shard_requests=50000,
                            request_budget=None, cache=None, reask=True, judge=False, judge_model=None)
 
 
@@ -70,9 +72,10 @@ def run_bare(base_url: str, recs, concurrency: int) -> float:
 
     import httpx2
 
-    from groundcot.transforms.styles import style_of
+    from groundcot.transforms.teach.api import ApiTeacher
 
-    bodies = [json.dumps({"model": "fake", "messages": style_of(r).request(r, 1024, "jpeg"), "max_tokens": 512}) for r in recs]
+    teacher = ApiTeacher(teacher_cfg(base_url, concurrency), VALIDATE)
+    bodies = [json.dumps({"model": "fake", "messages": teacher.prepare(r).messages, "max_tokens": 512}) for r in recs]
 
     async def go():
         gate = asyncio.Semaphore(concurrency)
@@ -93,13 +96,14 @@ def run_threads(base_url: str, recs, threads: int = 30) -> float:
 
     from groundcot.schemas.cot import extract_cot
     from groundcot.transforms.styles import style_of
+    from groundcot.transforms.styles.prefix import Pictures, shared
     from groundcot.transforms.validate import check
 
     client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=2)
 
     def one(record):
-        reply = client.chat.completions.create(model="fake", messages=style_of(record).request(record, 1024, "jpeg"),
-                                              max_tokens=512)
+        request = style_of(record).request(record, shared(record, Pictures(1024, "jpeg")))
+        reply = client.chat.completions.create(model="fake", messages=request.messages, max_tokens=512)
         record.cot = extract_cot(reply.choices[0].message.content)
         return check(record, **VALIDATE)
 

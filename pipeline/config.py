@@ -162,7 +162,11 @@ class OpenAITeacher(Section):
     model: str = Field(description="Model name as the endpoint knows it.")
     api_key_env: Optional[str] = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
                                        "(null: none, as for a local vLLM). The key itself never goes in a config.")
-    max_concurrency: int = Field(32, ge=1, description="Requests in flight per worker.")
+    api_key_secret: Optional[str] = Field(None, description="Instead of api_key_env: where each worker reads the "
+                                          "key, env:NAME, file:/path or gcp:projects/P/secrets/S[/versions/V] "
+                                          "(Secret Manager, groundcot[gcp]). Only this reference is in the job.")
+    max_concurrency: int = Field(32, ge=1, description="Requests in flight per teacher DoFn instance (one per "
+                                 "worker thread running the stage); --check prints the job-wide bound.")
     timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
     max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
                                                   "(exponential backoff with jitter, Retry-After honoured).")
@@ -177,6 +181,10 @@ class OpenAITeacher(Section):
                                                "step's boxes drawn and numbered in its own colour (a legend in the "
                                                "text), plus only the crops a style needs; per_step: one image per "
                                                "chain step (SIFThinker's shape, 3-5x the image tokens).")
+    crop_min_zoom: float = Field(1.5, ge=1.0, description="A rectangle crop (mgpo's region, aperture's zooms) "
+                                 "is sent only when it shows its region at least this many times larger than the "
+                                 "downscaled image does; otherwise its pixels are already in the image and the "
+                                 "text points there. Segment crops are always sent. 1: always send crops.")
     image_token_rule: Literal["qwen2.5-vl", "openai-tiles"] = Field(
         "qwen2.5-vl", description="How the ledger and --check count image tokens: Qwen2.5-VL's 28x28-pixel "
                                   "tokens, or OpenAI's 512-pixel tiles (85 + 170 per tile).")
@@ -187,8 +195,9 @@ class OpenAITeacher(Section):
     batch_shard_requests: int = Field(50000, ge=1, description="Most requests per batch shard (OpenAI's limit "
                                       "per batch file is 50,000).")
     batch_completion_window: str = Field("24h", description="completion_window of the batches submit creates.")
-    request_budget: Optional[int] = Field(None, ge=0, description="Most API calls a job may make (per worker "
-                                          "process on cluster runners); records past it are rejected.")
+    request_budget: Optional[int] = Field(None, ge=0, description="Most API calls per worker process (the job's "
+                                          "whole budget on the local runner with one worker; --check prints the "
+                                          "job-wide bound); records past it are rejected.")
     cache: Optional[str] = Field(None, description="Response cache folder or bucket prefix: re-runs never pay "
                                                    "twice for the same call.")
     reask: bool = Field(True, description="Ask once more, naming the violation, when a reply fails validation.")

@@ -251,7 +251,8 @@ def test_every_style_through_the_api_teacher(tmp_path, key):
     path.write_text(json.dumps({
         "sources": [{"kind": "viscot", "path": str(meta), "image_root": str(root)}],
         "styles": ["sif", "textual", "mgpo", "aperture"], "depth": {"enabled": False},
-        "teacher": {"kind": "openai", "base_url": "", "model": "fake-vlm", "api_key_env": "GC_TEST_KEY"}}))
+        "teacher": {"kind": "openai", "base_url": "", "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
+                    "crop_min_zoom": 1.0}}))  # crops even though the image is sent at full resolution
     with FakeOpenAI() as fake:
         out = tmp_path / "out"
         assert main(["generate", str(path), "--out", str(out), "--set", f"teacher.base_url={fake.base_url}"]) == 0

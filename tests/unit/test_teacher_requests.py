@@ -59,12 +59,13 @@ def record(rid="r1", w=120, h=90, question="What colour?"):
 
 
 def teacher_cfg(**kw):
-    return SimpleNamespace(kind="openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None,
-                           max_concurrency=2, timeout_s=1, max_retries=0, temperature=0.0, max_tokens=64,
-                           extra_body={}, image_max_side=64, image_format="png", images="one",
-                           image_token_rule="qwen2.5-vl", request_budget=None, cache=None, reask=False,
-                           judge=False, judge_model=None, mode="live", max_cost_usd=None,
-                           price_prompt_per_mtok=None, price_completion_per_mtok=None, **kw)
+    settings = dict(kind="openai",  # noqa: C408 - keyword style, as the config reads base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None,
+                    max_concurrency=2, timeout_s=1, max_retries=0, temperature=0.0, max_tokens=64,
+                    extra_body={}, image_max_side=64, image_format="png", images="one", crop_min_zoom=1.5,
+                    image_token_rule="qwen2.5-vl", request_budget=None, cache=None, reask=False,
+                    judge=False, judge_model=None, mode="live", max_cost_usd=None,
+                    price_prompt_per_mtok=None, price_completion_per_mtok=None)
+    return SimpleNamespace(**{**settings, **kw})
 
 
 def styled(r, styles=("sif", "textual", "mgpo", "aperture")):
@@ -132,3 +133,17 @@ def test_image_cost_adds_up():
                                                                  "image_tokens": 4 + 37 * 27}
     with pytest.raises(ValueError, match="unknown image token rule"):
         image_tokens(10, 10, "tiles?")
+
+
+def test_rectangle_crops_are_sent_only_when_they_add_detail():
+    """At full resolution a zoom crop's pixels are already in the shared image: the text points there."""
+    r = record()  # 120x90
+    full = ApiTeacher(teacher_cfg(image_max_side=1024), {})
+    requests = {t.style: full.prepare(t) for t in styled(r, ["mgpo", "aperture"])}
+    for style, request in requests.items():
+        assert len(request.sizes) == 1, style  # the shared image only
+    texts = [p["text"] for p in requests["aperture"].messages[2]["content"]]
+    assert all("that region of the image above, as it is" in t for t in texts[1:])
+    assert "already at full resolution" in requests["mgpo"].messages[2]["content"][0]["text"]
+    always = ApiTeacher(teacher_cfg(image_max_side=1024, crop_min_zoom=1.0), {})
+    assert len(always.prepare(styled(r, ["mgpo"])[0]).sizes) == 2

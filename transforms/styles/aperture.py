@@ -70,9 +70,14 @@ class Aperture(Style):
         fmt = prefix.fmt
         content, sizes = [instruction("teacher_aperture")], []
         for i, (action, piece) in enumerate(zip(record.actions, record.crops), 1):
-            url, size = crop_url(piece, fmt, prefix.max_side)
+            sent = action["action"] != "zoom" or prefix.crop_adds_detail()  # else its pixels are in the image
             line = prompts.render("teacher_action", index=i, n_actions=len(record.actions), action=action["action"],
-                                  box=box_text(action["bbox_2d"]))
+                                  box=box_text(action["bbox_2d"]),
+                                  returns="this crop:" if sent else "that region of the image above, as it is.")
+            if not sent:
+                content.append({"type": "text", "text": line})
+                continue
+            url, size = crop_url(piece, fmt, prefix.max_side)
             content += [{"type": "text", "text": line}, picture(url)]
             sizes.append(size)
         return prefix.then(content, sizes)

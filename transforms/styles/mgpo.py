@@ -73,8 +73,13 @@ class Mgpo(Style):
     def request(self, record: Record, prefix: Request) -> Request:
         """The shared prefix, then the planned region and its crop; the teacher writes turn 2."""
         fw, fh = record.frame
+        shown = ("The crop of that region at full resolution follows." if prefix.crop_adds_detail() else
+                 "The image above is already at full resolution: the crop is that region of it.")
+        text = instruction("teacher_mgpo", region=region_json(record), frame=f"{fw}x{fh}", last=len(record.chain),
+                           crop=shown)
+        if not prefix.crop_adds_detail():
+            return prefix.then([text])
         url, size = crop_url(record.crops[0], prefix.fmt, prefix.max_side)
-        text = instruction("teacher_mgpo", region=region_json(record), frame=f"{fw}x{fh}", last=len(record.chain))
         return prefix.then([text, picture(url)], [size])
 
     def reply(self, record: Record, text: str) -> list[str]:

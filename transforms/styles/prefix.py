@@ -28,6 +28,7 @@ class Pictures:
     max_side: int = 1024
     fmt: str = "jpeg"
     per_step: bool = False
+    min_zoom: float = 1.5  # a rectangle crop is sent only when it shows its region this much larger
 
 
 @dataclass
@@ -38,11 +39,18 @@ class Request:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     fmt: str = "jpeg"  # encoding of the images (crops a style adds use it too)
     max_side: int = 1024  # longest side of the images (crops a style adds too)
+    zoom: float = 1.0  # how much larger than in the shared image a full-resolution crop shows its region
+    min_zoom: float = 1.5
 
     def then(self, content: list[dict], sizes=()) -> Request:
         """This request with one more user message (the style's part) after it; shares the prefix."""
         return Request([*self.messages, {"role": "user", "content": content}], [*self.sizes, *sizes], self.fmt,
-                       self.max_side)
+                       self.max_side, self.zoom, self.min_zoom)
+
+    def crop_adds_detail(self) -> bool:
+        """A rectangle crop of the full-resolution image shows more than the shared image does: the
+        image was downscaled by at least ``min_zoom``. Otherwise its pixels are already in the prefix."""
+        return self.zoom >= self.min_zoom
 
 
 def shared(record: Record, pictures: Pictures) -> Request:
@@ -68,8 +76,9 @@ def shared(record: Record, pictures: Pictures) -> Request:
     else:
         content = [picture(data_url(numbered(image, [s.boxes for s in record.chain]), pictures.fmt))]
         sizes = [image.size]
+    zoom = record.width / image.width if image.width else 1.0
     return Request([{"role": "system", "content": system}, {"role": "user", "content": content}], sizes,
-                   pictures.fmt, pictures.max_side)
+                   pictures.fmt, pictures.max_side, zoom, pictures.min_zoom)
 
 
 def instruction(name: str, **values) -> dict:

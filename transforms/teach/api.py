@@ -39,7 +39,8 @@ class ApiTeacher:
         self.ledger = Ledger()
         self.client = ChatClient(cfg, run_id, self.ledger)
         self.inline, self.max_pending = False, 2 * cfg.max_concurrency
-        self.pictures = Pictures(cfg.image_max_side, cfg.image_format, getattr(cfg, "images", "one") == "per_step")
+        self.pictures = Pictures(cfg.image_max_side, cfg.image_format, getattr(cfg, "images", "one") == "per_step",
+                                 getattr(cfg, "crop_min_zoom", 1.5))
         self._prefixes: OrderedDict[str, Request] = OrderedDict()  # record id -> its shared prefix
         self._lock = threading.Lock()
 
