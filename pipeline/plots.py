@@ -66,3 +66,31 @@ def rejections_bar(counts: Mapping[str, int], path: str) -> None:
         ax.text(0.5, 0.5, "no rejections", ha="center", va="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[])
     _save(plt, fig, ax, path, False)
+
+
+def _histogram(values, path: str, xlabel: str, bins, xlim=None) -> None:
+    plt, fig, ax = _figure()
+    series = _series(values)
+    ax.hist(list(series.values()), bins=bins, label=list(series) if len(series) > 1 else None,
+            stacked=len(series) > 1)
+    ax.set(xlabel=xlabel, ylabel="rows")
+    if xlim:
+        ax.set_xlim(*xlim)
+    _save(plt, fig, ax, path, len(series) > 1)
+
+
+def area_share_histogram(values: Sequence[float] | Mapping[str, Sequence[float]], path: str) -> None:
+    """Ground-truth box area as a share of the image (0..1), twenty bins."""
+    _histogram(values, path, "GT box area / image area", [i / 20 for i in range(21)], (0, 1))
+
+
+def evidence_depth_histogram(values: Sequence[float] | Mapping[str, Sequence[float]], path: str) -> None:
+    """Depth (0 = nearest, 1 = farthest) of the evidence: the last chain step's boxes."""
+    _histogram(values, path, "depth of the evidence (0 = nearest)", [i / 20 for i in range(21)], (0, 1))
+
+
+def cot_length_histogram(values: Sequence[int] | Mapping[str, Sequence[int]], path: str) -> None:
+    """Characters of assistant text per row."""
+    series = _series(values)
+    top = max((max(v) for v in series.values() if v), default=1.0)
+    _histogram(values, path, "CoT length (characters)", [top * i / 20 for i in range(21)] if top > 0 else 20)
