@@ -77,7 +77,11 @@ def spend(run_id: str, cap: float | None, usd: float = 0.0) -> bool:
         return cap is None or spent[0] < cap
 
 
-def api_key(env_name: str | None) -> str | None:
+def api_key(env_name: str | None, secret: str | None = None) -> str | None:
+    """The key: from the secret reference when there is one (read on the worker, see transforms.secrets)."""
+    if secret:
+        from groundcot.transforms.secrets import resolve
+        return resolve(secret)
     return os.environ.get(env_name) if env_name else None
 
 
@@ -94,7 +98,7 @@ class ChatClient:
         import httpx2
         import openai
 
-        self._key = api_key(self.cfg.api_key_env)
+        self._key = api_key(self.cfg.api_key_env, self.cfg.api_key_secret)
         hooks = {"request": [self._on_request], "response": [self._on_response]}
         limits = httpx2.Limits(max_connections=self.cfg.max_concurrency,
                                max_keepalive_connections=self.cfg.max_concurrency)
@@ -114,7 +118,7 @@ class ChatClient:
         self.ledger.inc(f"status_{response.status_code}")
 
     def redact(self, text: str) -> str:
-        key = getattr(self, "_key", None) or api_key(self.cfg.api_key_env)
+        key = getattr(self, "_key", None) or api_key(self.cfg.api_key_env, self.cfg.api_key_secret)
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
     def params(self) -> dict:
@@ -206,7 +210,7 @@ def check_endpoint(cfg, timeout_s: float = 10.0) -> None:
     """
     import httpx2
 
-    key = api_key(cfg.api_key_env)
+    key = api_key(cfg.api_key_env, cfg.api_key_secret)
     url = httpx2.URL(f"{cfg.base_url.rstrip('/')}/models")
     shown = str(url.copy_with(userinfo=b"", query=None))  # nothing secret from the URL either
     try:
@@ -218,5 +222,6 @@ def check_endpoint(cfg, timeout_s: float = 10.0) -> None:
         reason = reason.splitlines()[0][:200] if reason.strip() else type(err).__name__
         raise EndpointError(f"teacher endpoint {shown} is unreachable ({reason})") from None
     if response.status_code in (401, 403):
-        whose = f"the key in {cfg.api_key_env}" if key else "requests without a key (set teacher.api_key_env)"
+        source = cfg.api_key_secret or cfg.api_key_env
+        whose = f"the key in {source}" if key else "requests without a key (set teacher.api_key_env)"
         raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")

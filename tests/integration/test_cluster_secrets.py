@@ -1,0 +1,97 @@
+"""teacher.api_key_secret through the real CLI: read where it is used, never in the job graph, outputs or logs;
+and --check's lines on the key and on the per-process limits."""
+import base64
+import bz2
+import json
+import zlib
+
+import apache_beam as beam
+from apache_beam.portability import common_urns
+from apache_beam.portability.api import beam_runner_api_pb2
+
+from groundcot.pipeline.cli import main
+from groundcot.pipeline.config import load_config
+from groundcot.pipeline.graph import build
+
+from support import one_line, png_bytes, viscot_line
+from support.fake_openai import FakeOpenAI
+
+KEY = "sk-groundcot-secret-file-5e2d"
+
+
+def job(tmp_path, fake, secret: str, modes=("good",), **teacher) -> str:
+    (tmp_path / "images").mkdir(exist_ok=True)
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(64, 48))
+    meta = tmp_path / "toy_cot_train.jsonl"
+    meta.write_text("".join(viscot_line("a.png", 64, 48, [[10, 10, 30, 30]], question=f"What is it? [[{m}]]",
+                                        answer="red") + "\n" for m in modes))
+    settings = {"kind": "openai", "base_url": fake.base_url if fake else "http://127.0.0.1:9/v1", "model": "fake-vlm",
+                "api_key_env": None, "api_key_secret": secret, "max_retries": 1, "timeout_s": 2.0,
+                "cache": str(tmp_path / "cache"), **teacher}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps({"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
+                                "depth": {"enabled": False}, "styles": ["sif"], "teacher": settings}))
+    return str(path)
+
+
+def test_a_key_from_a_secret_file_is_sent_and_appears_nowhere_else(tmp_path, capfd, caplog):
+    secret = tmp_path / "secret" / "key"
+    secret.parent.mkdir()
+    secret.write_text(KEY + "\n")
+    with FakeOpenAI(key=KEY) as fake:  # its health check refuses any other key
+        config = job(tmp_path, fake, f"file:{secret}", modes=["good", "echo_key", "echo_auth"])
+        out = tmp_path / "out"
+        assert main(["generate", config, "--out", str(out)]) == 0
+        assert fake.health_checks == 1
+        assert fake.requests and all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in fake.requests)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["balanced"] and stats["written"] == 2
+    for path in [*out.rglob("*"), *(tmp_path / "cache").rglob("*")]:
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    printed = capfd.readouterr()
+    assert KEY not in printed.out + printed.err + caplog.text
+    # the job graph holds the reference only: the key is read by each worker when it starts
+    p = beam.Pipeline()
+    build(p, load_config(config), str(out), {})
+    graph = pickled_dofns(p)
+    assert str(secret).encode() in graph and KEY.encode() not in graph
+
+
+def pickled_dofns(p: beam.Pipeline) -> bytes:
+    """The pickles of every DoFn in the pipeline's graph, uncompressed (Beam's pickler: base64 of zlib or bz2)."""
+    found = []
+    for transform in p.to_runner_api().components.transforms.values():
+        if transform.spec.urn == common_urns.primitives.PAR_DO.urn:
+            payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload).do_fn.payload
+            data = base64.b64decode(payload)
+            found.append(zlib.decompress(data) if data[:1] == b"x" else bz2.decompress(data))
+    assert found
+    return b"".join(found)
+
+
+def test_an_unreadable_secret_stops_the_run_with_one_line_naming_the_reference(tmp_path, capfd):
+    missing = tmp_path / "nowhere" / "key"
+    config = job(tmp_path, None, f"file:{missing}")
+    assert main(["generate", config, "--out", str(tmp_path / "out"), "--check"]) == 2
+    assert one_line(capfd) == (f"groundcot: teacher.api_key_secret: secret file:{missing}: cannot read the file "
+                               "(FileNotFoundError)")
+    config = job(tmp_path, None, "vault:kv/openai")
+    assert main(["generate", config, "--out", str(tmp_path / "out"), "--check"]) == 2
+    assert "teacher.api_key_secret: secret reference 'vault:kv/openai': use env:NAME" in one_line(capfd)
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_plans_the_key_and_the_job_wide_limits_per_worker_process(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("GC_SECRET_TEST_KEY", KEY)
+    with FakeOpenAI(key=KEY) as fake:
+        config = job(tmp_path, fake, "env:GC_SECRET_TEST_KEY", request_budget=10, max_concurrency=4)
+        assert main(["generate", config, "--out", str(tmp_path / "out"), "--check",
+                     "--set", "runner.workers=3"]) == 0
+    plan = capfd.readouterr().out
+    assert "teacher key: env:GC_SECRET_TEST_KEY (read here)" in plan
+    assert ("teacher limits: max_concurrency 4 in flight per teacher DoFn instance (one per worker thread running "
+            "the teacher); request_budget 10 calls per worker process") in plan
+    assert ("teacher limits job-wide: 3 worker processes (runner.workers): at most 30 calls; up to 12 in flight "
+            "with one teacher thread per process, more with more") in plan
+    assert KEY not in plan
