@@ -48,6 +48,7 @@ def teacher_cfg(base_url: str, concurrency: int):
                            max_concurrency=concurrency, timeout_s=60, max_retries=2, temperature=0.2,
                            max_tokens=512, extra_body={}, image_max_side=1024, image_format="jpeg",
                            images="one", image_token_rule="qwen2.5-vl", mode="live", max_cost_usd=None,
+                           api_key_secret=None, crop_min_zoom=1.5,
                            price_prompt_per_mtok=None, price_completion_per_mtok=None, batch_shard_requests=50000,
                            request_budget=None, cache=None, reask=True, judge=False, judge_model=None)
 
