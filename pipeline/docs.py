@@ -10,7 +10,7 @@ import json
 from pydantic import BaseModel
 
 from groundcot.pipeline.config import JobConfig, Source, Teacher, kind_of, union_members
-from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.schemas.columns import COMMON, OWN, REJECTED_COLUMNS, TRAIN_COLUMNS
 
 
 def _type(spec) -> str:
@@ -24,6 +24,13 @@ def _type(spec) -> str:
 def columns_table(columns=TRAIN_COLUMNS) -> str:
     rows = ["| column | type | meaning |", "|---|---|---|"]
     rows += [f"| `{name}` | `{_type(spec)}` | {doc} |" for name, (spec, doc) in columns.items()]
+    return "\n".join(rows)
+
+
+def configs_table() -> str:
+    """Which columns each style's config (``data/<style>/``) has."""
+    rows = ["| config | columns |", "|---|---|", f"| every style | {', '.join(f'`{c}`' for c in COMMON)} |"]
+    rows += [f"| `{style}` | + {', '.join(f'`{c}`' for c in own if c in TRAIN_COLUMNS)} |" for style, own in OWN.items()]
     return "\n".join(rows)
 
 
@@ -77,6 +84,7 @@ def train_table() -> str:
 
 def tables() -> dict[str, str]:
     return {"config": config_table(), "columns": columns_table(), "rejected": columns_table(REJECTED_COLUMNS),
+            "configs": configs_table(),
             "train": train_table()}
 
 
