@@ -19,6 +19,7 @@ from groundcot.pipeline.cli import main
 from groundcot.pipeline.publish import scrub
 from groundcot.schemas.columns import style_columns
 
+from support import png_bytes, viscot_line
 from support.fake_hub import FakeHub
 
 TOKEN = "hf_loopbackTestToken0123456789"
@@ -172,3 +173,32 @@ def test_scrub_removes_secrets_but_keeps_variable_names(monkeypatch):
     assert clean["teacher"]["base_url"] == "https://api.example.com/v1"
     assert clean["teacher"]["extra_headers"]["Authorization"] == "<removed>"
     assert "sk-verysecretvalue42" not in json.dumps(clean)
+
+
+def test_the_sources_splits_become_the_configs_splits(tmp_path, image_root):
+    lines = []
+    for i, split in enumerate(["train", "train", "val", "test", ""]):
+        (image_root / f"img{i}.png").write_bytes(png_bytes(64, 48))
+        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?",
+                                 split=split))
+    (tmp_path / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
+    job = tmp_path / "job.yaml"
+    job.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n"
+                   "styles: [sif, mgpo]\ndepth: {enabled: false}\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "-o", str(out)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "data").rglob("*.parquet")) == [
+        f"data/{style}/{split}-00000-of-00001.parquet" for style in ("mgpo", "sif") for split in ("test", "train", "val")]
+    ds = datasets.load_dataset(str(out), "mgpo")
+    assert {name: len(part) for name, part in ds.items()} == {"train": 3, "val": 1, "test": 1}  # "" -> train
+    assert sorted(ds["val"]["question"]) == ["What is 2?"]
+
+
+def test_the_license_follows_the_sources_and_flags_flickr30k():
+    from groundcot.pipeline.card import licenses
+
+    assert licenses(["gqa"], {"gqa"})[:2] == ("cc-by-4.0", {})
+    license_id, extra, notes = licenses(["viscot"], {"cub", "flickr30k"})  # Flickr30k images through VisCoT
+    assert license_id == "other" and extra == {"license_name": "mixed-source-terms"}
+    assert any("non-commercial" in n for n in notes)
+    assert licenses(["viscot", "gqa"], set())[0] == "other"
