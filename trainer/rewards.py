@@ -162,10 +162,15 @@ def box_reward(completions, gt_boxes, **kwargs) -> list[float]:
     return out
 
 
+def png_bytes(value) -> bytes | None:
+    """A depth map column's value as PNG bytes: bytes as they are, or an Image column's {"bytes", "path"}."""
+    return value.get("bytes") if isinstance(value, dict) else value
+
+
 def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
     """Share of stated depths within 10% of the depth map's mean inside their box (None: no map)."""
     out = []
-    for c, png in zip(completions, depth_map):
+    for c, png in zip(completions, map(png_bytes, depth_map)):
         if png is None:
             out.append(None)
             continue

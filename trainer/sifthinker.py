@@ -150,7 +150,9 @@ def box_mean(depth: np.ndarray, box) -> float:
 def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
     """The share of stated depths within 10% of the unrounded box mean (None: no map)."""
     out = []
-    for c, png in zip(completions, depth_map):
+    from groundcot.trainer.rewards import png_bytes
+
+    for c, png in zip(completions, map(png_bytes, depth_map)):
         if png is None:
             out.append(None)
             continue
@@ -234,13 +236,18 @@ def _data_url(image) -> str:
 
 
 class BatchMeanProgress:
-    """accuracy_w_progress: s + (s - prev) when s >= prev, prev the previous call's batch mean of this
-    reward for the same prompt (by ``id``); the mean is stored only when it is not 0."""
+    """accuracy_w_progress: s + (s - prev) when s >= prev, prev the previous training step's batch
+    mean of this reward (bonus included) for the same prompt (by ``id``); a mean of 0 is not stored.
+
+    Under TRL the step is ``trainer_state.global_step`` (calls within one step share one prev);
+    without it each call is a step.
+    """
 
     __name__ = "answer_reward"
 
     def __init__(self, judge: GradedJudge | None = None):
-        self.judge, self.prev = judge, {}
+        self.judge, self.prev, self.step = judge, {}, None
+        self.sums: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def scores(self, completions, answer, question, images) -> list[float]:
@@ -253,21 +260,31 @@ class BatchMeanProgress:
                 out.append(float(a is not None and answers_match(a, gt)))
         return out
 
-    def __call__(self, completions, answer, id, question=None, images=None, **kwargs) -> list[float]:
+    def _close_step(self) -> None:
+        for i, rs in self.sums.items():
+            if (mean := sum(rs) / len(rs)) != 0:
+                self.prev[i] = mean
+        self.sums = {}
+
+    def __call__(self, completions, answer, id, question=None, images=None, trainer_state=None,
+                 **kwargs) -> list[float]:
         n = len(completions)
         s = self.scores(completions, answer, question or [""] * n, images or [None] * n)
+        step = getattr(trainer_state, "global_step", None)
         with self._lock:
+            if step is None or step != self.step:
+                self._close_step()
+                self.step = step
             rewards = [x + (x - self.prev[i]) if i in self.prev and x >= self.prev[i] else x for x, i in zip(s, id)]
-            groups: dict[str, list[float]] = {}
             for r, i in zip(rewards, id):
-                groups.setdefault(i, []).append(r)
-            for i, rs in groups.items():
-                if (mean := sum(rs) / len(rs)) != 0:
-                    self.prev[i] = mean
+                self.sums.setdefault(i, []).append(r)
+            if step is None:
+                self._close_step()
         return rewards
 
     def __getstate__(self):
-        return {"judge": self.judge, "prev": self.prev}
+        return {"judge": self.judge, "prev": self.prev, "step": self.step, "sums": self.sums}
 
     def __setstate__(self, state):
-        self.judge, self.prev, self._lock = state["judge"], state["prev"], threading.Lock()
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

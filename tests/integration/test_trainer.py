@@ -61,8 +61,14 @@ def test_sif_rows_reach_sft_with_both_images_and_grpo_with_the_image_only(run):
         assert len(row["images"]) == 2 and row["images"][0].size == row["images"][1].size
         assert sum(p["type"] == "image" for m in row["messages"] for p in m["content"]) == 2
         assert row["messages"][0]["content"][0]["text"] == "Original image: "
+    from groundcot.trainer import sifthinker
+    from groundcot.trainer.rewards import depth_reward
+
     for row in grpo_dataset(Data(runs=[str(run)], styles=["sif"])):
         assert [p["type"] for p in row["prompt"][0]["content"]] == ["image", "text"] and len(row["images"]) == 1
+        # the depth map column reaches the depth rewards readable (its own validated CoT: every depth passes)
+        assert depth_reward([row["twin_text"]], [row["depth_map"]]) == [1.0]
+        assert sifthinker.depth_reward([row["twin_text"]], [row["depth_map"]])[0] > 0
 
 
 def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path, monkeypatch):
@@ -118,6 +124,17 @@ def test_grpo_one_step_logs_every_reward_and_resumes(run, model, tmp_path):
     assert main(["train", "grpo", config, "--out", str(out), "--set", "train.max_steps=2",
                  "--set", "resume_from_checkpoint=true"]) == 0
     assert json.loads((out / "summary.json").read_text())["global_step"] == 2  # went on from checkpoint-1
+
+
+def test_grpo_one_step_with_the_sifthinker_reward_set(run, model, tmp_path):
+    config = job_file(tmp_path, "train_grpo.yaml", model=model, output_dir=str(tmp_path / "out"),
+                      data={"runs": [str(run)], "styles": ["sif"]}, train=SMALL,
+                      grpo={"num_generations": 2, "max_completion_length": 8, "reward_set": "sifthinker"})
+    assert main(["train", "grpo", config]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["global_step"] == 1 and summary["config"]["grpo"]["reward_set"] == "sifthinker"
+    for name in ("format_reward", "answer_reward", "box_reward", "depth_reward"):
+        assert f"rewards/{name}/mean" in summary["reward_means"]
 
 
 def test_init_adapter_is_merged(model, tmp_path):

@@ -119,6 +119,18 @@ def test_batch_mean_progress_bonus():
     assert reward([ok], answer=["red"], id=["a"]) == [1.25]  # 1 + (1 - 0.75)
 
 
+def test_progress_prev_is_the_previous_training_steps_mean():
+    from types import SimpleNamespace
+
+    reward, ok, wrong = S.BatchMeanProgress(), "<answer>red</answer>", "<answer>blue</answer>"
+    step = SimpleNamespace(global_step=0)
+    # two calls in step 0: neither sees a prev; together their mean is (1 + 0 + 1 + 1) / 4 = 0.75
+    assert reward([ok, wrong], answer=["red"] * 2, id=["a"] * 2, trainer_state=step) == [1.0, 0.0]
+    assert reward([ok, ok], answer=["red"] * 2, id=["a"] * 2, trainer_state=step) == [1.0, 1.0]
+    step.global_step = 1
+    assert reward([ok], answer=["red"], id=["a"], trainer_state=step) == [1.25]
+
+
 class _Judge(BaseHTTPRequestHandler):
     """A graded judge: 0.6 for an answer containing 'crimson', 1 for 'red', else 0; fenced JSON sometimes."""
 
