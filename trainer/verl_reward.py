@@ -46,7 +46,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
     style = info.get("style") or "sif"
     if style not in PARTS:
         raise ValueError(f"{data_source}: style {style!r} has no reward (known: {', '.join(PARTS)})")
-    gt_boxes = [[float(v) for v in box] for box in (info.get("gt_boxes") or [])]
+    boxes = info.get("gt_boxes")  # lists, or numpy arrays when verl hands its batch's objects
+    gt_boxes = [[float(v) for v in box] for box in (boxes if boxes is not None else [])]
     columns = {"answer": [ground_truth], "gt_boxes": [gt_boxes], "depth_map": [info.get("depth_map") or None],
                "question": [info.get("question") or ""]}
     table = _functions(reward_set)
