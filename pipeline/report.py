@@ -212,6 +212,15 @@ def drawn_steps(image, steps: list[list[list[float]]]):
     return numbered(image, steps)
 
 
+def drawn_step(image, boxes: list[list[float]], i: int):
+    """A copy of ``image`` with step ``i``'s (0-based) boxes in its colour and number."""
+    from groundcot.transforms.styles.pictures import colour, draw_boxes
+
+    drawn = image.copy()
+    draw_boxes(drawn, boxes, colour(i)[1], str(i + 1))
+    return drawn
+
+
 def with_masks(image, masks: list[dict]):
     """``image`` with each mask tinted in a step colour (masks are resized to the image)."""
     import numpy as np
@@ -272,7 +281,10 @@ def pictures_of(row: dict, folder: Folder) -> list[str]:
     shown = [figure(folder.save(drawn_steps(base, steps), stem), f"{len(steps)} steps, numbered")]
     depth = depth_picture(_bytes_of(row.get("depth_map")), base.size)
     if depth is not None:
-        shown.append(figure(folder.save(drawn_steps(depth, steps[-1:]), stem + "-depth"), "depth (near red, far blue)"))
+        last = len(steps) - 1
+        if last >= 0:
+            depth = drawn_step(depth, steps[last], last)
+        shown.append(figure(folder.save(depth, stem + "-depth"), "depth (near red, far blue), evidence step"))
     if row.get("masks"):
         shown.append(figure(folder.save(with_masks(base, row["masks"]), stem + "-masks"),
                             f"SAM2 masks ({len(row['masks'])})"))
@@ -366,7 +378,7 @@ PAGE = """<!doctype html>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: .5em 0 1em; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
-.plots img {{ width: 480px; margin: 4px; border: 1px solid #eee; }}
+.plots {{ display: flex; flex-wrap: wrap; gap: 8px; }} .plots figure img {{ max-width: 420px; border: 1px solid #eee; }}
 .card, .rejected-example {{ border: 1px solid #bbb; border-radius: 6px; padding: 8px 12px; margin: 10px 0; }}
 .pics {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }} figure img {{ max-width: 320px; display: block; }}
 figcaption {{ font-size: 12px; color: #555; }}

@@ -1,0 +1,174 @@
+"""groundcot inspect: the report of the demo run and of a synthetic run, parsed, drawn and opened in Chromium."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from groundcot.pipeline.cli import main
+from groundcot.schemas.columns import features, style_columns
+from groundcot.transforms.styles.pictures import colour, line_width, pixel_box
+
+PER_STYLE = 3
+
+
+class Page(HTMLParser):
+    """What a test needs of index.html: links, cards, headings' ids and the images of each card."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids, self.cards, self.rejected, self.stack = [], set(), [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("src", "href"):
+            if a.get(key):
+                self.links.append(a[key])
+        if a.get("id"):
+            self.ids.add(a["id"])
+        classes = (a.get("class") or "").split()
+        if tag == "div" and "card" in classes:
+            self.cards.append({"style": a.get("data-style"), "images": [], "twin": False})
+        if tag == "div" and "rejected-example" in classes:
+            self.rejected += 1
+        if tag == "div" and "twin" in classes and self.cards:
+            self.cards[-1]["twin"] = True
+        if tag == "img" and self.cards:
+            self.cards[-1]["images"].append(a["src"])
+
+
+def parse(index: Path) -> Page:
+    page = Page()
+    page.feed(index.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    run = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "-o", str(run)]) == 0
+    out = run / "inspect"
+    assert main(["inspect", str(run), "-o", str(out), "--per-style", str(PER_STYLE)]) == 0
+    return run, out
+
+
+def expected_cards(stats: dict) -> int:
+    return sum(min(PER_STYLE, e["written"]) for s, e in stats["by_style"].items() if s != "before_styles")
+
+
+def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reason(demo_report):
+    run, out = demo_report
+    stats = json.loads((run / "stats.json").read_text())
+    page = parse(out / "index.html")
+    assert page.links
+    for link in page.links:
+        if not link.startswith("#"):
+            assert (out / link).is_file(), link  # relative to index.html, nothing remote
+            assert not link.startswith(("http:", "https:", "/"))
+    styles = [s for s in stats["by_style"] if s != "before_styles"]
+    assert {f"style-{s}" for s in styles} <= page.ids
+    assert {f"reason-{r}" for r in stats["rejected_by_reason"]} <= page.ids and stats["rejected_by_reason"]
+    assert page.rejected == sum(min(3, n) for n in stats["rejected_by_reason"].values())
+    assert len(page.cards) == expected_cards(stats)
+    for style in styles:
+        cards = [c for c in page.cards if c["style"] == style]
+        assert len(cards) == PER_STYLE and all(c["images"] for c in cards)
+        assert all(c["twin"] for c in cards) == (style == "textual")  # textual rows beside their sif twin
+    for name in ("hiou", "steps", "area", "depth", "cot", "rejections"):
+        assert f"img/plot-{name}.png" in page.links
+
+
+def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report):
+    run, out = demo_report
+    again = run / "again"
+    other = run / "other"
+    assert main(["inspect", str(run), "-o", str(again), "--per-style", str(PER_STYLE)]) == 0
+    assert main(["inspect", str(run), "-o", str(other), "--per-style", str(PER_STYLE), "--seed", "7"]) == 0
+    first = sorted(p.name for p in (out / "img").iterdir())
+    assert sorted(p.name for p in (again / "img").iterdir()) == first
+    assert sorted(p.name for p in (other / "img").iterdir()) != first
+
+
+def test_a_run_without_stats_is_one_error_line(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "not a finished groundcot run" in capsys.readouterr().err
+
+
+def synthetic_run(root: Path, chain: list[dict], size=(200, 100)) -> Path:
+    """A one-row sif run written with the sif config's own schema, on a plain grey image."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (128, 128, 128)).save(buffer, format="PNG")
+    row = {name: None for name in style_columns("sif")}
+    row.update(id="syn-1", source="viscot", source_id="0", dataset="syn", split="train", question="where?",
+               answer="here", image={"bytes": buffer.getvalue(), "path": None}, width=size[0], height=size[1],
+               gt_boxes=[], labels=[], chain=chain, masks=[], messages=[], style="sif", teacher="template",
+               hiou=1.0, cot="<think><area>[]</area><text>a</text><area>[]</area></think><answer>here</answer>")
+    schema = features(style_columns("sif")).arrow_schema
+    (root / "data" / "sif").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=schema), root / "data" / "sif" / "train-00000-of-00001.parquet")
+    (root / "stats.json").write_text(json.dumps({
+        "records_in": 1, "written": 1, "rejected": 0, "rejected_by_reason": {},
+        "by_style": {"sif": {"written": 1, "rejected": 0, "rejected_by_reason": {}}}}))
+    return root
+
+
+def test_gallery_boxes_land_on_the_pixels_the_chain_says(tmp_path):
+    chain = [{"kind": "full", "boxes": [[0.0, 0.0, 1.0, 1.0]], "depths": []},
+             {"kind": "gt", "boxes": [[0.25, 0.2, 0.75, 0.9]], "depths": []}]
+    run = synthetic_run(tmp_path / "run", chain)
+    out = tmp_path / "report"
+    assert main(["inspect", str(run), "-o", str(out)]) == 0
+    (card,) = parse(out / "index.html").cards
+    drawn = Image.open(out / card["images"][0]).convert("RGB")
+    assert drawn.size == (200, 100)
+    width = line_width(drawn)
+    for step, boxes in enumerate(c["boxes"] for c in chain):
+        rgb = colour(step)[1]
+        x1, y1, x2, y2 = pixel_box(boxes[0], 200, 100)
+        # the bottom and right edges (the number's tag sits at the top-left corner)
+        assert drawn.getpixel(((x1 + x2) // 2, y2)) == rgb
+        assert drawn.getpixel((x2, (y1 + y2) // 2)) == rgb
+        assert drawn.getpixel((x2 - width + 1, (y1 + y2) // 2)) == rgb  # the outline's inner pixel
+    inner = pixel_box(chain[1]["boxes"][0], 200, 100)
+    assert drawn.getpixel(((inner[0] + inner[2]) // 2, (inner[1] + inner[3]) // 2)) == (128, 128, 128)
+    text = (out / "index.html").read_text()
+    for step in (1, 2):  # each <area> of the text coloured like its step
+        assert f'data-step="{step}" style="border-color:rgb{colour(step - 1)[1]}' in text
+
+
+def chromium() -> str | None:
+    return next((found for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (found := shutil.which(name))), None)
+
+
+def test_report_opens_in_headless_chromium_with_every_card(demo_report, tmp_path):
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium; here: apt-get install chromium)")
+    run, out = demo_report
+    stats = json.loads((run / "stats.json").read_text())
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (out / "index.html").resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert dom.count('<div class="card"') == expected_cards(stats)
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}", url], capture_output=True,
+                   timeout=120, check=True)
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2000)
+    colours = image.getcolors(maxcolors=1 << 20)
+    white = max(colours)[0] / (1280 * 2000)
+    assert len(colours) > 100 and white < 0.95  # text, tables and plots drawn, not a blank page
+    # the images loaded from disk: the rendered page holds the plots' and pictures' colours
+    assert sum(n for n, rgb in colours if rgb[2] > 150 and rgb[0] < 100) > 1000  # matplotlib blue bars
