@@ -59,12 +59,12 @@ def record(rid="r1", w=120, h=90, question="What colour?"):
 
 
 def teacher_cfg(**kw):
-    settings = dict(kind="openai",  # noqa: C408 - keyword style, as the config reads base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None,
-                    api_key_secret=None, max_concurrency=2, timeout_s=1, max_retries=0, temperature=0.0, max_tokens=64,
-                    extra_body={}, image_max_side=64, image_format="png", images="one", crop_min_zoom=1.5,
-                    image_token_rule="qwen2.5-vl", request_budget=None, cache=None, reask=False,
-                    judge=False, judge_model=None, mode="live", max_cost_usd=None,
-                    price_prompt_per_mtok=None, price_completion_per_mtok=None)
+    settings = dict(  # noqa: C408 - keyword style, as the config reads
+        kind="openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None, api_key_secret=None,
+        max_concurrency=2, timeout_s=1, max_retries=0, temperature=0.0, max_tokens=64, extra_body={},
+        image_max_side=64, image_format="png", images="one", crop_min_zoom=1.5, image_token_rule="qwen2.5-vl",
+        request_budget=None, cache=None, reask=False, judge=False, judge_model=None, mode="live",
+        max_cost_usd=None, price_prompt_per_mtok=None, price_completion_per_mtok=None)
     return SimpleNamespace(**{**settings, **kw})
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
@@ -42,22 +43,29 @@ def pixel_box(box: list[float], w: int, h: int) -> list[int]:
     return [round(x1 * w), round(y1 * h), max(round(x1 * w), round(x2 * w) - 1), max(round(y1 * h), round(y2 * h) - 1)]
 
 
+@lru_cache(maxsize=256)
+def tag(label: str, rgb: tuple[int, int, int]) -> Image.Image:
+    """A small filled tag in ``rgb`` with ``label`` inked in black or white (rendered once, then pasted)."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = draw.textbbox((0, 0), label)
+    out = Image.new("RGB", (right - left + 4, bottom - top + 4), rgb)
+    draw = ImageDraw.Draw(out)
+    draw.fontmode = "1"  # no anti-aliasing: the tag holds only its colour and its ink
+    draw.text((2 - left, 2 - top), label, fill=(0, 0, 0) if sum(rgb) > 380 else (255, 255, 255))
+    return out
+
+
 def draw_boxes(image: Image.Image, boxes: list[list[float]], rgb=(255, 0, 0), label: str | None = None) -> None:
     """Outline the normalised ``boxes`` on ``image`` in place; ``label`` goes in a filled tag at
     each box's top-left corner, inside the box."""
     draw = ImageDraw.Draw(image)
-    draw.fontmode = "1"  # no anti-aliasing: the tag holds only its colour and its ink
     w, h = image.size
     width = line_width(image)
     for box in boxes:
         x1, y1, x2, y2 = pixel_box(box, w, h)
         draw.rectangle([x1, y1, x2, y2], outline=rgb, width=width)
         if label:
-            left, top, right, bottom = draw.textbbox((0, 0), label)
-            tw, th = right - left + 4, bottom - top + 4
-            draw.rectangle([x1, y1, x1 + tw - 1, y1 + th - 1], fill=rgb)
-            ink = (0, 0, 0) if sum(rgb) > 380 else (255, 255, 255)
-            draw.text((x1 + 2 - left, y1 + 2 - top), label, fill=ink)
+            image.paste(tag(label, tuple(rgb)), (x1, y1))
 
 
 def numbered(image: Image.Image, steps: list[list[list[float]]]) -> Image.Image:
