@@ -30,7 +30,9 @@ class Teacher(Protocol):
         """``text`` with any secret removed."""
 
     def prepare(self, record: Record) -> Any:
-        """CPU work for the request (runs on the Beam thread, may raise)."""
+        """CPU work for the request (runs on the Beam thread, may raise); the API teacher's is a
+        ``styles.prefix.Request`` whose leading messages all styles of the record share.
+        A teacher in batch mode also has ``take_batch()``: the request lines to write as a shard."""
 
     async def write(self, record: Record, request: Any) -> Record:
         """The record with its turns and ``cot``, or rejected with a reason (an exception
