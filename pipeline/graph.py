@@ -27,7 +27,7 @@ from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs
 from groundcot.transforms.sources import DropDuplicates
-from groundcot.transforms.stage import Stage
+from groundcot.transforms.stage import Stage as Tracked
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.tallyqa import ReadTallyQA
 from groundcot.transforms.teach.dofn import Teach
@@ -46,9 +46,11 @@ def _limit(pcoll, n: int, label: str):
 
 
 def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, ResolvedModel],
-          run_id: str = "run") -> None:
-    """Wire the whole job into pipeline ``p``, writing under ``out``."""
-    every = cfg.runner.log_every_s
+          run_id: str = "run", progress_dir: str | None = None) -> None:
+    """Wire the whole job into pipeline ``p``, writing under ``out``; with ``progress_dir`` (local
+    runner) the stages count into it for the live line instead of logging per stage."""
+    every = 0.0 if progress_dir else cfg.runner.log_every_s
+    Stage = partial(Tracked, progress_dir=progress_dir)  # every stage below counts there too
     per_source, inputs = [], []
     for i, src in enumerate(cfg.sources):
         label = f"S{i}{src.kind.capitalize()}"

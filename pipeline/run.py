@@ -1,6 +1,7 @@
 """Run a job: check it, run the graph into a staging folder, write stats.json, publish."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -16,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from groundcot.pipeline import progress
 from groundcot.pipeline.card import write_card
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
@@ -317,11 +319,18 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
 def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], runner, options,
               run_id: str) -> dict:
     """Run the Beam job into ``staging`` and write its ``stats.json`` there."""
+    from groundcot.pipeline.check import count_records  # check imports this module
+
     started = time.monotonic()
     p = beam.Pipeline(runner=runner, options=options)
-    build(p, cfg, staging, models, run_id=run_id)
-    result = p.run()
-    result.wait_until_finish()
+    total, every = count_records(cfg), cfg.runner.log_every_s
+    live = None if on_cluster(cfg.runner) else progress.Live(total, every)  # workers share this disk
+    build(p, cfg, staging, models, run_id=run_id, progress_dir=live and live.folder)
+    with live or contextlib.nullcontext():
+        result = p.run()
+        if live is None:  # a cluster job: the same figures from Beam's counters
+            progress.follow(result, lambda: beam_counters(result), total, every)
+        result.wait_until_finish()
     stats = summarise(read_counts(staging), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
     cross_check(stats, beam_counters(result, committed_only=True), staging)

@@ -1,9 +1,13 @@
 """The Beam wrapper every per-record stage shares: counters, pass-through, backstop."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
-from typing import Callable
+import uuid
+from collections import Counter
+from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -22,14 +26,18 @@ class Stage(beam.DoFn):
     one bad record never stops a run and is never lost.
     """
 
-    def __init__(self, name: str, fn: Callable[[Record], Record], log_every_s: float = 0.0):
-        self.name, self.fn, self.log_every_s = name, fn, log_every_s
+    def __init__(self, name: str, fn: Callable[[Record], Record], log_every_s: float = 0.0,
+                 progress_dir: str | None = None):
+        self.name, self.fn, self.log_every_s, self.progress_dir = name, fn, log_every_s, progress_dir
 
     def setup(self):
         self.ok = Metrics.counter(NAMESPACE, f"{self.name}.ok")
+        self.tally = Tally(self.progress_dir, self.name) if self.progress_dir else None
         self.seen, self.last_log, self.started = 0, time.monotonic(), time.monotonic()
 
     def process(self, record: Record):
+        if record.rejection is not None and self.tally:  # the last stage sees every rejection made upstream
+            self.tally.add(f"{self.name}.arrived_rejected")
         if record.rejection is None:
             try:
                 record = self.fn(record)
@@ -38,10 +46,18 @@ class Stage(beam.DoFn):
                 record.reject(self.name, f"error_{type(err).__name__}", str(err)[:500])
             if record.rejection is None:
                 self.ok.inc()
+                key = f"{self.name}.ok"
             else:
-                Metrics.counter(NAMESPACE, f"{self.name}.rejected.{record.rejection.reason}").inc()
+                key = f"{self.name}.rejected.{record.rejection.reason}"
+                Metrics.counter(NAMESPACE, key).inc()
+            if self.tally:
+                self.tally.add(key)
         self._progress()
         yield record
+
+    def finish_bundle(self):
+        if self.tally:
+            self.tally.flush()
 
     def _progress(self):
         self.seen += 1
@@ -50,3 +66,27 @@ class Stage(beam.DoFn):
             rate = self.seen / max(now - self.started, 1e-9)
             log.info("%s: %d records (%.0f/s in this worker)", self.name, self.seen, rate)
             self.last_log = now
+
+
+class Tally:
+    """A stage's counts in this worker process, for the local runner's live line
+    (``pipeline/progress.py``): ``DIR/<stage>-<pid>-<n>.json``, rewritten at most every ``every_s``."""
+
+    def __init__(self, folder: str, stage: str, every_s: float = 0.5):
+        self.path = os.path.join(folder, f"{stage}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
+        self.counts: Counter = Counter()
+        self.every_s, self.last = every_s, 0.0
+
+    def add(self, key: str) -> None:
+        self.counts[key] += 1
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        try:
+            with open(self.path + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(self.counts, handle)
+            os.replace(self.path + ".tmp", self.path)  # the driver never reads half a file
+        except OSError:  # the driver removed the folder: the run is over
+            pass
