@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
@@ -21,6 +21,15 @@ class Data(Section):
                               "Rows written with one always carry it.")
     depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey).")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
+
+    @field_validator("depth_colormap")
+    @classmethod
+    def _known_colormap(cls, name: str) -> str:
+        import matplotlib
+
+        if name != "grey" and name not in matplotlib.colormaps:
+            raise ValueError(f"unknown colour map {name!r}: use grey or a matplotlib colour map such as Spectral_r")
+        return name
 
 
 class Lora(Section):

@@ -73,3 +73,13 @@ def test_depth_settings_in_the_job_config():
     with pytest.raises(ConfigError) as err:
         load_config(str(REPO / "jobs" / "demo.yaml"), ["sif.depth_colormap=rainbowish"])
     assert "sif" in str(err.value) and "rainbowish" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_training_config_checks_the_colour_map():
+    from pydantic import ValidationError
+
+    from groundcot.trainer.config import Data
+
+    assert Data(runs=["out/demo"], depth_colormap="grey").depth_colormap == "grey"
+    with pytest.raises(ValidationError, match="unknown colour map 'nope'"):
+        Data(runs=["out/demo"], depth_colormap="nope")
