@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -50,13 +51,40 @@ def parse(index: Path) -> Page:
     return page
 
 
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     run = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "-o", str(run)]) == 0
+    logged, logger = Lines(), logging.getLogger("groundcot")
+    level = logger.level
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)  # under pytest the root logger stays at WARNING
+    try:
+        assert main(["demo", "-o", str(run)]) == 0
+    finally:
+        logger.removeHandler(logged)
+        logger.setLevel(level)
     out = run / "inspect"
     assert main(["inspect", str(run), "-o", str(out), "--per-style", str(PER_STYLE)]) == 0
-    return run, out
+    return run, out, logged.lines
+
+
+def test_the_local_run_logs_one_progress_line_instead_of_per_stage_lines(demo_report):
+    run, _, lines = demo_report
+    stats = json.loads((run / "stats.json").read_text())
+    progress = [line for line in lines if line.startswith("progress: ")]
+    assert progress and progress[-1].startswith(  # the demo's jsonl lines are its input size
+        f"progress: read {stats['records_in']}/{stats['records_in']} records, written {stats['written']} rows, "
+        f"rejected {stats['rejected']}, ")
+    assert not [line for line in lines if "in this worker" in line]  # no per-stage lines
 
 
 def expected_cards(stats: dict) -> int:
@@ -64,7 +92,7 @@ def expected_cards(stats: dict) -> int:
 
 
 def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reason(demo_report):
-    run, out = demo_report
+    run, out, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
     page = parse(out / "index.html")
     assert page.links
@@ -86,7 +114,7 @@ def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reaso
 
 
 def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report):
-    run, out = demo_report
+    run, out, _ = demo_report
     again = run / "again"
     other = run / "other"
     assert main(["inspect", str(run), "-o", str(again), "--per-style", str(PER_STYLE)]) == 0
@@ -155,7 +183,7 @@ def test_report_opens_in_headless_chromium_with_every_card(demo_report, tmp_path
     browser = chromium()
     if browser is None:
         pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium; here: apt-get install chromium)")
-    run, out = demo_report
+    run, out, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              f"--user-data-dir={tmp_path / 'profile'}"]
