@@ -1,7 +1,8 @@
 """What an image costs a VLM in prompt tokens, under a configurable rule.
 
 - ``qwen2.5-vl``: Qwen2.5-VL resizes to multiples of 28 pixels within its pixel limits
-  (``smart_resize``) and spends one token per 28x28-pixel patch.
+  (``smart_resize``, with the min/max pixels of its preprocessor config) and spends one token
+  per 28x28-pixel patch.
 - ``openai-tiles``: OpenAI's high-detail rule: fit in 2048x2048, scale the short side down
   to 768, then 85 tokens plus 170 per 512x512 tile.
 
@@ -21,9 +22,7 @@ QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 def image_tokens(width: int, height: int, rule: str = "qwen2.5-vl") -> int:
     """Prompt tokens one ``width`` x ``height`` image costs under ``rule``."""
     if rule == "qwen2.5-vl":
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-        h, w = smart_resize(height, width, factor=28, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS)
+        h, w = qwen_resize(height, width)
         return (h // 28) * (w // 28)
     if rule == "openai-tiles":
         scale = min(1.0, 2048 / max(width, height))
@@ -32,6 +31,21 @@ def image_tokens(width: int, height: int, rule: str = "qwen2.5-vl") -> int:
         w, h = w * scale, h * scale
         return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
     raise ValueError(f"unknown image token rule {rule!r}; known: {', '.join(RULES)}")
+
+
+def qwen_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
+                max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
+    """Qwen2-VL's ``smart_resize`` (transformers' image processor), here so the teacher's ledger
+    does not import transformers on every worker; a unit test holds it equal to the original."""
+    h, w = round(height / factor) * factor, round(width / factor) * factor
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w
 
 
 def image_cost(sizes, rule: str) -> dict[str, int]:
