@@ -13,8 +13,9 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.options.value_provider import StaticValueProvider
 
-from groundcot.schemas.columns import REJECTED_COLUMNS, STYLES, TRAIN_COLUMNS, features, style_columns
+from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features, style_columns
 from groundcot.schemas.record import Record
+from groundcot.transforms.styles import NAMES as STYLES
 from groundcot.transforms.styles import style_of
 
 

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-import pyarrow.parquet as pq
 import pytest
 
 from groundcot.pipeline.cli import main
+from groundcot.schemas.runs import read_run
 from groundcot.transforms.depth import build_tiny_random as build_depth
 from groundcot.transforms.masks import build_tiny_random as build_sam2
 
@@ -79,9 +79,9 @@ def generate(out, models, *more):
 
 
 def outcomes(out):
-    data = pq.read_table(out / "data", columns=["id", "style", "depth_map"]).to_pylist()
+    data = read_run(str(out), decode_images=False).select_columns(["id", "style", "depth_map"]).to_list()
     rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
-    return ({(r["id"], r["style"]): r["depth_map"]["bytes"] for r in data},
+    return ({(r["id"], r["style"]): (r["depth_map"] or {}).get("bytes") for r in data},
             sorted((r["id"], r.get("style", "")) for r in rejected))
 
 

@@ -202,3 +202,10 @@ def test_the_license_follows_the_sources_and_flags_flickr30k():
     assert license_id == "other" and extra == {"license_name": "mixed-source-terms"}
     assert any("non-commercial" in n for n in notes)
     assert licenses(["viscot", "gqa"], set())[0] == "other"
+
+
+def test_every_style_has_a_column_set():
+    from groundcot.schemas.columns import OWN, STYLES
+    from groundcot.transforms.styles import NAMES
+
+    assert set(OWN) == set(STYLES) == set(NAMES)

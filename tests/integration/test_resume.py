@@ -4,10 +4,10 @@ model misses, and the cached outputs equal the computed ones; teacher replies sh
 Real CLI, real Beam runner."""
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
 from groundcot.pipeline.cli import main
+from groundcot.schemas.runs import read_run
 
 from support import REPO, png_bytes, viscot_line
 from support.fake_openai import FakeOpenAI
@@ -33,8 +33,8 @@ def calls(stats, stage):
 
 
 def rows(out):
-    table = pq.read_table(out / "data", columns=["id", "style", "depth_map", "masks"]).to_pylist()
-    return {(r["id"], r["style"]): (r["depth_map"]["bytes"], r["masks"]) for r in table}
+    table = read_run(str(out), decode_images=False).select_columns(["id", "style", "depth_map", "masks"]).to_list()
+    return {(r["id"], r["style"]): ((r["depth_map"] or {}).get("bytes"), r["masks"]) for r in table}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path)
         asked = len(fake.requests)
     assert stats["balanced"] and stats["teacher"]["kind"] == "openai"
     assert stats["cache"]["depth"]["misses"] == 0 and stats["cache"]["masks"]["misses"] == 0
-    written = [(r["id"], r["style"]) for r in pq.read_table(out / "data", columns=["id", "style"]).to_pylist()]
+    written = [(r["id"], r["style"]) for r in read_run(str(out)).select_columns(["id", "style"]).to_list()]
     rejected = [(json.loads(line)["id"], json.loads(line)["style"])
                 for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
     made = stats["records_in"] - stats["by_style"].get("before_styles", {}).get("rejected", 0)
