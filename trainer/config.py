@@ -13,7 +13,7 @@ class Section(BaseModel):
 
 
 class Data(Section):
-    runs: list[str] = Field(min_length=1, description="groundcot output folders (local or bucket), each holding data/*.parquet.")
+    runs: list[str] = Field(min_length=1, description="groundcot output folders (local or bucket), each holding data/<style>/*.parquet.")
     styles: list[str] = Field(["sif"], description="Styles to train on.")
     sources: list[str] | None = Field(None, description="Keep only these sources (default: all).")
     depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
