@@ -239,7 +239,9 @@ class Runner(Section):
     name: str = Field("local", description="local (in-process, offline) or a Beam runner: "
                                            "DataflowRunner, FlinkRunner, SparkRunner, ...")
     workers: int = Field(1, ge=1, description="local only: worker processes.")
-    log_every_s: float = Field(10.0, ge=0, description="Progress log interval per worker (0 = off).")
+    log_every_s: float = Field(10.0, ge=0, description="Progress line interval: the local runner's line when "
+                               "not on a terminal (on one it is redrawn every second), and on cluster runners "
+                               "the driver's line from Beam's counters and each worker's per-stage lines (0 = off).")
     options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options.")
     shared_paths: list[str] = Field(default_factory=list, description="Local folders the workers see at the "
                                     "same path as the submitting machine (an NFS mount, a baked-in folder). On "

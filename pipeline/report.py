@@ -278,7 +278,7 @@ def pictures_of(row: dict, folder: Folder) -> list[str]:
         return []
     stem = f"{row.get('style')}-{row.get('id')}"
     steps = steps_of(row)
-    shown = [figure(folder.save(drawn_steps(base, steps), stem), f"{len(steps)} steps, numbered")]
+    shown = [figure(folder.save(drawn_steps(base, steps), stem), f"{len(steps)} step{'' if len(steps) == 1 else 's'}, numbered")]
     depth = depth_picture(_bytes_of(row.get("depth_map")), base.size)
     if depth is not None:
         last = len(steps) - 1
@@ -347,30 +347,30 @@ def summary(stats: dict) -> str:
     parts = [(f"<p>run <code>{html.escape(str(stats.get('run_id', '')))}</code>: {stats.get('records_in', 0)} records "
              f"in, {stats.get('written', 0)} rows written, {stats.get('rejected', 0)} rejected, "
              f"{stats.get('filtered_out', 0)} filtered out by source filters; {stats.get('elapsed_s', '?')} s.</p>")]
-    parts.append("<h3>Per source</h3>" + table(
+    parts.append('<div class="box"><h3>Per source</h3>' + table(
         ["source", "in", "written", "rejected", "filtered"],
         [[s, e.get("in", 0), e.get("written", 0), e.get("rejected", 0), e.get("filtered", 0)]
-         for s, e in stats.get("by_source", {}).items()]))
-    parts.append("<h3>Per style</h3>" + table(
+         for s, e in stats.get("by_source", {}).items()]) + "</div>")
+    parts.append('<div class="box"><h3>Per style</h3>' + table(
         ["style", "written", "rejected", "reasons"],
         [[s, e.get("written", 0), e.get("rejected", 0),
           ", ".join(f"{r}: {n}" for r, n in e.get("rejected_by_reason", {}).items())]
-         for s, e in stats.get("by_style", {}).items()]))
+         for s, e in stats.get("by_style", {}).items()]) + "</div>")
     teacher = stats.get("teacher", {})
     rows = [["kind", teacher.get("kind")], ["model", teacher.get("model", "—")]]
     rows += [[f"ledger: {k}", v] for k, v in teacher.get("ledger", {}).items()]
     if "estimated_cost_usd" in teacher:
         rows.append(["estimated cost (USD)", teacher["estimated_cost_usd"]])
     rows += [[f"cache: {k}", v] for k, v in (stats.get("cache") or {}).items()]
-    parts.append("<h3>Teacher and cache</h3>" + table(["", ""], rows))
+    parts.append('<div class="box"><h3>Teacher and cache</h3>' + table(["", ""], rows) + "</div>")
     models = []
     for stage in ("depth", "masks"):
         info = stats.get(f"{stage}_model")
         models.append([stage, "off" if not info else info.get("requested"),
                        "" if not info else ("TINY RANDOM fallback (noise)" if info.get("fallback_tiny_random") else "")])
     models += [[k, v, ""] for k, v in stats.get("versions", {}).items()]
-    parts.append("<h3>Models and versions</h3>" + table(["", "", ""], models))
-    return "".join(parts)
+    parts.append('<div class="box"><h3>Models and versions</h3>' + table(["", "model or package", ""], models) + "</div>")
+    return parts[0] + '<div class="summary">' + "".join(parts[1:]) + "</div>"
 
 
 PAGE = """<!doctype html>
@@ -378,7 +378,7 @@ PAGE = """<!doctype html>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: .5em 0 1em; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
-.plots {{ display: flex; flex-wrap: wrap; gap: 8px; }} .plots figure img {{ max-width: 420px; border: 1px solid #eee; }}
+.plots, .summary {{ display: flex; flex-wrap: wrap; gap: 8px 24px; }} .plots figure img {{ max-width: 380px; border: 1px solid #eee; }}
 .card, .rejected-example {{ border: 1px solid #bbb; border-radius: 6px; padding: 8px 12px; margin: 10px 0; }}
 .pics {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }} figure img {{ max-width: 320px; display: block; }}
 figcaption {{ font-size: 12px; color: #555; }}
