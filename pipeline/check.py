@@ -11,6 +11,7 @@ import re
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig, on_cluster
+from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import is_local
 from groundcot.pipeline.run import check_secrets, prepare
 from groundcot.transforms.models import ResolvedModel
@@ -25,7 +26,7 @@ WORKER_OPTIONS = ("num_workers", "max_num_workers", "parallelism", "direct_num_w
 
 def check_job(cfg: JobConfig, out: str, out_key: str = "output.dir", overwrite: bool = False) -> list[str]:
     """Run every check a run makes; return the plan's lines. Raises ConfigError, OutputRefused or RuntimeError."""
-    _, _, models = prepare(cfg, out, out_key, overwrite)
+    _, _, models = prepare(cfg, out, out_key, overwrite, offline=True)
     return plan(cfg, out, {stage: describe(getattr(cfg, stage).model, found) for stage, found in models.items()})
 
 
@@ -41,6 +42,8 @@ def count_records(cfg: JobConfig) -> int | None:
     total = 0
     for src in cfg.sources:
         if not JSONL_KINDS.get(src.kind, lambda s: False)(src):
+            return None
+        if not all(is_local(p) for p in patterns(src.path)):  # a bucket is not read to count
             return None
         files = [m.path for p in patterns(src.path) for m in FileSystems.match([p])[0].metadata_list]
         if not all(is_local(f) for f in files):
@@ -115,6 +118,7 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
                  else f"teacher: {teacher.kind}, model {teacher.model} at {teacher.base_url}")
     lines.append(f"runner: {cfg.runner.name}, " + workers(cfg))
     lines.append(f"output: {out}")
+    lines += not_listed(cfg, out)
     lines.append("records: " + ("unknown until read" if records is None
                                 else f"{records} (lines of the jsonl sources; filters may drop some)"))
     lines.append(f"teacher calls: {teacher_calls(cfg, records)}")
@@ -124,6 +128,14 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
         if teacher.mode == "batch":
             lines.append(f"teacher mode: batch (requests go to {out}/batch/requests-*.jsonl; nothing is called)")
     return lines
+
+
+def not_listed(cfg: JobConfig, out: str) -> list[str]:
+    """The bucket paths --check could not list from here, and why (pipeline/offline.py)."""
+    paths = [(f"sources.{i}.path", p) for i, src in enumerate(cfg.sources) for p in patterns(src.path)]
+    skipped = [(key, path, why) for key, path in [*paths, ("output", out)] if (why := unlistable(path))]
+    return [f"not listed from here ({why}): {key} {path}; the job reaches it with the credentials it runs with"
+            for key, path, why in skipped]
 
 
 def teacher_limits(cfg: JobConfig) -> list[str]:

@@ -21,6 +21,7 @@ from groundcot.pipeline import progress
 from groundcot.pipeline.card import write_card
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
+from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.depth import resolve_depth_model
@@ -225,8 +226,9 @@ def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
     return (f"environment variable {env} (set here; each worker reads its own)", True) if env else None
 
 
-def check_sources(cfg: JobConfig) -> None:
-    """Every file pattern of every source matches at least one file."""
+def check_sources(cfg: JobConfig, offline: bool = False) -> None:
+    """Every file pattern of every source matches at least one file (``offline``: bucket patterns this
+    machine has no credentials for are left to the workers; see pipeline/offline.py)."""
     for i, src in enumerate(cfg.sources):
         wanted = {"path": patterns(src.path)}
         if src.kind == "flickr30k":  # path is a folder; the split file says what to read
@@ -235,6 +237,8 @@ def check_sources(cfg: JobConfig) -> None:
             wanted["scene_graphs"] = patterns(src.scene_graphs)
         for key, globs in wanted.items():
             for pattern in globs:
+                if offline and unlistable(pattern):
+                    continue
                 try:
                     found = FileSystems.match([pattern])[0].metadata_list
                 except (OSError, ValueError) as err:
@@ -243,14 +247,14 @@ def check_sources(cfg: JobConfig) -> None:
                     raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
 
 
-def preflight(cfg: JobConfig) -> None:
+def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """Everything that can be checked before the job touches its output folder.
 
     The runner and config were checked when the options were built; here: secrets, sources and
     the teacher's endpoint. A failure here leaves the output folder as it was.
     """
     key = check_secrets(cfg)
-    check_sources(cfg)
+    check_sources(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
     if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live" and (key is None or key[1]):
         check_endpoint(cfg.teacher)
@@ -274,13 +278,16 @@ def check_not_empty(stats: dict) -> None:
                        f"{', '.join(sorted(reasons))}: nothing could be made")
 
 
-def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool) -> tuple[object, PipelineOptions, dict]:
-    """Every check a run makes before it touches ``out`` (``--check`` makes the same), then the
-    runner, its options and the models the workers will load."""
+def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
+            offline: bool = False) -> tuple[object, PipelineOptions, dict]:
+    """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
+    skipping bucket paths it has no credentials for), then the runner, its options and the models
+    the workers will load."""
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
-    preflight(cfg)
-    check_output(out, out_key, overwrite)
+    preflight(cfg, offline)
+    if not (offline and unlistable(out)):
+        check_output(out, out_key, overwrite)
     local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
     models: dict[str, ResolvedModel] = {}
     if cfg.depth.enabled:

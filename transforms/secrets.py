@@ -14,6 +14,7 @@ process. Errors name the reference and the reason, never a value.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
@@ -72,23 +73,24 @@ def read(scheme: str, target: str, ref: str) -> str:
         if not value:
             raise SecretError(f"secret {ref}: the file is empty")
         return value
-    client = gcp_client(ref)
-    try:
+    secretmanager = gcp_library(ref)
+    try:  # credentials, permission, a missing secret, the network: one line, no value
+        client = secretmanager.SecretManagerServiceClient()
         reply = client.access_secret_version(request={"name": target}, timeout=30)
         return reply.payload.data.decode("utf-8").strip()
-    except Exception as err:  # noqa: BLE001 - permission, missing secret, network: one line, no value
+    except Exception as err:  # noqa: BLE001
         reason = str(getattr(err, "message", "") or type(err).__name__).splitlines()[0][:200]
         raise SecretError(f"secret {ref}: Secret Manager refused or failed ({reason})") from None
 
 
-def gcp_client(ref: str):
-    """A Secret Manager client, or a clear error where the library is missing."""
+def gcp_library(ref: str):
+    """The Secret Manager library, or a clear error where it is missing."""
     try:
-        from google.cloud import secretmanager
+        secretmanager = importlib.import_module("google.cloud.secretmanager")
     except ImportError:
         raise SecretError(f"secret {ref}: gcp: references need google-cloud-secret-manager where they are read "
                           "(the workers, and this machine for --check): pip install 'groundcot[gcp]'") from None
-    return secretmanager.SecretManagerServiceClient()
+    return secretmanager
 
 
 def has_gcp_credentials() -> bool:
@@ -115,7 +117,7 @@ def check(ref: str, here: bool) -> str:
         return f"{ref} (read here)"
     if scheme != "gcp":
         return f"{ref} (read by each worker; not checkable from here)"
-    gcp_client(ref)
+    gcp_library(ref)
     if not has_gcp_credentials():
         return f"{ref} (read by each worker; not checked: no Google credentials here)"
     resolve(ref)

@@ -1,9 +1,11 @@
 """The cluster job files (jobs/*_dataflow.yaml, *_flink.yaml, *_spark.yaml) and the worker image.
 
 Every cluster job loads, names only options Beam knows, and reads and writes only bucket URLs or
-folders it declares shared. The Dataflow job is built in dry-run mode (no network) when
-apache-beam[gcp] is installed, and its GPU and container settings are checked in the job Dataflow
-would receive. The Dockerfile is checked against constraints.txt (it cannot be built here).
+folders it declares shared. The Dataflow job is built in dry-run mode (no network; apache-beam[gcp]
+is in the dev extra), and its GPU and container settings are checked in the job Dataflow would
+receive. ``groundcot generate --check`` passes on each job with bucket paths and no Google
+credentials (bucket listings left to the job, said in the plan) and fails with one line on a local
+path. The Dockerfile is checked against constraints.txt (it cannot be built here).
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import shutil
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import load_config
 
-from support import REPO
+from support import REPO, one_line
 
 JOBS = REPO / "jobs"
 CLUSTER_JOBS = sorted(p for suffix in ("dataflow", "flink", "spark") for p in JOBS.glob(f"*_{suffix}.yaml"))
@@ -23,7 +26,7 @@ DOCKERFILE = (JOBS / "Dockerfile").read_text()
 
 
 def pinned(name: str) -> str:
-    match = re.search(rf"^{re.escape(name)}==(\S+)$", (REPO / "constraints.txt").read_text(), re.M | re.I)
+    match = re.search(rf"^{re.escape(name)}==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE | re.IGNORECASE)
     assert match, f"{name} is not pinned in constraints.txt"
     return match.group(1)
 
@@ -72,7 +75,7 @@ def test_portable_jobs_submit_to_a_job_server_with_an_external_worker_pool(job):
 
 
 def test_dockerfile_builds_on_the_pinned_beam_sdk_and_installs_the_wheel_with_the_constraints():
-    base = re.search(r"^FROM\s+apache/beam_python(\d+)\.(\d+)_sdk:(\S+)", DOCKERFILE, re.M)
+    base = re.search(r"^FROM\s+apache/beam_python(\d+)\.(\d+)_sdk:(\S+)", DOCKERFILE, re.MULTILINE)
     assert base, "the image must start FROM apache/beam_pythonX.Y_sdk:VERSION"
     assert base.group(3) == pinned("apache-beam")
     assert f"ARG TORCH_VERSION={pinned('torch')}\n" in DOCKERFILE  # the CUDA build of the tested torch
@@ -129,3 +132,32 @@ def test_dataflow_job_dry_run_asks_for_l4_gpus_and_the_worker_container(tmp_path
     assert "use_runner_v2" in env.experiments
     docker = [e for e in job.proto_pipeline.components.environments.values() if e.urn == "beam:env:docker:v1"]
     assert docker and job.proto.name == "groundcot-viscot"
+
+
+def on_buckets(job, tmp_path):
+    """The job file with its shared folder swapped for a bucket (Flink's job uses /mnt/groundcot)."""
+    text = job.read_text().replace("/mnt/groundcot", "gs://your-bucket/groundcot")
+    copy = tmp_path / job.name
+    copy.write_text("\n".join(line for line in text.splitlines() if "shared_paths" not in line) + "\n")
+    return copy
+
+
+@pytest.mark.skipif(not gcp_installed(), reason="apache-beam[gcp] is not installed (it is in the dev extra)")
+@pytest.mark.parametrize("job", CLUSTER_JOBS, ids=lambda p: p.name)
+def test_check_passes_on_bucket_paths_without_credentials_and_fails_on_a_local_path(job, tmp_path, capfd,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))  # no credentials here
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    config = on_buckets(job, tmp_path)
+    assert main(["generate", str(config), "--check"]) == 0
+    plan = capfd.readouterr().out
+    cfg = load_config(str(config))
+    assert f"runner: {cfg.runner.name}, " in plan
+    assert (f"not listed from here (no Google credentials here): sources.0.path {cfg.sources[0].path}; "
+            "the job reaches it with the credentials it runs with") in plan
+    assert f"not listed from here (no Google credentials here): output {cfg.output.dir}; " in plan
+    assert main(["generate", str(config), "--check", "--set", "output.dir=out/local"]) == 2
+    line = one_line(capfd)
+    assert line.startswith("groundcot: config error: output.dir: out/local is a local path, which "
+                           f"{cfg.runner.name}'s workers cannot read"), line
+    assert not (tmp_path / "out").exists()

@@ -3,9 +3,11 @@ and --check's lines on the key and on the per-process limits."""
 import base64
 import bz2
 import json
+import sys
 import zlib
 
 import apache_beam as beam
+import pytest
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
@@ -95,3 +97,35 @@ def test_check_plans_the_key_and_the_job_wide_limits_per_worker_process(tmp_path
     assert ("teacher limits job-wide: 3 worker processes (runner.workers): at most 30 calls; up to 12 in flight "
             "with one teacher thread per process, more with more") in plan
     assert KEY not in plan
+
+
+def gcp_installed() -> bool:
+    try:
+        import google.cloud.secretmanager  # noqa: F401
+        from apache_beam.io.gcp import gcsfilesystem  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not gcp_installed(), reason="apache-beam[gcp] is not installed (it is in the dev extra)")
+def test_check_on_dataflow_leaves_a_gcp_secret_to_the_workers_and_sums_limits_over_them(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))  # no credentials here
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    config = tmp_path / "dataflow.yaml"
+    config.write_text(
+        "sources: [{kind: viscot, path: 'gs://groundcot-test/meta/*_cot_train.jsonl', "
+        "image_root: 'gs://groundcot-test/images'}]\noutput: {dir: 'gs://groundcot-test/out'}\n"
+        "depth: {enabled: false}\nteacher: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m, "
+        "api_key_env: null, api_key_secret: 'gcp:projects/demo/secrets/openai', request_budget: 1000, "
+        "max_concurrency: 8}\nrunner: {name: DataflowRunner, options: {project: demo, region: europe-west4, "
+        "temp_location: 'gs://groundcot-test/tmp', machine_type: g2-standard-4, max_num_workers: 16}}\n")
+    assert main(["generate", str(config), "--check"]) == 0  # the endpoint is not asked without the key
+    plan = capfd.readouterr().out
+    assert ("teacher key: gcp:projects/demo/secrets/openai (read by each worker; not checked: no Google "
+            "credentials here)") in plan
+    assert ("teacher limits job-wide: 64 worker processes (max_num_workers 16 x 4 SDK processes per worker): "
+            "at most 64000 calls; up to 512 in flight") in plan
+    monkeypatch.setitem(sys.modules, "google.cloud.secretmanager", None)  # as where the library is missing
+    assert main(["generate", str(config), "--check"]) == 2
+    assert "gcp: references need google-cloud-secret-manager" in one_line(capfd)

@@ -48,6 +48,15 @@ def test_a_secret_is_read_once_per_process(tmp_path):
     assert resolve(f"file:{key}") == VALUE  # the worker keeps the key it started with
 
 
+def test_gcp_without_credentials_is_one_line_naming_the_reference(tmp_path, monkeypatch):
+    pytest.importorskip("google.cloud.secretmanager")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    with pytest.raises(SecretError) as err:
+        resolve("gcp:projects/p/secrets/s/versions/2")
+    assert str(err.value) == ("secret gcp:projects/p/secrets/s/versions/2: Secret Manager refused or failed "
+                              "(DefaultCredentialsError)")
+
+
 def test_gcp_without_the_library_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.cloud.secretmanager", None)  # import fails as when not installed
     with pytest.raises(SecretError) as err:
@@ -62,7 +71,10 @@ def test_check_reads_here_only_where_workers_share_this_machine(tmp_path, monkey
     assert secrets.check(missing, here=False) == f"{missing} (read by each worker; not checkable from here)"
     with pytest.raises(SecretError, match="cannot read the file"):
         secrets.check(missing, here=True)
-    monkeypatch.setattr(secrets, "gcp_client", lambda ref: object())  # the library, but no credentials here
-    monkeypatch.setattr(secrets, "has_gcp_credentials", lambda: False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))  # no credentials here
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    if secrets.has_gcp_credentials() is not False:
+        pytest.fail("credentials found despite GOOGLE_APPLICATION_CREDENTIALS pointing nowhere")
+    pytest.importorskip("google.cloud.secretmanager")
     assert secrets.check("gcp:projects/p/secrets/s", here=False) == (
         "gcp:projects/p/secrets/s (read by each worker; not checked: no Google credentials here)")
