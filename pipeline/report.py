@@ -32,7 +32,8 @@ TAGS = re.compile(r"<area>.*?</area>|<zoom>.*?</zoom>|```json.*?```", re.DOTALL)
 
 def main(args) -> int:
     run = args.run.rstrip("/")
-    out = args.out or f"{run}/report"
+    # the report is written here; a run in a bucket gets its report in the working directory
+    out = args.out or (f"{run.rsplit('/', 1)[-1]}-report" if "://" in run else f"{run}/report")
     try:
         index = write_report(run, out, per_style=args.per_style, seed=args.seed)
     except (RunNotFound, FileNotFoundError) as err:
@@ -362,6 +363,11 @@ def summary(stats: dict) -> str:
     if "estimated_cost_usd" in teacher:
         rows.append(["estimated cost (USD)", teacher["estimated_cost_usd"]])
     rows += [[f"cache: {k}", v] for k, v in (stats.get("cache") or {}).items()]
+    quality = [[style, q.get("accepted_first_try", 0), q.get("accepted_after_reask", 0), q.get("reasked", 0),
+                q.get("rejected", 0)] for style, q in teacher.get("quality", {}).items()]
+    if quality:
+        parts.append('<div class="box"><h3>Teacher quality per style</h3>' + table(
+            ["style", "accepted first try", "after a re-ask", "re-asked", "rejected"], quality) + "</div>")
     parts.append('<div class="box"><h3>Teacher and cache</h3>' + table(["", ""], rows) + "</div>")
     models = []
     for stage in ("depth", "masks"):

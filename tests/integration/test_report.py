@@ -200,3 +200,28 @@ def test_report_opens_in_headless_chromium_with_every_card(demo_report, tmp_path
     assert len(colours) > 100 and white < 0.95  # text, tables and plots drawn, not a blank page
     # the images loaded from disk: the rendered page holds the plots' and pictures' colours
     assert sum(n for n, rgb in colours if rgb[2] > 150 and rgb[0] < 100) > 1000  # matplotlib blue bars
+
+
+def test_the_gallery_reads_only_the_row_groups_of_its_sampled_rows(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from groundcot.pipeline.report import sample_rows
+
+    path = tmp_path / "train-00000-of-00001.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(50)], "messages": [[]] * 50}), path, row_group_size=5)
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def spy(self, i, *args, **kwargs):
+        read.append((i, tuple(kwargs.get("columns") or ())))
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("a whole file was read"))
+    rows = sample_rows([str(path)], 3, seed=4)
+    assert len({r["id"] for r in rows}) == 3
+    groups = {int(r["id"][1:]) // 5 for r in rows}
+    assert sorted(i for i, _ in read) == sorted(groups)  # one read per group holding a sampled row
+    assert all(cols == ("id",) for _, cols in read)  # messages are never shown: never read
+    assert rows == sample_rows([str(path)], 3, seed=4)
