@@ -9,6 +9,7 @@ forward passes fill (bench/gpu_prep.py measures how full).
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Iterable, Sequence
 
@@ -22,6 +23,7 @@ from groundcot.transforms.cache import StageCache, content_key
 from groundcot.transforms.models import ResolvedModel, device, open_model, quiet_transformers, resolve_model
 from groundcot.transforms.tensor_prep import Prep, decode, from_processor, plan_batches
 
+log = logging.getLogger("groundcot")
 STAGE = "depth"
 VERSION = "1"  # of the map's making (normalisation, encoding): a change here misses old cache entries
 BUFFER = 16  # batches' worth of images the handler receives at once and groups by processed shape
@@ -162,6 +164,9 @@ class DepthHandler(ModelHandler):
             processor = AutoImageProcessor.from_pretrained(folder)
             net = AutoModelForDepthEstimation.from_pretrained(folder, dtype=dtype)
         prep = from_processor(processor) if self.preprocess == "torch" else None
+        if self.preprocess == "torch" and prep is None:
+            log.warning("depth: the model's processor does steps with no torch equivalent here (padding, "
+                        "cropping or another resample mode): its own CPU steps run instead")
         return LoadedDepth(processor, net.to(where).eval(), where, identity, prep)
 
     def share_model_across_processes(self) -> bool:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# PIL resample codes -> F.interpolate modes ("nearest-exact" is PIL's nearest; torch's "nearest" is not)
-MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
+# PIL resample codes (and torchvision's names for them) -> F.interpolate modes ("nearest-exact" is
+# PIL's nearest; torch's "nearest" is not)
+MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic", "bilinear": "bilinear", "bicubic": "bicubic"}
 # max |torch - processor| per normalised value: one 8-bit level over the smallest std (ImageNet's 0.224)
 TOLERANCE = 1.0 / 255 / 0.224 + 1e-4
 
@@ -96,7 +97,8 @@ def from_processor(processor) -> Prep | None:
     height, width = getattr(size, "height", None), getattr(size, "width", None)
     if isinstance(size, dict):
         height, width = size.get("height"), size.get("width")
-    mode = MODES.get(int(p.resample)) if p.resample is not None else None
+    resample = getattr(p.resample, "value", p.resample)  # PILImageResampling, int or InterpolationMode
+    mode = MODES.get(int(resample) if isinstance(resample, int) else resample)
     unsupported = (getattr(p, "do_pad", False) or getattr(p, "do_center_crop", False)
                    or getattr(p, "do_reduce_labels", False) or not p.do_resize or not p.do_rescale
                    or not p.do_normalize or mode is None or not height or not width)
