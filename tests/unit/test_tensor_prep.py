@@ -143,3 +143,16 @@ def test_masks_from_device_preprocessing_match_the_pil_steps(sam2_folder):
         for a, b in zip(ours, theirs):
             assert (decode_mask(a) == decode_mask(b)).mean() > 0.99
             assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+
+
+def test_a_processor_with_steps_torch_cannot_do_runs_its_own_and_says_so(tmp_path, caplog):
+    import json
+
+    folder = depth.build_tiny_random(str(tmp_path / "padded"))
+    config = tmp_path / "padded" / "preprocessor_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "do_pad": True, "size_divisor": 28}))
+    loaded = depth.DepthHandler(ResolvedModel(folder, folder), 2, "cpu").load_model()
+    assert loaded.prep is None and "its own CPU steps run instead" in caplog.text
+    assert loaded.key_parts()[-1] != "tensor_prep"
+    (png_map, _, _), = loaded.depth_maps([png(texture(50, 30))], 2)
+    assert decode_png16(png_map).shape == (30, 50)
