@@ -103,7 +103,11 @@ class Live:
         self.stop.set()
         self.thread.join(timeout=5)
         self._show(final=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for _ in range(20):  # a worker process may still be rewriting its file
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if not os.path.exists(self.folder):
+                break
+            time.sleep(0.1)
 
 
 def follow(result, counters: Callable[[], dict[str, int]], total: int | None, every_s: float) -> None:

@@ -331,9 +331,9 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
     started = time.monotonic()
     p = beam.Pipeline(runner=runner, options=options)
     total, every = count_records(cfg), cfg.runner.log_every_s
-    live = None if on_cluster(cfg.runner) else progress.Live(total, every)  # workers share this disk
-    build(p, cfg, staging, models, run_id=run_id, progress_dir=live and live.folder)
-    with live or contextlib.nullcontext():
+    # workers share this disk on local runners: they count into the live line's folder
+    with contextlib.nullcontext() if on_cluster(cfg.runner) else progress.Live(total, every) as live:
+        build(p, cfg, staging, models, run_id=run_id, progress_dir=live and live.folder)
         result = p.run()
         if live is None:  # a cluster job: the same figures from Beam's counters
             progress.follow(result, lambda: beam_counters(result), total, every)

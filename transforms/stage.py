@@ -84,6 +84,8 @@ class Tally:
 
     def flush(self) -> None:
         self.last = time.monotonic()
+        if not os.path.isdir(os.path.dirname(self.path)):  # the driver removed the folder: the run is over
+            return
         try:
             with open(self.path + ".tmp", "w", encoding="utf-8") as handle:
                 json.dump(self.counts, handle)
