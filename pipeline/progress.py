@@ -122,4 +122,8 @@ def follow(result, counters: Callable[[], dict[str, int]], total: int | None, ev
                 return
         except Exception:  # noqa: BLE001 - a runner that cannot tell its state: wait_until_finish will
             return
-        log.info("progress: %s", figures(counters(), total, time.monotonic() - started))
+        found, elapsed = counters(), time.monotonic() - started
+        if found:
+            log.info("progress: %s", figures(found, total, elapsed))
+        else:  # some runners (Beam's embedded job server) report counters only at the end, if at all
+            log.info("progress: running for %s, no counters reported yet", duration(elapsed))
