@@ -25,6 +25,8 @@ BATCHES = "batches.json"
 
 
 def main(args) -> int:
+    import openai
+
     from groundcot.pipeline.cli import resolve_config
     from groundcot.pipeline.config import ConfigError, load_config
 
@@ -42,6 +44,21 @@ def main(args) -> int:
     except (RuntimeError, OSError) as err:
         print(f"groundcot: {err}".replace("\n", " "), file=sys.stderr)
         return 1
+    except openai.OpenAIError as err:  # the batch API's errors (a refused key, an unknown batch): one line
+        key = _key(cfg)
+        text = str(err).replace(key, "***") if key else str(err)
+        print(f"groundcot: teacher {args.action}: {type(err).__name__}: {text}"[:500].replace("\n", " "),
+              file=sys.stderr)
+        return 1
+
+
+def _key(cfg) -> str | None:
+    from groundcot.transforms.teach.client import api_key
+
+    try:
+        return api_key(cfg.teacher.api_key_env, getattr(cfg.teacher, "api_key_secret", None))
+    except Exception:  # noqa: BLE001 - only for redaction
+        return None
 
 
 # --- try -----------------------------------------------------------------------------------
@@ -104,7 +121,8 @@ def client(cfg):
 
     from groundcot.transforms.teach.client import api_key
 
-    return openai.OpenAI(base_url=cfg.teacher.base_url, api_key=api_key(cfg.teacher.api_key_env) or "EMPTY",
+    key = api_key(cfg.teacher.api_key_env, getattr(cfg.teacher, "api_key_secret", None))
+    return openai.OpenAI(base_url=cfg.teacher.base_url, api_key=key or "EMPTY",
                          timeout=cfg.teacher.timeout_s, max_retries=cfg.teacher.max_retries)
 
 

@@ -109,3 +109,15 @@ def faithful_sif(body: dict) -> str:
     areas = re.findall(r"<area>(.*?)</area>", body["messages"][0]["content"])
     steps = "".join(f"<area>{a}</area>\n<text>Part {i}.</text>\n" for i, a in enumerate(areas, 1))
     return f"<think>\n{steps}</think>\n<answer>red</answer>"
+
+
+def test_a_refused_key_is_one_line_without_the_key(tmp_path, key, capfd):
+    with FakeOpenAI() as fake:
+        path = job(tmp_path, fake, ["good"], mode="batch")
+        out = tmp_path / "out"
+        assert main(["generate", path, "--out", str(out)]) == 0
+        fake.files_key = "sk-other"  # the files endpoint now wants another key
+        assert main(["teacher", "submit", path, "--out", str(out)]) == 1
+    err = capfd.readouterr().err
+    assert "teacher submit: AuthenticationError" in err and KEY not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "batch" / "batches.json").exists()

@@ -134,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         path = self.path.split("?")[0].rstrip("/")
         if path.endswith("/files"):
+            if fake.files_key and self.headers.get("Authorization") != f"Bearer {fake.files_key}":
+                sent = self.headers.get("Authorization")
+                return self._send(401, {"error": {"message": f"Incorrect API key provided: {sent}"}})
             return self._upload(fake, raw)
         if path.endswith("/batches"):
             return self._create_batch(fake, json.loads(raw))
@@ -260,6 +263,7 @@ class FakeOpenAI:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.batch_calls: list[tuple[str, str]] = []
+        self.files_key: str | None = None  # set: uploads without this key are refused (401, echoing the key)
 
     def completion(self, text: str, body: dict | None = None) -> dict:
         """A chat completion; its usage reports 64 cached prompt tokens when the request's first two
