@@ -124,21 +124,23 @@ class ChatClient:
     def params(self) -> dict:
         return {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens, **self.cfg.extra_body}
 
-    def body(self, messages: list[dict], model: str | None = None) -> tuple[str, dict]:
-        """The request body and its cache key (also its ``custom_id`` in batch shards)."""
+    def body(self, messages: list[dict], model: str | None = None, keyed: bool = True) -> tuple[str, dict]:
+        """The request body and its cache key (also its ``custom_id`` in batch shards; "" unless
+        ``keyed``: hashing a body with its images costs CPU only a cache or a batch needs)."""
         model = model or self.cfg.model
-        return (json_key({"model": model, "messages": messages, "params": self.params()}),
-                {"model": model, "messages": messages, **self.params()})
+        key = json_key({"model": model, "messages": messages, "params": self.params()}) if keyed else ""
+        return key, {"model": model, "messages": messages, **self.params()}
 
     async def complete(self, messages: list[dict], model: str | None = None, sizes=()) -> str:
         """The reply to ``messages`` (``sizes``: its images' (w, h), for the ledger)."""
-        key, body = self.body(messages, model)
+        batch = getattr(self.cfg, "mode", "live") == "batch"
+        key, body = self.body(messages, model, keyed=bool(self.cache.root) or batch)
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
             return self.redact(cached["content"])  # entries written before redaction existed
         self.ledger.inc("cache_misses")
-        if getattr(self.cfg, "mode", "live") == "batch":
+        if batch:
             self.batch[key] = {"custom_id": key, "method": "POST", "url": CHAT_URL, "body": body}
             self.ledger.inc("batch_requests")
             raise TeacherError("teacher_batch_pending", "the request is in this run's batch/ shards; "
