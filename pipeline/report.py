@@ -186,6 +186,9 @@ class Folder:
     def __init__(self, out: str):
         self.out = out
         os.makedirs(os.path.join(out, "img"), exist_ok=True)
+        for name in os.listdir(os.path.join(out, "img")):  # a previous report's pictures, not others' files
+            if re.fullmatch(r"(\d{4}-.*|plot-[a-z]+)\.png", name):
+                os.remove(os.path.join(out, "img", name))
         self.n = 0
 
     def save(self, image, stem: str) -> str:

@@ -122,6 +122,8 @@ def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report):
     first = sorted(p.name for p in (out / "img").iterdir())
     assert sorted(p.name for p in (again / "img").iterdir()) == first
     assert sorted(p.name for p in (other / "img").iterdir()) != first
+    assert main(["inspect", str(run), "-o", str(again), "--per-style", str(PER_STYLE), "--seed", "7"]) == 0
+    assert sorted(p.name for p in (again / "img").iterdir()) == sorted(p.name for p in (other / "img").iterdir())
 
 
 def test_a_run_without_stats_is_one_error_line(tmp_path, capsys):
