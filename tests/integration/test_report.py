@@ -227,3 +227,31 @@ def test_the_gallery_reads_only_the_row_groups_of_its_sampled_rows(tmp_path, mon
     assert sorted(i for i, _ in read) == sorted(groups)  # one read per group holding a sampled row
     assert all(cols == ("id",) for _, cols in read)  # messages are never shown: never read
     assert rows == sample_rows([str(path)], 3, seed=4)
+
+
+def test_rejected_examples_draw_their_gt_boxes_on_the_source_image(tmp_path):
+    chain = [{"kind": "full", "boxes": [[0.0, 0.0, 1.0, 1.0]], "depths": []}]
+    run = synthetic_run(tmp_path / "run", chain)
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.new("RGB", (100, 80), (128, 128, 128)).save(root / "a.png")
+    rejected = {"id": "r1", "source": "viscot", "source_id": "1", "dataset": "syn", "image_path": "a.png",
+                "question": "q?", "answer": "a", "gt_boxes": [[20.0, 10.0, 60.0, 50.0]],
+                "cot": "<think><area>[]</area></think><answer>b</answer>", "style": "sif", "stage": "validate",
+                "reason": "wrong_answer", "detail": "answer b, expected a"}
+    (run / "rejected").mkdir()
+    (run / "rejected" / "rejected-00000-of-00001.jsonl").write_text(json.dumps(rejected) + "\n")
+    stats = json.loads((run / "stats.json").read_text())
+    stats.update(rejected=1, rejected_by_reason={"wrong_answer": 1},
+                 config={"sources": [{"kind": "viscot", "image_root": str(root)}]})
+    (run / "stats.json").write_text(json.dumps(stats))
+    out = tmp_path / "report"
+    assert main(["inspect", str(run), "-o", str(out)]) == 0
+    page = parse(out / "index.html")
+    assert page.rejected == 1 and "reason-wrong_answer" in page.ids
+    text = (out / "index.html").read_text()
+    assert "answer b, expected a" in text and 'data-step="1"' in text
+    (drawn,) = [link for link in page.links if "rejected-r1" in link]
+    image = Image.open(out / drawn).convert("RGB")
+    x1, _, x2, y2 = pixel_box([0.2, 0.125, 0.6, 0.625], 100, 80)
+    assert image.getpixel(((x1 + x2) // 2, y2)) == colour(0)[1]  # the GT box, where the record put it
