@@ -27,7 +27,7 @@ from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs
 from groundcot.transforms.sources import DropDuplicates
-from groundcot.transforms.stage import Stage as Tracked
+from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.tallyqa import ReadTallyQA
 from groundcot.transforms.teach.dofn import Teach
@@ -50,7 +50,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     """Wire the whole job into pipeline ``p``, writing under ``out``; with ``progress_dir`` (local
     runner) the stages count into it for the live line instead of logging per stage."""
     every = 0.0 if progress_dir else cfg.runner.log_every_s
-    Stage = partial(Tracked, progress_dir=progress_dir)  # every stage below counts there too
+    stage = partial(Stage, progress_dir=progress_dir)  # every stage below counts there too
     per_source, inputs = [], []
     for i, src in enumerate(cfg.sources):
         label = f"S{i}{src.kind.capitalize()}"
@@ -63,7 +63,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         records = records | f"{label}Dedupe" >> DropDuplicates()
         inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t\t", 1)))
         per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
-            Stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every)))
+            stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every)))
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
@@ -76,13 +76,13 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     params = cfg.expand.model_dump()
     teacher = with_teacher_cache(cfg.teacher, cfg.cache)  # its replies go to the job's cache too
     records = (records
-               | "Expand" >> beam.ParDo(Stage("expand", partial(expand_record, **params)))
+               | "Expand" >> beam.ParDo(stage("expand", partial(expand_record, **params)))
                | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
-               | "PlanStyles" >> beam.ParDo(Stage("styles", partial(plan, **cfg.crops.model_dump())))
+               | "PlanStyles" >> beam.ParDo(stage("styles", partial(plan, **cfg.crops.model_dump())))
                | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id, f"{out}/batch"))
-               | "Validate" >> beam.ParDo(Stage("validate", partial(
+               | "Validate" >> beam.ParDo(stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every))
-               | "DepthImage" >> beam.ParDo(Stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
+               | "DepthImage" >> beam.ParDo(stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
     outcomes = records | "Write" >> WriteOutputs(
         out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb)
     ((outcomes, *inputs)
