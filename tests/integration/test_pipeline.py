@@ -85,7 +85,11 @@ def test_demo_rows_of_every_style_hold_their_images(demo_run):
 def test_demo_records_the_depth_fallback_and_the_baseline_teacher(demo_run):
     stats = read_stats(demo_run)
     assert stats["depth_model"]["fallback_tiny_random"] is True
+    quality = stats["teacher"].pop("quality")
     assert stats["teacher"] == {"kind": "template", "offline_baseline": True}
+    assert set(quality) == set(stats["by_style"]) - {"before_styles"}
+    for style, q in quality.items():  # the template never re-asks: every written row is a first-try accept
+        assert q["accepted_first_try"] == stats["by_style"][style]["written"] and q["accepted_after_reask"] == 0
     assert stats["config"]["depth"]["fallback"] == "tiny_random"
     assert stats["masks_model"]["fallback_tiny_random"] is True
     assert stats["versions"]["apache-beam"] and stats["counters"]["validate.ok"] == 84
