@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The installed package as a user gets it: build the wheel from this checkout, install it (not
 # editable) into a fresh virtual environment outside the checkout, and from a directory outside
-# the checkout run the demo, one SFT and one GRPO step with a tiny random Qwen2.5-VL, and every
+# the checkout run the demo, load it with datasets, inspect it, dry-run publish, one SFT and one GRPO step with a tiny random Qwen2.5-VL, and every
 # export format. Usage: .ci/wheel_smoke.sh [WORKDIR] (default: a temporary folder, removed after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,7 +31,23 @@ quick=(--set train.max_steps=1 --set train.grad_accum=1)
 
 step "groundcot demo"
 "$gc" demo
-test -f out/demo/stats.json
+test -f out/demo/stats.json out/demo/README.md
+
+step "every style loads with datasets.load_dataset(RUN, STYLE), images decoding"
+"$work/venv/bin/python" - <<'PY'
+import datasets
+for style in ("sif", "mgpo", "aperture", "textual"):
+    ds = datasets.load_dataset("out/demo", style, split="train")
+    assert len(ds) and ds[0]["image"].size, style
+PY
+
+step "groundcot inspect"
+"$gc" inspect out/demo
+test -f out/demo/report/index.html
+
+step "groundcot publish --dry-run (no network, no token)"
+"$gc" publish out/demo --repo-id someone/groundcot-demo --dry-run | tee "$work/tree.txt"
+grep -q "data/sif/" "$work/tree.txt"
 
 step "a tiny random Qwen2.5-VL"
 "$work/venv/bin/python" "$repo/tests/support/tiny_models.py" qwen25vl "$work/qwen"

@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 log = logging.getLogger("groundcot")
 MANIFEST, LOCK, STAGING = "_groundcot.json", ".groundcot.lock", ".groundcot-staging"
 OWN = {MANIFEST, LOCK, STAGING, f"{MANIFEST}.tmp"}
+TOP_FILES = ("README.md", "stats.json")  # files every run writes at OUT's top (the card, the counts)
 UNREADABLE_LOCK_GRACE_S = 30  # a lock file still empty after this long was left by a killed run
 
 
@@ -132,6 +133,10 @@ class OutputFolder:
             raise OutputRefused(f"{self.out} is not empty ({shown}) and no groundcot run wrote it (no {MANIFEST}); "
                                 "choose another --out, or pass --overwrite to write groundcot's files there "
                                 "(data/, rejected/, stats.json, README.md, figures/), leaving the rest alone")
+        clash = [name for name in foreign if name in TOP_FILES]
+        if clash:
+            raise OutputRefused(f"{self.out} holds {' and '.join(clash)}, which no groundcot run wrote and this run "
+                                "would replace; --overwrite leaves other files alone, so move it or choose another --out")
         if foreign:
             log.warning("--overwrite: writing groundcot's files into %s, which holds other files", self.out)
 
@@ -210,6 +215,12 @@ class OutputFolder:
         new = [p for p in files_under(self.staging)
                if not p.startswith(skip) and "beam-temp-" not in p]
         old = (read_json(f"{self.out}/{MANIFEST}") or {}).get("files", [])
+        known = set(old)
+        clash = [p for p in new if p not in known and FileSystems.exists(f"{self.out}/{p}")]
+        if clash:  # a file groundcot did not write is never replaced; this run stays in staging
+            self.keep_staging = True
+            raise OutputRefused(f"{self.out}/{clash[0]} exists and no groundcot run wrote it; this run's files stay "
+                                f"in {self.staging}: move that file away and run again")
         manifest = {"written_by": "groundcot", "run_id": self.run_id, "state": "publishing",
                     "files": sorted(set(old) | set(new))}
         write_json(f"{self.out}/{MANIFEST}", manifest)

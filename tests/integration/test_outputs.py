@@ -91,6 +91,24 @@ def test_a_folder_groundcot_did_not_write_is_refused_unless_overwrite(job, capfd
     assert (out / "thesis.tex").read_text() == "years of work" and stats_of(out)["written"] == 6
 
 
+def test_overwrite_never_replaces_a_file_of_the_same_name(job, capfd):
+    config, out = job
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    assert generate(config, out, "--overwrite") == 2  # refused before anything runs
+    line = one_line(capfd)
+    assert "README.md" in line and "move it" in line
+    assert snapshot(out) == {"README.md": b"my notes"}
+    (out / "README.md").unlink()
+    (out / "figures").mkdir()
+    (out / "figures" / "hiou.png").write_bytes(b"my plot")  # a clash found only when the run publishes
+    assert generate(config, out, "--overwrite") == 2
+    line = one_line(capfd)
+    assert "figures/hiou.png" in line and ".groundcot-staging" in line
+    assert (out / "figures" / "hiou.png").read_bytes() == b"my plot" and not (out / "stats.json").exists()
+    assert not (out / "_groundcot.json").exists() or "figures/hiou.png" not in (out / "_groundcot.json").read_text()
+
+
 def _lock(out, pid, run_id):
     (out / ".groundcot.lock").write_text(json.dumps(
         {"run_id": run_id, "pid": pid, "host": socket.gethostname(), "started": "2024-01-01T00:00:00+00:00"}))
