@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The installed package as a user gets it: build the wheel from this checkout, install it (not
 # editable) into a fresh virtual environment outside the checkout, and from a directory outside
-# the checkout run the demo, load it with datasets, inspect it, dry-run publish, one SFT and one GRPO step with a tiny random Qwen2.5-VL, and every
+# the checkout run the demo, load it with datasets, inspect it, dry-run publish, one SFT and
+# one GRPO step with a tiny random Qwen2.5-VL, and every
 # export format. Usage: .ci/wheel_smoke.sh [WORKDIR] (default: a temporary folder, removed after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,7 +32,7 @@ quick=(--set train.max_steps=1 --set train.grad_accum=1)
 
 step "groundcot demo"
 "$gc" demo
-test -f out/demo/stats.json out/demo/README.md
+test -f out/demo/stats.json && test -f out/demo/README.md
 
 step "every style loads with datasets.load_dataset(RUN, STYLE), images decoding"
 "$work/venv/bin/python" - <<'PY'

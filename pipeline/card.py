@@ -36,8 +36,10 @@ STYLE_TEXT = {
 
 # Per source: (Hub license id or None when the terms are not a standard license, note, Hub id or name).
 SOURCES = {
-    "viscot": ("apache-2.0", ("Visual-CoT annotations are released under Apache-2.0; the images come from the "
-                             "datasets Visual-CoT was built on, each under its own terms."), "deepcs233/Visual-CoT"),
+    "viscot": (None, ("Visual-CoT: its code is Apache-2.0, and its README states that the data is intended solely "
+                      "for research and reproducibility (any deployed use, commercial or otherwise, is out of scope); "
+                      "the images come from the datasets Visual-CoT was built on, each under its own terms."),
+               "deepcs233/Visual-CoT"),
     "gqa": ("cc-by-4.0", "GQA questions and scene graphs are CC BY 4.0; its images are Visual Genome's (CC BY 4.0).",
             "GQA"),
     "tallyqa": (None, "TallyQA: see its release's terms; its images are Visual Genome's and COCO's.", "TallyQA"),

@@ -57,7 +57,7 @@ def test_every_style_loads_from_the_run_folder_with_its_own_columns(run):
 def test_the_card_parses_and_its_metadata_is_what_datasets_reads(run):
     card = DatasetCard.load(run / "README.md")
     data = card.data
-    assert data.license == "apache-2.0" and data.source_datasets == ["deepcs233/Visual-CoT"]  # demo: VisCoT only
+    assert data.license == "other" and data.source_datasets == ["deepcs233/Visual-CoT"]  # demo: VisCoT only
     assert data.size_categories == ["n<1K"] and "visual-question-answering" in data.task_categories
     configs = MetadataConfigs.from_dataset_card_data(data)
     assert configs == {s: {"data_files": [{"split": "train", "path": f"data/{s}/train-*"}]}
