@@ -25,8 +25,10 @@ READ, LAST = "image", "depth_image"  # the first per-record stage, and the last 
 
 
 def duration(seconds: float) -> str:
-    """>>> duration(3725)
-    '1h02m'
+    """A short human duration.
+
+    >>> duration(3725), duration(75), duration(9)
+    ('1h02m', '1m15s', '9s')
     """
     seconds = int(seconds)
     if seconds >= 3600:
