@@ -16,7 +16,7 @@ from collections import Counter
 
 from groundcot.transforms.cache import Cache, json_key
 from groundcot.transforms.teach.reply import BadReply, parse_reply
-from groundcot.transforms.teach.retry import backoff, classify
+from groundcot.transforms.teach.retry import backoff, classify, dropped
 from groundcot.transforms.teach.tokens import image_cost
 
 _BUDGETS: dict[str, list[int]] = {}
@@ -102,9 +102,11 @@ class ChatClient:
         hooks = {"request": [self._on_request], "response": [self._on_response]}
         limits = httpx2.Limits(max_connections=self.cfg.max_concurrency,
                                max_keepalive_connections=self.cfg.max_concurrency)
+        # The aiohttp transport (openai[aiohttp]): httpcore's pool scans every connection on each
+        # request and reply, which at 64 connections cost more CPU per call than the rest of the client.
         self.client = openai.AsyncOpenAI(  # retries are ours (_call): bad replies are retried too
             base_url=self.cfg.base_url, api_key=self._key or "EMPTY", timeout=self.cfg.timeout_s, max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, event_hooks=hooks, timeout=self.cfg.timeout_s))
+            http_client=openai.DefaultAioHttpClient(limits=limits, event_hooks=hooks, timeout=self.cfg.timeout_s))
         self.semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
 
     async def close(self) -> None:
@@ -187,10 +189,16 @@ class ChatClient:
 
     async def _attempt(self, body: dict) -> tuple[str, dict]:
         import httpx2
+        import openai
 
         # The client's documented custom-request path: its auth, headers and status errors;
         # the body is checked here (parse_reply), so a malformed one is a named, retried failure.
-        response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+        try:
+            response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body)
+        except openai.APITimeoutError as err:
+            if dropped(err):  # what httpx reports as a connection error, as the aiohttp transport does not
+                raise openai.APIConnectionError(request=err.request) from err.__cause__
+            raise
         return parse_reply(response.content, response.headers.get("content-type", ""))
 
     def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:
