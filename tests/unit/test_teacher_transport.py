@@ -1,0 +1,67 @@
+"""The teacher's HTTP transport (openai's aiohttp one) names failures as httpx's did: a refused or
+dropped connection is a connection error, a silent server a timeout (loopback servers only)."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+from groundcot.transforms.teach.client import ChatClient, Ledger, TeacherError
+
+
+def cfg(base_url: str) -> SimpleNamespace:
+    return SimpleNamespace(base_url=base_url, model="fake", api_key_env=None, api_key_secret=None,
+                           max_concurrency=2, timeout_s=0.5, max_retries=0, temperature=0.0, max_tokens=8,
+                           extra_body={}, cache=None, mode="live", request_budget=None, max_cost_usd=None,
+                           image_token_rule="qwen2.5-vl", price_prompt_per_mtok=None,
+                           price_completion_per_mtok=None)
+
+
+async def failure(handler) -> tuple[TeacherError, dict]:
+    """The error of one call to a loopback server running ``handler`` (None: a closed port)."""
+    server = None
+    if handler is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    else:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    ledger = Ledger()
+    client = ChatClient(cfg(f"http://127.0.0.1:{port}/v1"), "transport", ledger)
+    await client.open()
+    try:
+        with pytest.raises(TeacherError) as caught:
+            await client.complete([{"role": "user", "content": "hi"}])
+    finally:
+        await client.close()
+        if server is not None:
+            server.close()
+    return caught.value, ledger.take()
+
+
+async def hang_up(reader, writer):
+    await reader.read(100)
+    writer.close()
+
+
+async def say_nothing(reader, writer):
+    await reader.read(100)
+    await asyncio.sleep(2)
+    writer.close()
+
+
+@pytest.mark.parametrize("handler", [None, hang_up], ids=["refused", "hung_up"])
+def test_a_refused_or_dropped_connection_is_a_connection_error(handler):
+    err, ledger = asyncio.run(failure(handler))
+    assert err.reason == "teacher_connection_error"
+    assert err.detail.startswith("APIConnectionError: Connection error.")
+    assert ledger["errors.connection_error"] == 1 and "errors.timeout" not in ledger
+
+
+def test_a_silent_server_is_a_timeout():
+    err, ledger = asyncio.run(failure(say_nothing))
+    assert err.reason == "teacher_timeout"
+    assert ledger["errors.timeout"] == 1 and "errors.connection_error" not in ledger
