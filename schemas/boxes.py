@@ -149,6 +149,8 @@ def pair_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
     if (edge := _empty_sides(pred, gt)) is not None:
         return edge
     matrix = np.array([[0.0 if is_degenerate(p) or is_degenerate(g) else iou(p, g) for g in gt] for p in pred])
+    if min(matrix.shape) == 1:  # one box on a side: the best match is the largest IoU (no solver needed)
+        return float(matrix.max())
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     return float(matrix[rows, cols].sum()) / min(len(pred), len(gt))
 
