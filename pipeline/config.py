@@ -110,11 +110,9 @@ class Sif(Section):
 
     @model_validator(mode="after")
     def _known_colormap(self):
-        import matplotlib
+        from groundcot.schemas.depth import check_colormap
 
-        if self.depth_colormap != "grey" and self.depth_colormap not in matplotlib.colormaps:
-            raise ValueError(f"unknown colour map {self.depth_colormap!r}: use grey or a matplotlib colour map "
-                             "such as Spectral_r")
+        check_colormap(self.depth_colormap)
         return self
 
 

@@ -2,6 +2,7 @@
 as the sif input image, and the SIF-50K labels of that image in a user turn."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -33,6 +34,23 @@ def box_depths(depth01: np.ndarray, norm_boxes: Sequence[Sequence[float]]) -> li
 GREY = "grey"
 
 
+def check_colormap(name: str) -> str:
+    """``name`` if ``render_depth`` can draw with it (grey or a matplotlib colour map), else ValueError."""
+    import matplotlib
+
+    if name != GREY and name not in matplotlib.colormaps:
+        raise ValueError(f"unknown colour map {name!r}: use grey or a matplotlib colour map such as Spectral_r")
+    return name
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(colormap: str) -> np.ndarray:
+    """The colour map's RGB entry for each 8-bit level (uint8, 256 x 3): what it gives a uint8 image."""
+    import matplotlib
+
+    return (matplotlib.colormaps[colormap](np.arange(256, dtype=np.uint8))[..., :3] * 255).astype(np.uint8)
+
+
 def render_depth(depth01: np.ndarray, colormap: str = "Spectral_r") -> bytes:
     """A depth map (0 = nearest) as the colour PNG Depth-Anything-V2's ``run.py`` writes.
 
@@ -53,9 +71,7 @@ def render_depth(depth01: np.ndarray, colormap: str = "Spectral_r") -> bytes:
     if colormap == GREY:
         rgb = np.repeat(level[..., None], 3, axis=-1)
     else:
-        import matplotlib
-
-        rgb = (matplotlib.colormaps[colormap](level)[..., :3] * 255).astype(np.uint8)
+        rgb = _palette(colormap)[level]  # a lookup per pixel: the same bytes as the colour map applied to level
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buf, format="PNG")
     return buf.getvalue()

@@ -25,11 +25,9 @@ class Data(Section):
     @field_validator("depth_colormap")
     @classmethod
     def _known_colormap(cls, name: str) -> str:
-        import matplotlib
+        from groundcot.schemas.depth import check_colormap
 
-        if name != "grey" and name not in matplotlib.colormaps:
-            raise ValueError(f"unknown colour map {name!r}: use grey or a matplotlib colour map such as Spectral_r")
-        return name
+        return check_colormap(name)
 
 
 class Lora(Section):
