@@ -167,21 +167,23 @@ def png_bytes(value) -> bytes | None:
     return value.get("bytes") if isinstance(value, dict) else value
 
 
+def per_depth_map(completions, depth_map, score) -> list[float | None]:
+    """``score(completion, png)`` for each completion whose row has a depth map; None for the others."""
+    return [None if png is None else score(c, png) for c, png in zip(completions, map(png_bytes, depth_map))]
+
+
+def _depth_share(completion, png: bytes) -> float:
+    cot = _cot(completion)
+    areas = [a for step in cot.steps for a in step.areas] if cot else []
+    if not areas:
+        return 0.0
+    true = box_depths(decode_png16(png), [a.box for a in areas])
+    return sum(a.depth is not None and depth_close(a.depth, t) for a, t in zip(areas, true)) / len(areas)
+
+
 def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
     """Share of stated depths within 10% of the depth map's mean inside their box (None: no map)."""
-    out = []
-    for c, png in zip(completions, map(png_bytes, depth_map)):
-        if png is None:
-            out.append(None)
-            continue
-        cot = _cot(c)
-        areas = [a for step in cot.steps for a in step.areas] if cot else []
-        if not areas:
-            out.append(0.0)
-            continue
-        true = box_depths(decode_png16(png), [a.box for a in areas])
-        out.append(sum(a.depth is not None and depth_close(a.depth, t) for a, t in zip(areas, true)) / len(areas))
-    return out
+    return per_depth_map(completions, depth_map, _depth_share)
 
 
 def boxed_answer_reward(completions, answer, **kwargs) -> list[float]:

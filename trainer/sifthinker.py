@@ -32,6 +32,7 @@ import numpy as np
 from groundcot.schemas.answers import answers_match
 from groundcot.schemas.boxes import hiou
 from groundcot.schemas.codecs import decode_png16
+from groundcot.trainer.rewards import per_depth_map
 
 FULL = [[0, 0, 1, 1]]
 _AREA = re.compile(r"<area>(.*?)</area>", re.DOTALL)
@@ -147,28 +148,24 @@ def box_mean(depth: np.ndarray, box) -> float:
     return float(np.mean(depth[r1:r2, c1:c2]))
 
 
+def _depth_share(completion, png: bytes) -> float:
+    text, depth = text_of(completion), sif_levels(decode_png16(png))
+    boxes, depths = _areas(text, "bbox_2d"), _areas(text, "depth")
+    total, reward = sum(map(len, depths)), 0.0
+    for i, area in enumerate(boxes):
+        for j, box in enumerate(area):
+            try:
+                m = box_mean(depth, box)
+                if abs(m - depths[i][j]) / m <= 0.1:
+                    reward += 1 / total
+            except Exception:  # noqa: BLE001, S112 - SIFThinker skips a box on any failure
+                continue
+    return reward
+
+
 def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
     """The share of stated depths within 10% of the unrounded box mean (None: no map)."""
-    out = []
-    from groundcot.trainer.rewards import png_bytes
-
-    for c, png in zip(completions, map(png_bytes, depth_map)):
-        if png is None:
-            out.append(None)
-            continue
-        text, depth = text_of(c), sif_levels(decode_png16(png))
-        boxes, depths = _areas(text, "bbox_2d"), _areas(text, "depth")
-        total, reward = sum(map(len, depths)), 0.0
-        for i, area in enumerate(boxes):
-            for j, box in enumerate(area):
-                try:
-                    m = box_mean(depth, box)
-                    if abs(m - depths[i][j]) / m <= 0.1:
-                        reward += 1 / total
-                except Exception:  # noqa: BLE001, S112 - SIFThinker skips a box on any failure
-                    continue
-        out.append(reward)
-    return out
+    return per_depth_map(completions, depth_map, _depth_share)
 
 
 def answer_of(text: str) -> str | None:
