@@ -72,7 +72,7 @@ def timed(fn):
 def main() -> None:
     import pyarrow.parquet as pq
 
-    from groundcot.pipeline import report
+    from groundcot.runs import inspect as report
     from groundcot.schemas.runs import style_shards
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -209,7 +209,7 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
-    from groundcot.pipeline.export import export
+    from groundcot.runs.export import export
 
     try:
         export(args.run, args.format, args.out, args.styles)
@@ -229,7 +229,7 @@ def _report(stats: dict, out: str) -> None:
 
 
 # Commands whose code lives in their own module: ``main(args) -> exit code``.
-MODULES = {"publish": "groundcot.pipeline.publish", "inspect": "groundcot.pipeline.report",
+MODULES = {"publish": "groundcot.runs.publish", "inspect": "groundcot.runs.inspect",
            "teacher": "groundcot.pipeline.teacher"}
 
 

@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline import progress
-from groundcot.pipeline.card import write_card
+from groundcot.runs.card import write_card
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.offline import unlistable

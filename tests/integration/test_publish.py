@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 from groundcot.pipeline.cli import main
-from groundcot.pipeline.publish import scrub
+from groundcot.runs.publish import scrub
 from groundcot.schemas.columns import style_columns
 
 from support import png_bytes, viscot_line
@@ -165,7 +165,7 @@ def test_scrub_removes_secrets_but_keeps_variable_names(monkeypatch):
                           "base_url": "https://user:pa55@api.example.com/v1",
                           "extra_headers": {"Authorization": "Bearer abc"}},
               "runner": {"options": {"note": "key is sk-verysecretvalue42"}}}
-    from groundcot.pipeline.publish import known_secrets
+    from groundcot.runs.publish import known_secrets
 
     clean = scrub(config, known_secrets(None, config))
     assert clean["teacher"]["api_key_env"] == "MY_TEACHER_KEY"
@@ -195,7 +195,7 @@ def test_the_sources_splits_become_the_configs_splits(tmp_path, image_root):
 
 
 def test_the_license_follows_the_sources_and_flags_flickr30k():
-    from groundcot.pipeline.card import licenses
+    from groundcot.runs.card import licenses
 
     assert licenses(["gqa"], {"gqa"})[:2] == ("cc-by-4.0", {})
     license_id, extra, notes = licenses(["viscot"], {"cub", "flickr30k"})  # Flickr30k images through VisCoT

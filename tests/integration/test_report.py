@@ -208,7 +208,7 @@ def test_the_gallery_reads_only_the_row_groups_of_its_sampled_rows(tmp_path, mon
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from groundcot.pipeline.report import sample_rows
+    from groundcot.runs.inspect import sample_rows
 
     path = tmp_path / "train-00000-of-00001.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(50)], "messages": [[]] * 50}), path, row_group_size=5)

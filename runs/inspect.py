@@ -408,7 +408,7 @@ nav a {{ margin-right: 1em; }}
 
 def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
     """Write OUT/index.html and OUT/img/*.png for the run at ``run``; the path of index.html."""
-    from groundcot.pipeline import plots
+    from groundcot.runs import plots
 
     run = run.rstrip("/")
     stats = read_stats(run)

@@ -308,7 +308,7 @@ def cited(styles: list[str], sources: list[str], found: dict, cfg: dict) -> list
 
 def figures(run: str, found: dict, stats: dict) -> list[str]:
     """Write the PNGs under RUN/figures; their paths relative to the run."""
-    from groundcot.pipeline import plots
+    from groundcot.runs import plots
 
     drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),
              "chain_length.png": (plots.chain_length_histogram, dict(found["steps"])),

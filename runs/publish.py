@@ -63,7 +63,7 @@ def read_bytes(path: str) -> bytes:
 
 def plan(run: str, token: str | None = None) -> dict[str, bytes | str]:
     """Path in the repo -> the file to upload (a local path or the bytes): what ``--dry-run`` lists."""
-    from groundcot.pipeline.card import CARD, FIGURES, write_card
+    from groundcot.runs.card import CARD, FIGURES, write_card
 
     run = run.rstrip("/")
     shards = style_shards(run)  # RunNotFound names the path
