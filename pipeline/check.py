@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import re
 
-from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.offline import unlistable
-from groundcot.pipeline.outputs import is_local
-from groundcot.pipeline.run import check_secrets, prepare
+from groundcot.pipeline.preflight import check_secrets, count_records, prepare
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources import patterns
 
-JSONL_KINDS = {"viscot": lambda src: True, "tallyqa": lambda src: src.format == "boxed"}
 MODEL_KINDS = {"hub": "Hub id, loaded by each worker from its HF cache or the Hub",
                "path": "local folder, which each worker must hold at that path",
                "bucket": "bucket folder, copied once to each worker"}
@@ -37,23 +34,6 @@ def describe(model: str, found: ResolvedModel) -> str:
     return f"{model} ({MODEL_KINDS.get(found.kind, found.kind)})"
 
 
-def count_records(cfg: JobConfig) -> int | None:
-    """Records the sources give, when known without reading them: lines of local jsonl files, capped by limit."""
-    total = 0
-    for src in cfg.sources:
-        if not JSONL_KINDS.get(src.kind, lambda s: False)(src):
-            return None
-        if not all(is_local(p) for p in patterns(src.path)):  # a bucket is not read to count
-            return None
-        files = [m.path for p in patterns(src.path) for m in FileSystems.match([p])[0].metadata_list]
-        if not all(is_local(f) for f in files):
-            return None
-        lines = 0
-        for path in files:
-            with open(path, "rb") as handle:
-                lines += sum(1 for line in handle if line.strip())
-        total += min(lines, src.limit) if src.limit else lines
-    return total
 
 
 def teacher_calls(cfg: JobConfig, records: int | None) -> str:

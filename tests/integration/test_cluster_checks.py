@@ -7,7 +7,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline import run as run_module
 from groundcot.pipeline.cli import main
-from groundcot.pipeline.run import CountsUnreadable, read_counts
+from groundcot.pipeline.stats import CountsUnreadable, read_counts
 
 from support import one_line
 from support.fake_openai import FakeOpenAI

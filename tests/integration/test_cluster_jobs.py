@@ -65,7 +65,7 @@ def test_cluster_job_loads_with_known_options_and_shared_paths_only(job):
 @pytest.mark.parametrize("job", [p for p in CLUSTER_JOBS if not p.name.endswith("_dataflow.yaml")],
                          ids=lambda p: p.name)
 def test_portable_jobs_submit_to_a_job_server_with_an_external_worker_pool(job):
-    from groundcot.pipeline.run import pipeline_options
+    from groundcot.pipeline.preflight import pipeline_options
 
     runner, options = pipeline_options(load_config(str(job)))
     portable = options.get_all_options()
@@ -102,7 +102,7 @@ def test_dataflow_job_dry_run_asks_for_l4_gpus_and_the_worker_container(tmp_path
     from apache_beam.runners.dataflow.internal import apiclient
 
     from groundcot.pipeline.graph import build
-    from groundcot.pipeline.run import pipeline_options
+    from groundcot.pipeline.preflight import pipeline_options
     from groundcot.transforms.models import ResolvedModel
 
     # The readers list their files while the graph is built, which needs GCS; the records

@@ -8,7 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from groundcot.pipeline import progress
-from groundcot.pipeline.run import beam_counters
+from groundcot.pipeline.stats import beam_counters
 
 
 def slow(i):

@@ -1,0 +1,156 @@
+"""Every check a run makes before it touches its output folder (``--check`` makes the same):
+the runner and its options, the per-runner paths, secrets, sources, the teacher's endpoint, the
+output folder and the models; and what can be known of the input before reading it."""
+from __future__ import annotations
+
+import difflib
+import os
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
+
+from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
+from groundcot.pipeline.offline import unlistable
+from groundcot.pipeline.outputs import OutputFolder, is_local
+from groundcot.transforms.depth import resolve_depth_model
+from groundcot.transforms.masks import resolve_sam2_model
+from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.secrets import SecretError
+from groundcot.transforms.secrets import check as check_secret
+from groundcot.transforms.sources import patterns
+from groundcot.transforms.teach.client import check_endpoint
+
+
+def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
+    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline).
+
+    Called before anything else runs, so a runner that cannot be used here is one ConfigError line.
+    """
+    extra = dict(cfg.runner.options)
+    name = cfg.runner.name
+    if name == "local":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
+        return FnApiRunner(), _options(direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+    known = StandardOptions.KNOWN_RUNNER_NAMES
+    if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
+        close = difflib.get_close_matches(name, ["local", *known], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, one of {', '.join(known)}, "
+                          "or a runner's full dotted class name")
+    try:
+        runner = create_runner(name)
+    except (ImportError, ValueError, AttributeError) as err:
+        raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
+    return runner, _options(runner=name, **extra)
+
+
+def _options(**values) -> PipelineOptions:
+    """Beam's options; a key no registered option class knows is a ConfigError, not silently dropped."""
+    options = PipelineOptions(flags=[], **values)
+    unknown = sorted(set(values) - set(options.get_all_options(retain_unknown_options=False)))
+    if unknown:
+        raise ConfigError(f"runner.options: Beam knows no option {', '.join(unknown)} (see the runner's "
+                          "pipeline options for the names)")
+    return options
+
+
+def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
+    """A required secret is set, or a secret reference is sound and, where this machine can, read
+    (errors name the variable or reference, never a value). (plan line, readable here) or None."""
+    ref = getattr(cfg.teacher, "api_key_secret", None)
+    if ref:
+        try:
+            line = check_secret(ref, here=not on_cluster(cfg.runner))
+        except SecretError as err:
+            raise RuntimeError(f"teacher.api_key_secret: {err}") from None
+        return line, "read here" in line
+    env = getattr(cfg.teacher, "api_key_env", None)
+    if env and not os.environ.get(env):
+        raise RuntimeError(f"teacher.api_key_env: the environment variable {env} is not set")
+    return (f"environment variable {env} (set here; each worker reads its own)", True) if env else None
+
+
+def check_sources(cfg: JobConfig, offline: bool = False) -> None:
+    """Every file pattern of every source matches at least one file (``offline``: bucket patterns this
+    machine has no credentials for are left to the workers; see pipeline/offline.py)."""
+    for i, src in enumerate(cfg.sources):
+        wanted = {"path": patterns(src.path)}
+        if src.kind == "flickr30k":  # path is a folder; the split file says what to read
+            wanted = {"split_file": [src.split_file or f"{src.path.rstrip('/')}/{src.split}.txt"]}
+        if src.kind == "gqa":
+            wanted["scene_graphs"] = patterns(src.scene_graphs)
+        for key, globs in wanted.items():
+            for pattern in globs:
+                if offline and unlistable(pattern):
+                    continue
+                try:
+                    found = FileSystems.match([pattern])[0].metadata_list
+                except (OSError, ValueError) as err:
+                    raise ConfigError(f"sources.{i}.{key}: cannot list {pattern}: {err}") from None
+                if not found:
+                    raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
+
+
+def preflight(cfg: JobConfig, offline: bool = False) -> None:
+    """Everything that can be checked before the job touches its output folder.
+
+    The runner and config were checked when the options were built; here: secrets, sources and
+    the teacher's endpoint. A failure here leaves the output folder as it was.
+    """
+    key = check_secrets(cfg)
+    check_sources(cfg, offline)
+    # after the secret it needs is set; a key only the workers can read: their first calls check it
+    if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live" and (key is None or key[1]):
+        check_endpoint(cfg.teacher)
+
+
+def check_output(out: str, out_key: str, overwrite: bool) -> None:
+    """The output folder can be listed from here and would not be refused; reads it, writes nothing."""
+    try:
+        OutputFolder(out, "check", overwrite).refuse_foreign()
+    except (OSError, ValueError) as err:  # a filesystem this machine lacks, no access
+        raise ConfigError(f"{out_key}: cannot list {out}: {err}".replace("\n", " ")) from None
+
+
+def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
+            offline: bool = False) -> tuple[object, PipelineOptions, dict]:
+    """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
+    skipping bucket paths it has no credentials for), then the runner, its options and the models
+    the workers will load."""
+    check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
+    runner, options = pipeline_options(cfg)
+    preflight(cfg, offline)
+    if not (offline and unlistable(out)):
+        check_output(out, out_key, overwrite)
+    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
+    models: dict[str, ResolvedModel] = {}
+    if cfg.depth.enabled:
+        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+    if cfg.masks.enabled:
+        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    return runner, options, models
+
+
+JSONL_KINDS = {"viscot": lambda src: True, "tallyqa": lambda src: src.format == "boxed"}
+
+
+def count_records(cfg: JobConfig) -> int | None:
+    """Records the sources give, when known without reading them: lines of local jsonl files, capped by limit."""
+    total = 0
+    for src in cfg.sources:
+        if not JSONL_KINDS.get(src.kind, lambda s: False)(src):
+            return None
+        if not all(is_local(p) for p in patterns(src.path)):  # a bucket is not read to count
+            return None
+        files = [m.path for p in patterns(src.path) for m in FileSystems.match([p])[0].metadata_list]
+        if not all(is_local(f) for f in files):
+            return None
+        lines = 0
+        for path in files:
+            with open(path, "rb") as handle:
+                lines += sum(1 for line in handle if line.strip())
+        total += min(lines, src.limit) if src.limit else lines
+    return total

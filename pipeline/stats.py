@@ -1,0 +1,167 @@
+"""stats.json: the outcome counts the job wrote, summed per source and style, checked against
+Beam's counters, with the teacher's ledger, the cache and the versions."""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections import Counter, defaultdict
+from importlib import metadata
+
+from apache_beam.io.filesystems import FileSystems
+
+from groundcot.pipeline.config import JobConfig
+
+log = logging.getLogger("groundcot")
+PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
+
+
+# Reasons that say the job could not reach something, not that the data is bad: a run whose
+# every record ends with one of them has made nothing, and says so.
+INFRA_REASONS = ("missing_image", "missing_annotation", "teacher_connection_error", "teacher_timeout",
+                 "teacher_rate_limited", "teacher_server_error", "teacher_budget_exhausted", "teacher_http_", "teacher_bad_reply")
+
+
+class EmptyRun(RuntimeError):
+    """The run made nothing worth publishing (see ``check_not_empty``)."""
+
+
+class CountsUnreadable(RuntimeError):
+    """The driver could not read back what the workers counted (see ``cross_check``)."""
+
+
+UNREADABLE_HINT = ("the driver cannot read what the workers wrote there (a worker-local output path?); write to a "
+                   "bucket URL or a folder listed in runner.shared_paths")
+
+
+def read_counts(out: str) -> dict[tuple[str, str, str, str], int]:
+    """The outcome counts the job wrote under ``out/_counts``, read through ``FileSystems``.
+
+    A finished job always writes at least one (maybe empty) file there; finding none means the
+    driver cannot see the job's output location.
+    """
+    counts: Counter = Counter()
+    try:
+        found = FileSystems.match([f"{out}/_counts/*"])[0].metadata_list
+    except (OSError, ValueError) as err:
+        raise CountsUnreadable(f"cannot list the outcome counts in {out}/_counts ({err}): {UNREADABLE_HINT}"
+                               .replace("\n", " ")) from None
+    if not found:
+        raise CountsUnreadable(f"the job finished but {out}/_counts holds no counts file: {UNREADABLE_HINT}")
+    for meta in found:
+        with FileSystems.open(meta.path) as handle:
+            for line in handle.read().decode().splitlines():
+                source, kind, reason, style, n = json.loads(line)
+                counts[(source, kind, reason, style)] += n
+    return counts
+
+
+def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
+    """Totals per source and per style. A record rejected before styles were made counts once
+    (style ""); every other record counts once per style, written or rejected."""
+    by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter(),
+                                           "filtered": 0, "filtered_by_reason": Counter()})
+    by_style: dict = defaultdict(lambda: {"written": 0, "rejected": 0, "rejected_by_reason": Counter()})
+    for (source, kind, reason, style), n in counts.items():
+        entry = by_source[source]
+        entry[kind] += n
+        if kind in ("rejected", "filtered"):
+            entry[f"{kind}_by_reason"][reason] += n
+        if kind in ("written", "rejected"):
+            by_style[style or "before_styles"][kind] += n
+            if kind == "rejected":
+                by_style[style or "before_styles"]["rejected_by_reason"][reason] += n
+    total = {k: sum(s[k] for s in by_source.values()) for k in ("in", "written", "rejected", "filtered")}
+    reasons = sum((s["rejected_by_reason"] for s in by_source.values()), Counter())
+    made = total["in"] - by_style["before_styles"]["rejected"]  # records that reached the styles
+    balanced = all(made == by_style[s]["written"] + by_style[s]["rejected"] for s in styles)
+    return {
+        "records_in": total["in"], "written": total["written"], "rejected": total["rejected"],
+        "rejected_by_reason": dict(reasons.most_common()),
+        "balanced": balanced and made >= 0,
+        "filtered_out": total["filtered"],  # left out by source filters; not part of records_in
+        "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"]),
+                          "filtered_by_reason": dict(e["filtered_by_reason"])} for s, e in by_source.items()},
+        "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
+        "elapsed_s": round(elapsed, 2),
+        "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
+    }
+
+
+def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
+    """The counts read back agree with Beam's committed counters, where the runner reports them.
+
+    Every record that reached the image stage was counted in, and every row validate passed was
+    written: fewer read back means the counts file did not hold what the job did.
+    """
+    loaded = sum(n for k, n in counters.items() if k == "image.ok" or k.startswith("image.rejected."))
+    passed = counters.get("validate.ok", 0)
+    if stats["records_in"] < loaded or stats["written"] < passed:
+        raise CountsUnreadable(
+            f"the counts read back from {staging}/_counts say {stats['records_in']} records in and "
+            f"{stats['written']} written, but Beam's counters show {loaded} records through the image stage and "
+            f"{passed} rows validated: {UNREADABLE_HINT}")
+
+
+def beam_counters(result, committed_only: bool = False) -> dict[str, int]:
+    """groundcot's counters summed over steps: committed values, else attempted ones (unless ``committed_only``)."""
+    totals: Counter = Counter()
+    try:
+        for c in result.metrics().query()["counters"]:
+            if c.key.metric.namespace.startswith("groundcot"):
+                totals[c.key.metric.name] += c.committed or (0 if committed_only else c.attempted) or 0
+    except Exception as err:  # noqa: BLE001 - some runners cannot report metrics
+        log.warning("Beam counters unavailable on this runner: %s", err)
+    return dict(sorted(totals.items()))
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
+    """The teacher's kind and, for API teachers, the ledger and an estimated cost."""
+    info = {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"}
+    if cfg.teacher.kind == "template":
+        return info
+    ledger = {k[len("ledger."):]: v for k, v in counters.items()
+              if k.startswith("ledger.") and not k.startswith("ledger.quality.")}  # quality: per style, below
+    ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
+    info.update(model=cfg.teacher.model, ledger=dict(sorted(ledger.items())))
+    t = cfg.teacher
+    if t.price_prompt_per_mtok is not None and t.price_completion_per_mtok is not None:
+        info["estimated_cost_usd"] = round(ledger.get("prompt_tokens", 0) / 1e6 * t.price_prompt_per_mtok
+                                           + ledger.get("completion_tokens", 0) / 1e6 * t.price_completion_per_mtok, 6)
+        info["max_cost_usd"] = t.max_cost_usd
+    if ledger.get("requests"):
+        info["image_tokens_per_call"] = round(ledger.get("image_tokens", 0) / ledger["requests"], 1)
+    return info
+
+
+def quality(stats: dict, counters: dict[str, int]) -> dict:
+    """Per style: accepted on the first try, accepted after a re-ask, rejected by reason."""
+    out = {}
+    for style, entry in stats["by_style"].items():
+        if style == "before_styles":
+            continue
+        fixed = counters.get(f"ledger.quality.{style}.accepted_after_reask", 0)
+        out[style] = {"accepted_first_try": entry["written"] - fixed, "accepted_after_reask": fixed,
+                      "reasked": counters.get(f"ledger.quality.{style}.reasked", 0),
+                      "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
+    return out
+
+
+def check_not_empty(stats: dict) -> None:
+    """A run that read nothing, or whose every record met one infrastructure failure, made nothing."""
+    if stats["records_in"] == 0:
+        raise EmptyRun(f"the sources gave 0 records ({stats['filtered_out']} filtered out)")
+    reasons = stats["rejected_by_reason"]
+    if stats["written"] == 0 and reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
+        raise EmptyRun(f"every one of {stats['records_in']} records was rejected with "
+                       f"{', '.join(sorted(reasons))}: nothing could be made")
