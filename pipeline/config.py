@@ -313,12 +313,40 @@ def _describe(error: dict) -> str:
     return f"{key}: {error['msg']}{got}"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice in one block (the second would silently win)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(path: str, err: yaml.YAMLError) -> str:
+    """A YAML error as 'FILE:LINE:COLUMN: problem' (yaml names the text "<unicode string>" otherwise)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context and context not in problem else "")
+
+
 def read_tree(path: str, overrides: list[str] = ()) -> dict:
     """Read YAML and apply ``key=value`` overrides (dotted keys, YAML values)."""
     try:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        tree = yaml.load(Path(path).read_text(), Loader=_StrictLoader) or {}
+    except OSError as err:
         raise ConfigError(f"{path}: cannot read config: {err}".replace("\n", " ")) from err
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error(path, err).replace("\n", " ")) from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a job config is a YAML mapping of sections (got {type(tree).__name__})")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -68,3 +68,22 @@ def test_a_config_may_name_a_bundled_job(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="no such file, and no bundled job") as err:
             resolve_config(name)
         assert "demo, flickr30k" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_key_written_twice_is_refused_with_file_and_line(tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text("sources: [{kind: viscot, path: x.jsonl, image_root: .}]\n"
+                      "teacher: {kind: template}\n"
+                      "teacher: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(config))
+    assert str(err.value).startswith(f"{config}:3:1: key 'teacher' is written twice")
+    assert "\n" not in str(err.value)
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line_not_a_unicode_string(tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text("sources: [\n  {kind: viscot, path: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(config))
+    assert str(err.value).startswith(f"{config}:3:1: ") and "<unicode string>" not in str(err.value)
