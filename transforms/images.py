@@ -68,14 +68,16 @@ def size_problem(width: int, height: int, min_side: int, max_aspect: float, max_
 
 
 def _range(values: np.ndarray, mode: str) -> tuple[float, float]:
-    """The range mapped to 0..255: 16-bit's own; else the smallest usual one holding the values, or theirs."""
+    """The range mapped to 0..255: 16-bit's own; 0..1 or 0..255 when the values fit one (float or 8-bit data
+    in a wider container); else the values' own: 0..max, or min..max when some are negative."""
     if mode.startswith("I;16"):
         return 0.0, 65535.0
     finite = values[np.isfinite(values)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    for top in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+    for top in ((1.0,) if mode == "F" else ()) + (255.0,):
         if lo >= 0 and hi <= top:
             return 0.0, top
+    lo = min(lo, 0.0)
     return lo, max(hi, lo + 1e-9)
 
 

@@ -139,6 +139,19 @@ def test_wide_modes_are_scaled_by_their_range():
     assert list(np.asarray(to_rgb(nan))[0, :, 0]) == [0, 0, 255]
 
 
+def test_a_float_tiff_past_one_is_scaled_by_its_own_range_not_16_bit(image_root):
+    import numpy as np
+
+    ramp = (np.linspace(0, 1, 11)[None, :] * 1000).astype(np.float32)  # a depth-like float TIFF, 0..1000
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat(ramp, 40, axis=0).repeat(4, axis=1)).save(buf, format="TIFF")
+    (image_root / "depth.tif").write_bytes(buf.getvalue())
+    out = load_image(record(path="depth.tif", width=44, height=40, boxes=((0, 0, 10, 10),)), str(image_root))
+    assert out.rejection is None
+    grey = np.asarray(Image.open(io.BytesIO(out.image)))[0, ::4, 0]
+    assert grey[0] == 0 and grey[-1] == 255 and 120 < grey[5] < 136  # was 0..4 against 0..65535
+
+
 def test_size_limits_from_the_header(image_root):
     from groundcot.transforms.images import size_problem
 
