@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import partial
 
@@ -112,7 +113,9 @@ def to_rejected(record: Record) -> str:
            "answer": record.answer, "gt_boxes": record.gt_boxes, "cot": record.cot, "style": record.style,
            "stage": why.stage, "reason": why.reason, "detail": why.detail}
     assert row.keys() == REJECTED_COLUMNS.keys(), "to_rejected and schemas.columns disagree"
-    return json.dumps(row, ensure_ascii=False)
+    row["gt_boxes"] = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in box]
+                       for box in row["gt_boxes"] or []]
+    return json.dumps(row, ensure_ascii=False, allow_nan=False)  # standard JSON: NaN/Infinity are null
 
 
 def _sink(style: str, row_group_size: int, buffer_mb: int, destination: str) -> ParquetRowsSink:
