@@ -14,6 +14,7 @@ from functools import partial
 from typing import Literal, Optional
 
 import apache_beam as beam
+from apache_beam.io.fileio import MatchFiles
 from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
@@ -192,7 +193,7 @@ class ReadGrounded(beam.PTransform):
             if fmt == "parquet":
                 columns = list(src.fields.model_dump().values())
                 items = (pbegin
-                         | f"{label}Match" >> beam.io.fileio.MatchFiles(pattern)
+                         | f"{label}Match" >> MatchFiles(pattern)
                          | f"{label}Names" >> beam.Map(lambda m: m.path)
                          | f"{label}Spread" >> beam.Reshuffle()
                          | f"{label}Rows" >> beam.FlatMap(parquet_rows, columns))
