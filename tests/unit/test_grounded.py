@@ -93,7 +93,7 @@ def test_fields_are_mapped_and_split_and_dataset_default(tmp_path):
 def test_bad_rows_are_rejected_with_their_reason(tmp_path, row, reason, detail):
     record = parse_row("rows.jsonl@12", row, config(tmp_path / "rows.jsonl"))
     assert record.rejection.reason == reason and detail in record.rejection.detail
-    assert record.rejection.reason == "bad_record" or "rows.jsonl" in record.rejection.detail + record.source_id
+    assert "rows.jsonl" in record.rejection.detail and record.image is None
 
 
 def test_normalised_boxes_outside_0_1_and_bad_lines_are_rejected(tmp_path):
@@ -112,3 +112,8 @@ def test_a_bad_line_among_good_ones_is_one_rejected_record(tmp_path):
     run_reader(config(tmp_path / "rows.jsonl"), [("a", [[1.0, 2.0, 10.0, 20.0]], False),
                                                  (f"rows.jsonl@{offset}", "bad_json", False),
                                                  (f"rows.jsonl@{offset + 8}", "missing_key", False)])
+
+
+def test_a_file_that_is_no_parquet_is_one_rejected_record(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    run_reader(config(tmp_path / "bad.parquet"), [("bad.parquet@0", "bad_parquet", False)])

@@ -115,26 +115,23 @@ def parse_row(where: str, row, cfg: GroundedConfig) -> Record:
         return bad.reject("read", "bad_record", f"{where}: not an object")
     if missing := [k for k in (f.image, f.question, f.answer, f.boxes) if row.get(k) is None]:
         return bad.reject("read", "missing_key", f"{where}: missing {', '.join(missing)}")
-    image = image_of(row[f.image])
-    raw_boxes = row[f.boxes]
-    image_key = hashlib.sha1(image[1]).hexdigest() if image and image[1] else (image or ("",))[0]
+    image, raw_boxes = image_of(row[f.image]), row[f.boxes]
+    path, data = image or ("", None)
     dataset, split = text(row.get(f.dataset)) or cfg.dataset, text(row.get(f.split)) or cfg.split
-    record = Record(id=stable_id(SOURCE, dataset, image_key, row[f.question], row[f.answer], raw_boxes),
-                    source=SOURCE, source_id=text(row.get(f.id)), dataset=dataset, split=split,
-                    question=text(row[f.question]), answer=text(row[f.answer]))
+    key = (dataset, hashlib.sha1(data).hexdigest() if data else path, row[f.question], row[f.answer], raw_boxes)
+    record = Record(id=stable_id(SOURCE, *key), source=SOURCE, source_id=text(row.get(f.id)), dataset=dataset,
+                    split=split, question=text(row[f.question]), answer=text(row[f.answer]),
+                    image_path=path, image=data)
     record.source_id = record.source_id or f"{where.split('@')[0]}#{record.id.rsplit('-', 1)[1][:8]}"
     if require_text(record).rejection:
         return record
     if image is None:
         return record.reject("read", "bad_image", f"{where}: {f.image} is not a path, bytes or {{bytes, path}}")
-    record.image_path, record.image = image
     boxes = boxes_of(raw_boxes, cfg.box_format)
     if boxes is None:
-        record.image = None
         return record.reject("read", "bad_boxes", f"{where}: {f.boxes} must be {cfg.box_format} boxes "
                                                   f"[a, b, c, d], got {raw_boxes!r}"[:300])
     if not boxes:
-        record.image = None
         return record.reject("read", "no_boxes", f"{where}: {f.boxes} is empty")
     if cfg.box_format == "xyxy_norm":
         record.norm_boxes = boxes  # pixels once the image size is known
@@ -165,18 +162,23 @@ def parse_item(file_name: str, offset: int, item, cfg: GroundedConfig) -> Record
 
 
 def parquet_rows(file_name: str, columns: list[str]):
-    """(file_name, row number, row) of one Parquet file, a record batch at a time."""
+    """(file_name, row number, row) of one Parquet file, a record batch at a time (a file is one task);
+    a file that cannot be read is one ``bad_parquet`` item at the row where reading stopped."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.open(file_name) as handle:
-        pf = pq.ParquetFile(handle)
-        wanted = [c for c in columns if c in pf.schema_arrow.names]
-        n = 0
-        for batch in pf.iter_batches(batch_size=256, columns=wanted):
-            for row in batch.to_pylist():
-                yield file_name, n, row
-                n += 1
+    n = 0
+    try:
+        with FileSystems.open(file_name) as handle:
+            pf = pq.ParquetFile(handle)
+            wanted = [c for c in columns if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=256, columns=wanted):
+                for row in batch.to_pylist():
+                    yield file_name, n, row
+                    n += 1
+    except (pa.ArrowException, OSError) as err:
+        yield file_name, n, JsonError("bad_parquet", f"row {n}: {type(err).__name__}: {err}"[:300])
 
 
 class ReadGrounded(beam.PTransform):
