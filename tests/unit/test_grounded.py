@@ -43,13 +43,13 @@ def test_jsonl_json_array_and_parquet_read_alike(tmp_path):
 
 def test_parquet_image_bytes_and_hub_image_structs(tmp_path):
     image = png_bytes(64, 48)
-    rows = [{"image": {"bytes": image, "path": "x.png"}, "question": "q?", "answer": "a", "boxes": [[1, 1, 9, 9]]}]
+    rows = [{"image": {"bytes": image, "path": "/home/me/x.png"}, "question": "q?", "answer": "a", "boxes": [[1, 1, 9, 9]]}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "structs.parquet")
     pq.write_table(pa.Table.from_pylist([{**rows[0], "image": image}]), tmp_path / "raw.parquet")
     for name in ("structs.parquet", "raw.parquet"):
         (record,) = [parse_row("r", row, config(tmp_path / name))
                      for row in pq.read_table(tmp_path / name).to_pylist()]
-        assert record.image == image
+        assert record.image == image and record.image_path == ("x.png" if name == "structs.parquet" else "")
         loaded = load_image(record, image_root="/nowhere")  # no file is read: the bytes came with the row
         assert loaded.rejection is None and (loaded.width, loaded.height) == (64, 48)
         assert loaded.gt_boxes == [[1.0, 1.0, 9.0, 9.0]]

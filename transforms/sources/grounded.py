@@ -97,8 +97,8 @@ def image_of(value) -> tuple[str, bytes | None] | None:
     """(path, bytes or None) of an image field, or None when it names no image."""
     if isinstance(value, dict):  # Hugging Face Image struct
         data, path = value.get("bytes"), value.get("path")
-        if isinstance(data, (bytes, bytearray)) and data:
-            return str(path or ""), bytes(data)
+        if isinstance(data, (bytes, bytearray)) and data:  # the path only names it: no folder shown anywhere
+            return os.path.basename(str(path or "")), bytes(data)
         value = path
     if isinstance(value, (bytes, bytearray)) and value:
         return "", bytes(value)
