@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-
 from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.preflight import check_secrets, count_records, prepare

@@ -31,6 +31,7 @@ from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.teach.dofn import Teach
 from groundcot.transforms.validate import validate
 
+
 def _limit(pcoll, n: int, label: str):
     """Keep the n records with the smallest ids: the same records on every run."""
     return (pcoll

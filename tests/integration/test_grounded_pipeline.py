@@ -22,15 +22,15 @@ def test_own_jsonl_with_xywh_boxes_and_its_own_licence(tmp_path):
     rows.append({"uid": "q4", "img": "a.png", "question": "Where?", "answer": "here", "xywh": [[1, 2]]})
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     job = tmp_path / "job.yaml"
-    job.write_text(f"""sources:
+    job.write_text("""sources:
   - kind: grounded
     path: mine.jsonl
     image_root: pics
-    fields: {{id: uid, image: img, boxes: xywh}}
+    fields: {id: uid, image: img, boxes: xywh}
     box_format: xywh
-    card: {{name: my-grounded-vqa, license: cc-by-4.0, source_datasets: [me/my-grounded-vqa]}}
+    card: {name: my-grounded-vqa, license: cc-by-4.0, source_datasets: [me/my-grounded-vqa]}
 styles: [sif]
-depth: {{enabled: false}}
+depth: {enabled: false}
 """)
     out = tmp_path / "out"
     assert main(["generate", str(job), "--out", str(out)]) == 0

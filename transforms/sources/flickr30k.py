@@ -21,18 +21,19 @@ from groundcot import prompts
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.images import resolve
 from groundcot.transforms.sources.base import Provenance, Source, SourceBase
-from groundcot.transforms.sources.jsonstream import BadEncoding
 from groundcot.transforms.sources.common import decode_line, read_lines, require_text
+from groundcot.transforms.sources.jsonstream import BadEncoding
 
 SOURCE = "flickr30k"
+CITATION = ("@inproceedings{plummer2015flickr30k,\n  title={Flickr30k Entities: Collecting Region-to-Phrase "
+            "Correspondences for Richer Image-to-Sentence Models},\n  author={Plummer, Bryan A. and Wang, Liwei and "
+            "Cervantes, Chris M. and Caicedo, Juan C. and Hockenmaier, Julia and Lazebnik, Svetlana},\n"
+            "  booktitle={ICCV},\n  year={2015}\n}")
 PROVENANCE = Provenance(
     None, ("Flickr30k Entities: the Flickr30k images may be used only under Flickr's terms of use, for "
            "non-commercial research and education; the annotations follow the same terms."),
     ("Flickr30k Entities",),
-    ("@inproceedings{plummer2015flickr30k,\n  title={Flickr30k Entities: Collecting Region-to-Phrase "
-     "Correspondences for Richer Image-to-Sentence Models},\n  author={Plummer, Bryan A. and Wang, Liwei and "
-     "Cervantes, Chris M. and Caicedo, Juan C. and Hockenmaier, Julia and Lazebnik, Svetlana},\n"
-     "  booktitle={ICCV},\n  year={2015}\n}",))
+    (CITATION,))
 _PHRASE = re.compile(r"\[/EN#(\d+)/(\S+) ([^\]]+)\]")
 
 

@@ -17,16 +17,17 @@ from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.sources.base import Provenance, Section, Source, SourceBase
-from groundcot.transforms.sources.jsonstream import JsonError
 from groundcot.transforms.sources.common import patterns, read_json_items, require_text, text, unreadable
+from groundcot.transforms.sources.jsonstream import JsonError
 
 SOURCE = "gqa"
+CITATION = ("@inproceedings{hudson2019gqa,\n  title={GQA: A New Dataset for Real-World Visual Reasoning and "
+            "Compositional Question Answering},\n  author={Hudson, Drew A. and Manning, Christopher D.},\n"
+            "  booktitle={CVPR},\n  year={2019}\n}")
 PROVENANCE = Provenance(
     "cc-by-4.0", "GQA questions and scene graphs are CC BY 4.0; its images are Visual Genome's (CC BY 4.0).",
     ("GQA",),
-    ("@inproceedings{hudson2019gqa,\n  title={GQA: A New Dataset for Real-World Visual Reasoning and "
-     "Compositional Question Answering},\n  author={Hudson, Drew A. and Manning, Christopher D.},\n"
-     "  booktitle={CVPR},\n  year={2019}\n}",))
+    (CITATION,))
 ANNOTATION_ORDER = ("answer", "question", "fullAnswer")
 log = logging.getLogger("groundcot")
 

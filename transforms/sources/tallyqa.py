@@ -9,16 +9,17 @@ from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.sources.base import Provenance, Source, SourceBase
-from groundcot.transforms.sources.jsonstream import JsonError
 from groundcot.transforms.sources.common import count_lines, read_json_items, read_lines, require_text, text, unreadable
+from groundcot.transforms.sources.jsonstream import JsonError
 from groundcot.transforms.sources.viscot import parse_line
 
 SOURCE = "tallyqa"
 COUNT_ZERO = "count 0: nothing to box; usable only by styles that need no boxes"
+CITATION = ("@inproceedings{acharya2019tallyqa,\n  title={TallyQA: Answering Complex Counting Questions},\n"
+            "  author={Acharya, Manoj and Kafle, Kushal and Kanan, Christopher},\n  booktitle={AAAI},\n  year={2019}\n}")
 PROVENANCE = Provenance(
     None, "TallyQA: see its release's terms; its images are Visual Genome's and COCO's.", ("TallyQA",),
-    ("@inproceedings{acharya2019tallyqa,\n  title={TallyQA: Answering Complex Counting Questions},\n"
-     "  author={Acharya, Manoj and Kafle, Kushal and Kanan, Christopher},\n  booktitle={AAAI},\n  year={2019}\n}",))
+    (CITATION,))
 RAW_NO_BOXES = "raw TallyQA has no boxes: usable only by styles that need none (use the boxed GRIT files for sif)"
 
 

@@ -13,7 +13,6 @@ from pydantic import Field
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.sources import flickr30k, gqa
 from groundcot.transforms.sources.base import Provenance, Section, Source, SourceBase
-from groundcot.transforms.sources.jsonstream import BadEncoding, JsonError, check_text
 from groundcot.transforms.sources.common import (
     count_lines,
     decode_line,
@@ -24,16 +23,18 @@ from groundcot.transforms.sources.common import (
     text,
     unreadable,
 )
+from groundcot.transforms.sources.jsonstream import BadEncoding, JsonError, check_text
 
+CITATION = ("@inproceedings{shao2024visualcot,\n  title={Visual CoT: Advancing Multi-Modal Language Models with a "
+            "Comprehensive Dataset and Benchmark for Chain-of-Thought Reasoning},\n  author={Shao, Hao and Qian, "
+            "Shengju and Xiao, Han and Song, Guanglu and Zong, Zhuofan and Wang, Letian and Liu, Yu and Li, "
+            "Hongsheng},\n  booktitle={NeurIPS Datasets and Benchmarks Track},\n  year={2024}\n}")
 PROVENANCE = Provenance(
     None, ("Visual-CoT: its code is Apache-2.0, and its README states that the data is intended solely for research "
            "and reproducibility (any deployed use, commercial or otherwise, is out of scope); the images come from "
            "the datasets Visual-CoT was built on, each under its own terms."),
     ("deepcs233/Visual-CoT",),
-    ("@inproceedings{shao2024visualcot,\n  title={Visual CoT: Advancing Multi-Modal Language Models with a "
-     "Comprehensive Dataset and Benchmark for Chain-of-Thought Reasoning},\n  author={Shao, Hao and Qian, "
-     "Shengju and Xiao, Han and Song, Guanglu and Zong, Zhuofan and Wang, Letian and Liu, Yu and Li, "
-     "Hongsheng},\n  booktitle={NeurIPS Datasets and Benchmarks Track},\n  year={2024}\n}",))
+    (CITATION,))
 # Sub-datasets (the `dataset` column) that are sources of their own: cited, and their terms noted when restrictive.
 MIXED_IN = {"gqa": gqa.PROVENANCE, "flickr30k": flickr30k.PROVENANCE}
 REQUIRED = ("question", "answer", "image", "width", "height", "bboxs")
