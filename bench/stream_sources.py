@@ -74,14 +74,14 @@ def child(kind: str, path: str) -> None:
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from groundcot.transforms.sources import read_json_items
-    from groundcot.transforms.viscot import parse_llava
+    from groundcot.transforms.sources.common import read_json_items
+    from groundcot.transforms.sources.viscot import parse_llava
 
     p = beam.Pipeline(runner=FnApiRunner())
     if kind == "llava":
         records = read_json_items(p, path, "Read", "array", ("image", "conversations")) | beam.MapTuple(parse_llava)
     else:
-        from groundcot.transforms.gqa import parse_question
+        from groundcot.transforms.sources.gqa import parse_question
         f = SimpleNamespace(balanced_only=False, structural=None, semantic=None, detailed=None)
         records = (read_json_items(p, path, "Read", "object", ("imageId", "question"))
                    | beam.MapTuple(lambda name, off, item: parse_question(name, off, item, "train", f)))

@@ -33,7 +33,7 @@ DEMO = Path(__file__).resolve().parents[1] / "jobs" / "demo_data"
 def demo_records():
     from groundcot.transforms.expand import expand_record
     from groundcot.transforms.images import load_image
-    from groundcot.transforms.viscot import parse_line
+    from groundcot.transforms.sources.viscot import parse_line
 
     out = []
     for path in sorted((DEMO / "metadata").glob("*_cot_train.jsonl")):

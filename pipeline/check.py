@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 
-
 from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.preflight import check_secrets, count_records, prepare
 from groundcot.transforms.models import ResolvedModel
-from groundcot.transforms.sources import patterns
+from groundcot.transforms.sources.common import patterns
 
 MODEL_KINDS = {"hub": "Hub id, loaded by each worker from its HF cache or the Hub",
                "path": "local folder, which each worker must hold at that path",

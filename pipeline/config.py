@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import NAMES as STYLE_NAMES
 
 
@@ -16,62 +17,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SourceBase(Section):
-    path: Union[str, list[str]] = Field(description="File(s) or glob(s) of the source's annotations.")
-    image_root: str = Field(description="Folder (or bucket prefix) the records' image paths are relative "
-                                        "to; `{dataset}` stands for the record's sub-dataset.")
-    limit: Optional[int] = Field(None, ge=1, description="Keep only the N records with the smallest ids.")
+def source_union():
+    """The ``sources:`` entry: one config model per registered source kind, told apart by ``kind``."""
+    return Annotated[Union[tuple(s.Config for s in SOURCES.values())], Field(discriminator="kind")]
 
 
-class DatasetFilters(Section):
-    datasets: Optional[list[str]] = Field(None, description="Keep only these sub-datasets.")
-    exclude_datasets: list[str] = Field(default_factory=list, description="Drop these sub-datasets "
-                                        "(SIF-50K dropped the document sets).")
-
-
-class VisCoTSource(SourceBase):
-    kind: Literal["viscot"] = Field(description="VisCoT metadata files `<ds>_cot_train.jsonl`.")
-    filters: DatasetFilters = DatasetFilters()
-
-
-class VisCoTLlavaSource(SourceBase):
-    kind: Literal["viscot_llava"] = Field(description="VisCoT LLaVA form: `viscot_363k.json`, benchmark `<ds>.json`.")
-    image_prefix: str = Field("cot/", description="Dropped from the record's image path before image_root.")
-    path_map: dict[str, str] = Field(default_factory=dict, description="Image path prefix renames, e.g. "
-                                     "`{textcap/: textvqa/}` (textcap images live under textvqa).")
-    filters: DatasetFilters = DatasetFilters()
-
-
-class TallyQASource(SourceBase):
-    kind: Literal["tallyqa"] = Field(description="TallyQA.")
-    format: Literal["boxed", "raw"] = Field("boxed", description="boxed: GRIT-style jsonl with a box per "
-                                            "counted object; raw: train.json/test.json (no boxes).")
-
-
-class GqaFilters(Section):
-    balanced_only: bool = Field(False, description="Keep only questions with isBalanced.")
-    structural: Optional[list[str]] = Field(None, description="Keep only these types.structural (e.g. query, verify).")
-    semantic: Optional[list[str]] = Field(None, description="Keep only these types.semantic (e.g. rel, attr).")
-    detailed: Optional[list[str]] = Field(None, description="Keep only these types.detailed.")
-
-
-class GqaSource(SourceBase):
-    kind: Literal["gqa"] = Field(description="GQA questions (`path`) joined with scene graphs.")
-    scene_graphs: Union[str, list[str]] = Field(description="`<split>_sceneGraphs.json` file(s).")
-    split: Optional[str] = Field(None, description="Split name; default: the questions file's prefix.")
-    filters: GqaFilters = GqaFilters()
-
-
-class Flickr30kSource(SourceBase):
-    kind: Literal["flickr30k"] = Field(description="Flickr30k Entities; `path` is the folder holding "
-                                       "Sentences/, Annotations/ and the split files.")
-    split: Literal["train", "val", "test"] = Field("train", description="Which split file's image ids to read.")
-    split_file: Optional[str] = Field(None, description="Default: `<path>/<split>.txt`.")
-    all_mentions: bool = Field(False, description="One record per mention instead of per phrase chain.")
-
-
-Source = Annotated[Union[VisCoTSource, VisCoTLlavaSource, TallyQASource, GqaSource, Flickr30kSource],
-                   Field(discriminator="kind")]
+Source = source_union()
 
 
 def union_members(union) -> tuple:
@@ -270,7 +221,16 @@ class JobConfig(Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-UNION_TAGS = {kind_of(m) for u in (Source, Teacher) for m in union_members(u)}
+def sync_sources() -> None:
+    """Rebuild JobConfig's ``sources`` if a source was registered since (a plugin or a test)."""
+    field = JobConfig.model_fields["sources"]
+    if {kind_of(m) for m in union_members(typing.get_args(field.annotation)[0])} != set(SOURCES):
+        field.annotation = list[source_union()]
+        JobConfig.model_rebuild(force=True)
+
+
+def union_tags() -> set[str]:
+    return {*SOURCES, *(kind_of(m) for m in union_members(Teacher))}
 
 
 class ConfigError(ValueError):
@@ -297,15 +257,14 @@ def _resolve_paths(cfg: JobConfig, base: Path) -> None:
         return p if "://" in p or os.path.isabs(p) else str((base / p).resolve())
 
     for src in cfg.sources:
-        for key in ("path", "image_root", "scene_graphs", "split_file"):
-            if hasattr(src, key):
-                setattr(src, key, fix(getattr(src, key)))
+        for key in get_source(src.kind).path_keys:
+            setattr(src, key, fix(getattr(src, key)))
 
 
 def _describe(error: dict) -> str:
     """One pydantic error as 'key: problem (got value)', keys as the user wrote them."""
     loc, value = list(error["loc"]), error["input"]
-    loc = [x for x in loc if x not in UNION_TAGS]  # discriminated unions put the kind into the path
+    loc = [x for x in loc if x not in union_tags()]  # discriminated unions put the kind into the path
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
@@ -360,6 +319,8 @@ def read_tree(path: str, overrides: list[str] = ()) -> dict:
 
 def validated(model: type[BaseModel], tree: dict, path: str):
     """``model`` built from ``tree``, or one ConfigError line naming every bad key."""
+    if model is JobConfig:
+        sync_sources()
     try:
         return model.model_validate(tree)
     except ValidationError as err:
@@ -399,8 +360,8 @@ def worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> list[
     """(key, path) for every place the workers read or write."""
     found = []
     for i, src in enumerate(cfg.sources):
-        for key in ("path", "image_root", "scene_graphs", "split_file"):
-            value = getattr(src, key, None)
+        for key in get_source(src.kind).path_keys:
+            value = getattr(src, key)
             found += [(f"sources.{i}.{key}", p) for p in ([value] if isinstance(value, str) else value or [])]
     found += [("cache", cfg.cache), ("teacher.cache", getattr(cfg.teacher, "cache", None)), (out_key, out)]
     return [(key, path) for key, path in found if path]

@@ -20,22 +20,16 @@ from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.depth import DepthHandler
 from groundcot.transforms.depth_image import attach_depth_image
 from groundcot.transforms.expand import expand_record
-from groundcot.transforms.flickr30k import ReadFlickr30k
-from groundcot.transforms.gqa import ReadGqa
 from groundcot.transforms.images import load_image
 from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs
-from groundcot.transforms.sources import DropDuplicates
+from groundcot.transforms.sources import get_source
+from groundcot.transforms.sources.common import DropDuplicates
 from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
-from groundcot.transforms.tallyqa import ReadTallyQA
 from groundcot.transforms.teach.dofn import Teach
 from groundcot.transforms.validate import validate
-from groundcot.transforms.viscot import ReadVisCoT, ReadVisCoTLlava
-
-READERS = {"viscot": ReadVisCoT, "viscot_llava": ReadVisCoTLlava, "tallyqa": ReadTallyQA,
-           "gqa": ReadGqa, "flickr30k": ReadFlickr30k}
 
 
 def _limit(pcoll, n: int, label: str):
@@ -54,7 +48,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     per_source, inputs = [], []
     for i, src in enumerate(cfg.sources):
         label = f"S{i}{src.kind.capitalize()}"
-        read = p | f"{label}Read" >> READERS[src.kind](src)
+        read = p | f"{label}Read" >> get_source(src.kind).read(src)
         records, filtered = read | f"{label}Filtered" >> beam.Partition(lambda r, _: int(r.filtered), 2)
         inputs.append(filtered | f"{label}CountFiltered" >> beam.Map(
             lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}\t", 1)))

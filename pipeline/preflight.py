@@ -12,13 +12,13 @@ from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
-from groundcot.pipeline.outputs import OutputFolder, is_local
+from groundcot.pipeline.outputs import OutputFolder
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.secrets import SecretError
 from groundcot.transforms.secrets import check as check_secret
-from groundcot.transforms.sources import patterns
+from groundcot.transforms.sources import get_source
 from groundcot.transforms.teach.client import check_endpoint
 
 
@@ -74,15 +74,10 @@ def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
 
 
 def check_sources(cfg: JobConfig, offline: bool = False) -> None:
-    """Every file pattern of every source matches at least one file (``offline``: bucket patterns this
-    machine has no credentials for are left to the workers; see pipeline/offline.py)."""
+    """Every file pattern a source names (its ``paths``) matches at least one file (``offline``: bucket
+    patterns this machine has no credentials for are left to the workers; see pipeline/offline.py)."""
     for i, src in enumerate(cfg.sources):
-        wanted = {"path": patterns(src.path)}
-        if src.kind == "flickr30k":  # path is a folder; the split file says what to read
-            wanted = {"split_file": [src.split_file or f"{src.path.rstrip('/')}/{src.split}.txt"]}
-        if src.kind == "gqa":
-            wanted["scene_graphs"] = patterns(src.scene_graphs)
-        for key, globs in wanted.items():
+        for key, globs in get_source(src.kind).paths(src).items():
             for pattern in globs:
                 if offline and unlistable(pattern):
                     continue
@@ -134,23 +129,12 @@ def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
     return runner, options, models
 
 
-JSONL_KINDS = {"viscot": lambda src: True, "tallyqa": lambda src: src.format == "boxed"}
-
-
 def count_records(cfg: JobConfig) -> int | None:
-    """Records the sources give, when known without reading them: lines of local jsonl files, capped by limit."""
+    """Records the sources give, when each can count its own without reading it (local files), capped by limit."""
     total = 0
     for src in cfg.sources:
-        if not JSONL_KINDS.get(src.kind, lambda s: False)(src):
+        n = get_source(src.kind).count(src)
+        if n is None:
             return None
-        if not all(is_local(p) for p in patterns(src.path)):  # a bucket is not read to count
-            return None
-        files = [m.path for p in patterns(src.path) for m in FileSystems.match([p])[0].metadata_list]
-        if not all(is_local(f) for f in files):
-            return None
-        lines = 0
-        for path in files:
-            with open(path, "rb") as handle:
-                lines += sum(1 for line in handle if line.strip())
-        total += min(lines, src.limit) if src.limit else lines
+        total += min(n, src.limit) if src.limit else n
     return total

@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from groundcot.schemas.columns import style_columns
 from groundcot.schemas.runs import style_shards
+from groundcot.transforms.sources import Provenance, SourceError, get_source
 
 CARD, FIGURES = "README.md", "figures"
 TASKS = ["visual-question-answering", "image-text-to-text"]
@@ -34,40 +35,10 @@ STYLE_TEXT = {
                "same `id`).",
 }
 
-# Per source: (Hub license id or None when the terms are not a standard license, note, Hub id or name).
-SOURCES = {
-    "viscot": (None, ("Visual-CoT: its code is Apache-2.0, and its README states that the data is intended solely "
-                      "for research and reproducibility (any deployed use, commercial or otherwise, is out of scope); "
-                      "the images come from the datasets Visual-CoT was built on, each under its own terms."),
-               "deepcs233/Visual-CoT"),
-    "gqa": ("cc-by-4.0", "GQA questions and scene graphs are CC BY 4.0; its images are Visual Genome's (CC BY 4.0).",
-            "GQA"),
-    "tallyqa": (None, "TallyQA: see its release's terms; its images are Visual Genome's and COCO's.", "TallyQA"),
-    "flickr30k": (None, ("Flickr30k Entities: the Flickr30k images may be used only under Flickr's terms of use, "
-                        "for non-commercial research and education; the annotations follow the same terms."),
-                  "Flickr30k Entities"),
-}
-SOURCES["viscot_llava"] = SOURCES["viscot"]
-RESTRICTED = {"flickr30k": SOURCES["flickr30k"][1]}  # sub-datasets (the `dataset` column) with restrictive terms
-
 CITATIONS = {
     "SIFThinker": "@article{chen2025sifthinker,\n  title={SIFThinker: Spatially-Aware Image Focus for Visual Reasoning},\n"
                   "  author={Chen, Zhangquan and Zhao, Ruihui and Luo, Chuwei and Sun, Mingze and Yu, Xinlei and "
                   "Kang, Yangyang and Huang, Ruqi},\n  journal={arXiv preprint arXiv:2508.06259},\n  year={2025}\n}",
-    "VisCoT": "@inproceedings{shao2024visualcot,\n  title={Visual CoT: Advancing Multi-Modal Language Models with a "
-              "Comprehensive Dataset and Benchmark for Chain-of-Thought Reasoning},\n  author={Shao, Hao and Qian, "
-              "Shengju and Xiao, Han and Song, Guanglu and Zong, Zhuofan and Wang, Letian and Liu, Yu and Li, "
-              "Hongsheng},\n  booktitle={NeurIPS Datasets and Benchmarks Track},\n  year={2024}\n}",
-    "GQA": "@inproceedings{hudson2019gqa,\n  title={GQA: A New Dataset for Real-World Visual Reasoning and "
-           "Compositional Question Answering},\n  author={Hudson, Drew A. and Manning, Christopher D.},\n"
-           "  booktitle={CVPR},\n  year={2019}\n}",
-    "Flickr30k Entities": "@inproceedings{plummer2015flickr30k,\n  title={Flickr30k Entities: Collecting "
-                          "Region-to-Phrase Correspondences for Richer Image-to-Sentence Models},\n  author={Plummer, "
-                          "Bryan A. and Wang, Liwei and Cervantes, Chris M. and Caicedo, Juan C. and Hockenmaier, "
-                          "Julia and Lazebnik, Svetlana},\n  booktitle={ICCV},\n  year={2015}\n}",
-    "TallyQA": "@inproceedings{acharya2019tallyqa,\n  title={TallyQA: Answering Complex Counting Questions},\n"
-               "  author={Acharya, Manoj and Kafle, Kushal and Kanan, Christopher},\n  booktitle={AAAI},\n"
-               "  year={2019}\n}",
     "Depth-Anything-V2": "@article{yang2024depthanythingv2,\n  title={Depth Anything V2},\n  author={Yang, Lihe and "
                          "Kang, Bingyi and Huang, Zilong and Zhao, Zhen and Xu, Xiaogang and Feng, Jiashi and Zhao, "
                          "Hengshuang},\n  journal={arXiv preprint arXiv:2406.09414},\n  year={2024}\n}",
@@ -85,9 +56,6 @@ CITATIONS = {
             "  booktitle={ICML},\n  year={2026},\n  note={arXiv:2605.31096}\n}",
 }
 STYLE_CITES = {"sif": "SIFThinker", "mgpo": "MGPO", "aperture": "TikArt", "textual": "iVGR"}
-SOURCE_CITES = {"viscot": "VisCoT", "viscot_llava": "VisCoT", "gqa": "GQA", "flickr30k": "Flickr30k Entities",
-                "tallyqa": "TallyQA"}
-DATASET_CITES = {"gqa": "GQA", "flickr30k": "Flickr30k Entities"}
 
 
 # --- reading the run ------------------------------------------------------------------------------------
@@ -113,7 +81,7 @@ def scan(run: str) -> dict:
     import pyarrow.parquet as pq
 
     found = {"splits": defaultdict(Counter), "bytes": defaultdict(Counter), "hiou": defaultdict(list),
-             "steps": defaultdict(list), "by_source": defaultdict(Counter), "datasets": Counter(), "examples": {},
+             "steps": defaultdict(list), "by_source": defaultdict(Counter), "datasets": defaultdict(set), "examples": {},
              "features": {}}
     try:
         shards = style_shards(run)
@@ -133,7 +101,8 @@ def scan(run: str) -> dict:
             found["hiou"][style] += [v for v in table.column("hiou").to_pylist() if v is not None]
             found["steps"][style] += [len(v or []) for v in table.column(steps_column).to_pylist()]
             found["by_source"][style].update(table.column("source").to_pylist())
-            found["datasets"].update(table.column("dataset").to_pylist())
+            for source, dataset in zip(table.column("source").to_pylist(), table.column("dataset").to_pylist()):
+                found["datasets"][source].add(dataset)
             if style not in found["examples"] and pf.metadata.num_rows:
                 with fsspec.open(path, "rb") as handle:
                     first = pq.ParquetFile(handle).read_row_group(0, columns=[
@@ -148,18 +117,34 @@ def size_category(n: int) -> str:
     return next((name for top, name in SIZES if n < top), "n>1B")
 
 
-def licenses(sources: list[str], datasets_seen: set[str]) -> tuple[str, dict, list[str]]:
-    """(Hub license id, extra metadata, notes) from the sources and sub-datasets used."""
-    ids, notes = set(), []
-    for kind in sources:
-        license_id, note, _ = SOURCES.get(kind, (None, f"{kind}: see the source's terms.", kind))
-        ids.add(license_id)
-        notes.append(note)
-    restricted = [RESTRICTED[d] for d in sorted(datasets_seen) if d in RESTRICTED and "flickr30k" not in sources]
-    notes += restricted
+def provenance(sources: list[dict], datasets: dict[str, set[str]]) -> list[Provenance]:
+    """Each configured source's provenance (from its module, or its `card:` block), given the sub-datasets
+    (``dataset`` column) of its rows; a kind not registered here claims nothing."""
+    found = []
+    for src in sources:
+        kind = src.get("kind", "?")
+        try:
+            source = get_source(kind)
+            found.append(source.card(source.Config.model_validate(src), datasets.get(kind, set())))
+        except (SourceError, ValueError):  # pydantic's ValidationError is a ValueError
+            found.append(Provenance(None, f"{kind}: see the source's terms."))
+    return found
+
+
+def licenses(provenances: list[Provenance]) -> tuple[str, dict, list[str]]:
+    """(Hub license id, extra metadata, notes): one licence shared by every source, else ``other``."""
+    ids = {p.license for p in provenances}
+    restricted = [note for p in provenances for note in p.restricted]
+    notes = list(dict.fromkeys([p.terms for p in provenances] + restricted))
     if len(ids) == 1 and None not in ids and not restricted:
         return ids.pop(), {}, notes
     return "other", {"license_name": "mixed-source-terms"}, notes
+
+
+def shown_path(path) -> str:
+    """A path as the card may show it: a bucket URL as it is, a local path by its file name only."""
+    return ", ".join(p if "://" in p else os.path.basename(p.rstrip("/"))
+                     for p in ([path] if isinstance(path, str) else path or []))
 
 
 def prompt_hashes() -> dict[str, str]:
@@ -176,6 +161,7 @@ def model_line(label: str, info: dict | None, section: dict) -> str:
     if not section.get("enabled", True):
         return f"- {label}: off"
     name = (info or {}).get("requested") or section.get("model", "")
+    name = shown_path(name) if os.path.isabs(name) else name  # a local folder by its name only
     if (info or {}).get("fallback_tiny_random"):
         return f"- {label}: `{name}` was not available; a tiny random-weights stand-in was used (demo only)"
     return f"- {label}: `{name}` at revision `{revision(name)}`"
@@ -198,7 +184,7 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def metadata(found: dict, stats: dict, sources: list[str]) -> tuple[object, list[str]]:
+def metadata(found: dict, stats: dict, provenances: list[Provenance]) -> tuple[object, list[str]]:
     """The card's YAML metadata (``DatasetCardData``) and the license notes."""
     from datasets import Features
     from datasets.info import DatasetInfo
@@ -215,17 +201,17 @@ def metadata(found: dict, stats: dict, sources: list[str]) -> tuple[object, list
                            config_name=style,
                            dataset_size=sum(found["bytes"][style].values()))
         infos.append(info._to_yaml_dict())
-    license_id, extra, notes = licenses(sources, set(found["datasets"]))
+    license_id, extra, notes = licenses(provenances)
     total = sum(sum(s.values()) for s in found["splits"].values())
     data = DatasetCardData(
         license=license_id, language=["en"], task_categories=TASKS, size_categories=[size_category(total)],
-        source_datasets=sorted({SOURCES.get(k, (None, None, k))[2] for k in sources}),
+        source_datasets=sorted({d for p in provenances for d in p.datasets}) or None,
         pretty_name="groundcot grounded chain-of-thought", configs=configs, dataset_info=infos,
         tags=["grounded-cot", "visual-reasoning", "synthetic", *sorted(found["splits"])], **extra)
     return data, notes
 
 
-def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
+def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: list[Provenance]) -> str:
     cfg = stats.get("config", {})
     styles = list(found["splits"]) or list(cfg.get("styles", []))
     sources = [s.get("kind", "?") for s in cfg.get("sources", [])]
@@ -245,7 +231,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
         "\n".join(f"- {n}" for n in notes) or "- (no sources recorded)",
         "## How it was made",
         "Sources (each record keeps `source`, `source_id` and `dataset`):",
-        "\n".join(f"- `{s.get('kind')}`: `{s.get('path')}`"
+        "\n".join(f"- `{s.get('kind')}`: `{shown_path(s.get('path'))}`"
                   + (f", filters `{json.dumps(s.get('filters'))}`" if s.get("filters") else "")
                   + (f", limit {s['limit']}" if s.get("limit") else "") for s in cfg.get("sources", [])),
         "Models:",
@@ -290,20 +276,20 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
         "`--format llamafactory` (sharegpt JSON + `dataset_info.json`), `--format verl` (RL prompts with "
         "rule-reward ground truth)."),
         "## Citations",
-        "```bibtex\n" + "\n\n".join(CITATIONS[c] for c in cited(styles, sources, found, cfg)) + "\n```",
+        "```bibtex\n" + "\n\n".join(cited(styles, provenances, cfg)) + "\n```",
     ]
     return "\n\n".join(parts) + "\n"
 
 
-def cited(styles: list[str], sources: list[str], found: dict, cfg: dict) -> list[str]:
+def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[str]:
+    """BibTeX entries: the styles', the sources' (from their provenance), the models'."""
     names = [STYLE_CITES[s] for s in styles if s in STYLE_CITES]
-    names += [SOURCE_CITES[s] for s in sources if s in SOURCE_CITES]
-    names += [DATASET_CITES[d] for d in found["datasets"] if d in DATASET_CITES]
+    entries = [CITATIONS[n] for n in names] + [c for p in provenances for c in p.citations]
     if cfg.get("depth", {}).get("enabled", True):
-        names.append("Depth-Anything-V2")
+        entries.append(CITATIONS["Depth-Anything-V2"])
     if cfg.get("masks", {}).get("enabled"):
-        names.append("SAM2")
-    return list(dict.fromkeys(names))
+        entries.append(CITATIONS["SAM2"])
+    return list(dict.fromkeys(entries))
 
 
 def figures(run: str, found: dict, stats: dict) -> list[str]:
@@ -328,10 +314,10 @@ def render(run: str) -> tuple[str, dict, dict]:
     run = run.rstrip("/")
     stats = json.loads(read_text(f"{run}/stats.json"))
     found = scan(run)
-    sources = list(dict.fromkeys(s.get("kind", "?") for s in stats.get("config", {}).get("sources", [])))
-    data, notes = metadata(found, stats, sources)
+    provenances = provenance(stats.get("config", {}).get("sources", []), found["datasets"])
+    data, notes = metadata(found, stats, provenances)
     card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ text }}",
-                                     text=body(stats.get("run_id", ""), found, stats, notes))
+                                     text=body(stats.get("run_id", ""), found, stats, notes, provenances))
     return str(card), found, stats
 
 

@@ -37,7 +37,9 @@ class Record:
     record for input it could not parse and reject it with its reason.
     ``width``/``height`` are 0 when the source does not give them (the image stage reads
     them from the file). ``square_boxes`` holds boxes normalised to the image padded to a
-    square, when a source gives only those; the image stage turns them into pixels.
+    square, when a source gives only those, ``norm_boxes`` boxes normalised to the image
+    itself; the image stage turns both into pixels. A source that holds the image's bytes
+    sets ``image``; the image stage then reads no file.
     """
 
     id: str
@@ -53,6 +55,7 @@ class Record:
     gt_boxes: list[list[float]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     square_boxes: list[list[float]] | None = None
+    norm_boxes: list[list[float]] | None = None
     image: bytes | None = None
     depth_map: bytes | None = None  # 16-bit PNG, 0 = nearest
     depth_image: bytes | None = None  # sif: the depth map rendered as the model's second input image (PNG)

@@ -136,12 +136,15 @@ def load_image(record: Record, image_root: str, min_side: int = 28, max_aspect: 
     """
     root = dataset_root(image_root, record.dataset)
     path = resolve(root, record.image_path) if root is not None else None
-    if path is None:
+    if record.image is not None:  # the source held the bytes
+        data, path = record.image, record.image_path or record.source_id
+    elif path is None:
         return record.reject(STAGE, "path_escapes_root", f"dataset {record.dataset!r}, image {record.image_path!r}")
-    try:
-        data = read_bytes(path)
-    except (OSError, ValueError) as err:  # ValueError: a path no file system takes (a NUL byte)
-        return record.reject(STAGE, "missing_image", f"{path}: {type(err).__name__}"[:300])
+    else:
+        try:
+            data = read_bytes(path)
+        except (OSError, ValueError) as err:  # ValueError: a path no file system takes (a NUL byte)
+            return record.reject(STAGE, "missing_image", f"{path}: {type(err).__name__}"[:300])
     try:
         image = open_header(data)
         if problem := size_problem(image.width, image.height, min_side, max_aspect, max_pixels):
@@ -160,4 +163,7 @@ def load_image(record: Record, image_root: str, min_side: int = 28, max_aspect: 
     if record.square_boxes:
         record.gt_boxes = [B.from_padded_square(b, record.width, record.height) for b in record.square_boxes]
         record.square_boxes = None
+    if record.norm_boxes:
+        record.gt_boxes = [B.to_pixel(b, record.width, record.height) for b in record.norm_boxes]
+        record.norm_boxes = None
     return clip_boxes(record)

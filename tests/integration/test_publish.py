@@ -195,13 +195,16 @@ def test_the_sources_splits_become_the_configs_splits(tmp_path, image_root):
 
 
 def test_the_license_follows_the_sources_and_flags_flickr30k():
-    from groundcot.runs.card import licenses
+    from groundcot.runs.card import licenses, provenance
 
-    assert licenses(["gqa"], {"gqa"})[:2] == ("cc-by-4.0", {})
-    license_id, extra, notes = licenses(["viscot"], {"cub", "flickr30k"})  # Flickr30k images through VisCoT
+    gqa = {"kind": "gqa", "path": "q.json", "scene_graphs": "g.json", "image_root": "images"}
+    viscot = {"kind": "viscot", "path": "m.jsonl", "image_root": "images"}
+    assert licenses(provenance([gqa], {"gqa": {"gqa"}}))[:2] == ("cc-by-4.0", {})
+    # Flickr30k images through VisCoT
+    license_id, extra, notes = licenses(provenance([viscot], {"viscot": {"cub", "flickr30k"}}))
     assert license_id == "other" and extra == {"license_name": "mixed-source-terms"}
     assert any("non-commercial" in n for n in notes)
-    assert licenses(["viscot", "gqa"], set())[0] == "other"
+    assert licenses(provenance([viscot, gqa], {}))[0] == "other"
 
 
 def test_every_style_has_a_column_set():

@@ -15,7 +15,7 @@ def test_every_job_config_in_jobs_is_valid():
     for job in sorted((REPO / "jobs").glob("*.yaml")):
         if not job.name.startswith("train_"):  # trainer configs: tests/test_trainer.py
             kinds |= {s.kind for s in load_config(str(job)).sources}
-    assert kinds == {"viscot", "viscot_llava", "tallyqa", "gqa", "flickr30k"}
+    assert kinds == {"viscot", "viscot_llava", "tallyqa", "gqa", "flickr30k", "grounded"}
     assert len(load_config(str(REPO / "jobs" / "mixed.yaml")).sources) == 4
 
 

@@ -1,6 +1,6 @@
 import shutil
 
-from groundcot.transforms.flickr30k import parse_annotation, parse_sentences, records_for_image
+from groundcot.transforms.sources.flickr30k import parse_annotation, parse_sentences, records_for_image
 
 from support import FIXTURES
 

@@ -4,8 +4,15 @@ from types import SimpleNamespace
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from groundcot.transforms.gqa import ReadGqa, evidence_ids, join_graph, parse_question, slim_graph, split_from_filename
-from groundcot.transforms.jsonstream import JsonError
+from groundcot.transforms.sources.gqa import (
+    ReadGqa,
+    evidence_ids,
+    join_graph,
+    parse_question,
+    slim_graph,
+    split_from_filename,
+)
+from groundcot.transforms.sources.jsonstream import JsonError
 
 from support import FIXTURES, GQA_GRAPH
 

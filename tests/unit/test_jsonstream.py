@@ -3,7 +3,7 @@ import json
 import pytest
 from apache_beam.io import source_test_utils as stu
 
-from groundcot.transforms.jsonstream import JsonError, JsonItemsSource
+from groundcot.transforms.sources.jsonstream import JsonError, JsonItemsSource
 
 RECORDS = [{"dataset": "gqa", "image": [f"cot/gqa/{i}.jpg"], "question_id": i,
             "conversations": [{"from": "human", "value": 'tricky: }, {"image": [1], "conversations": 2} é 中'}]}
@@ -123,7 +123,7 @@ def test_a_byte_order_mark_is_skipped(tmp_path):
 
 
 def test_lines_keep_their_bytes_and_offsets_across_any_split(tmp_path):
-    from groundcot.transforms.sources import LinesSource
+    from groundcot.transforms.sources.common import LinesSource
 
     lines = [b"\xef\xbb\xbf{\"a\": 1}\n", b"caf\xe9\n", b"\n", b"{\"b\": \"\xc3\xa9\"}\r\n", b"last without newline"]
     path = write_bytes(tmp_path, "a.jsonl", b"".join(lines))

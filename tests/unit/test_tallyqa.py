@@ -1,7 +1,7 @@
 import json
 
-from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.tallyqa import parse_boxed, parse_raw
+from groundcot.transforms.sources.jsonstream import JsonError
+from groundcot.transforms.sources.tallyqa import parse_boxed, parse_raw
 
 
 def test_boxed_record_with_several_boxes():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from groundcot.transforms.viscot import parse_line
+from groundcot.transforms.sources.viscot import parse_line
 
 from support import FIXTURES
 
@@ -77,7 +77,7 @@ def test_empty_null_or_non_text_question_or_answer(question, answer, reason):
 
 
 def test_copies_of_one_id_keep_one():
-    from groundcot.transforms.sources import keep_first
+    from groundcot.transforms.sources.common import keep_first
 
     line = (FIXTURES / "viscot" / "metadata_cub_cot_train.head5.jsonl").read_text().splitlines()[0]
     copies = [parse_line(name, line) for name in ("b_cot_train.jsonl", "a_cot_train.jsonl", "c_cot_train.jsonl")]

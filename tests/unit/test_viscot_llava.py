@@ -3,9 +3,9 @@ import json
 import pytest
 
 from groundcot.transforms.images import load_image
-from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.sources import select_dataset
-from groundcot.transforms.viscot import SUFFIX, image_path, parse_llava
+from groundcot.transforms.sources.common import select_dataset
+from groundcot.transforms.sources.jsonstream import JsonError
+from groundcot.transforms.sources.viscot import SUFFIX, image_path, parse_llava
 
 from support import FIXTURES, png_bytes
 

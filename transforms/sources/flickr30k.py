@@ -12,16 +12,28 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 import apache_beam as beam
+from pydantic import Field
 
 from groundcot import prompts
 from groundcot.schemas.record import Record, stable_id
 from groundcot.transforms.images import resolve
-from groundcot.transforms.jsonstream import BadEncoding
-from groundcot.transforms.sources import decode_line, read_lines, require_text
+from groundcot.transforms.sources.base import Provenance, Source, SourceBase
+from groundcot.transforms.sources.common import decode_line, read_lines, require_text
+from groundcot.transforms.sources.jsonstream import BadEncoding
 
 SOURCE = "flickr30k"
+CITATION = ("@inproceedings{plummer2015flickr30k,\n  title={Flickr30k Entities: Collecting Region-to-Phrase "
+            "Correspondences for Richer Image-to-Sentence Models},\n  author={Plummer, Bryan A. and Wang, Liwei and "
+            "Cervantes, Chris M. and Caicedo, Juan C. and Hockenmaier, Julia and Lazebnik, Svetlana},\n"
+            "  booktitle={ICCV},\n  year={2015}\n}")
+PROVENANCE = Provenance(
+    None, ("Flickr30k Entities: the Flickr30k images may be used only under Flickr's terms of use, for "
+           "non-commercial research and education; the annotations follow the same terms."),
+    ("Flickr30k Entities",),
+    (CITATION,))
 _PHRASE = re.compile(r"\[/EN#(\d+)/(\S+) ([^\]]+)\]")
 
 
@@ -122,10 +134,32 @@ class ReadFlickr30k(beam.PTransform):
         self.src = src
 
     def expand(self, pbegin):
-        root = self.src.path.rstrip("/")
-        split_file = self.src.split_file or f"{root}/{self.src.split}.txt"
+        root, split_file = self.src.path.rstrip("/"), split_file_of(self.src)
         split, all_mentions = self.src.split, self.src.all_mentions
         return (read_lines(pbegin, split_file, "ReadSplit")
                 | "Spread" >> beam.Reshuffle()
                 | "ReadImage" >> beam.FlatMapTuple(lambda name, offset, line: records_for_image(
                     line, root, split, all_mentions, where=f"{name.rsplit('/', 1)[-1]}@{offset}")))
+
+
+class Flickr30kConfig(SourceBase):
+    kind: Literal["flickr30k"] = Field(description="Flickr30k Entities; `path` is the folder holding "
+                                       "Sentences/, Annotations/ and the split files.")
+    split: Literal["train", "val", "test"] = Field("train", description="Which split file's image ids to read.")
+    split_file: Optional[str] = Field(None, description="Default: `<path>/<split>.txt`.")
+    all_mentions: bool = Field(False, description="One record per mention instead of per phrase chain.")
+
+
+def split_file_of(cfg) -> str:
+    return cfg.split_file or f"{cfg.path.rstrip('/')}/{cfg.split}.txt"
+
+
+class Flickr30k(Source):
+    kind, Config, provenance = SOURCE, Flickr30kConfig, PROVENANCE
+    path_keys = ("path", "image_root", "split_file")
+
+    def read(self, cfg):
+        return ReadFlickr30k(cfg)
+
+    def paths(self, cfg):  # path is a folder; the split file says what to read
+        return {"split_file": [split_file_of(cfg)]}

@@ -9,15 +9,25 @@ from __future__ import annotations
 import logging
 import os
 from functools import partial
+from typing import Literal, Optional, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.sources import patterns, read_json_items, require_text, text, unreadable
+from groundcot.transforms.sources.base import Provenance, Section, Source, SourceBase
+from groundcot.transforms.sources.common import patterns, read_json_items, require_text, text, unreadable
+from groundcot.transforms.sources.jsonstream import JsonError
 
 SOURCE = "gqa"
+CITATION = ("@inproceedings{hudson2019gqa,\n  title={GQA: A New Dataset for Real-World Visual Reasoning and "
+            "Compositional Question Answering},\n  author={Hudson, Drew A. and Manning, Christopher D.},\n"
+            "  booktitle={CVPR},\n  year={2019}\n}")
+PROVENANCE = Provenance(
+    "cc-by-4.0", "GQA questions and scene graphs are CC BY 4.0; its images are Visual Genome's (CC BY 4.0).",
+    ("GQA",),
+    (CITATION,))
 ANNOTATION_ORDER = ("answer", "question", "fullAnswer")
 log = logging.getLogger("groundcot")
 
@@ -140,3 +150,28 @@ class ReadGqa(beam.PTransform):
         return (read_json_items(pbegin, self.src.path, "ReadQuestions", "object", ("imageId", "question"))
                 | "Parse" >> beam.MapTuple(partial(parse_question, split=split, filters=self.src.filters))
                 | "JoinGraphs" >> beam.Map(join_graph, graphs=beam.pvalue.AsDict(graphs)))
+
+
+class GqaFilters(Section):
+    balanced_only: bool = Field(False, description="Keep only questions with isBalanced.")
+    structural: Optional[list[str]] = Field(None, description="Keep only these types.structural (e.g. query, verify).")
+    semantic: Optional[list[str]] = Field(None, description="Keep only these types.semantic (e.g. rel, attr).")
+    detailed: Optional[list[str]] = Field(None, description="Keep only these types.detailed.")
+
+
+class GqaConfig(SourceBase):
+    kind: Literal["gqa"] = Field(description="GQA questions (`path`) joined with scene graphs.")
+    scene_graphs: Union[str, list[str]] = Field(description="`<split>_sceneGraphs.json` file(s).")
+    split: Optional[str] = Field(None, description="Split name; default: the questions file's prefix.")
+    filters: GqaFilters = GqaFilters()
+
+
+class Gqa(Source):
+    kind, Config, provenance = SOURCE, GqaConfig, PROVENANCE
+    path_keys = ("path", "image_root", "scene_graphs")
+
+    def read(self, cfg):
+        return ReadGqa(cfg)
+
+    def paths(self, cfg):
+        return {"path": patterns(cfg.path), "scene_graphs": patterns(cfg.scene_graphs)}

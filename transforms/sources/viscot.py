@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from functools import partial
+from typing import Literal, Optional
 
 import apache_beam as beam
+from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import BadEncoding, JsonError, check_text
-from groundcot.transforms.sources import (
+from groundcot.transforms.sources import flickr30k, gqa
+from groundcot.transforms.sources.base import Provenance, Section, Source, SourceBase
+from groundcot.transforms.sources.common import (
+    count_lines,
     decode_line,
     read_json_items,
     read_lines,
@@ -18,7 +23,20 @@ from groundcot.transforms.sources import (
     text,
     unreadable,
 )
+from groundcot.transforms.sources.jsonstream import BadEncoding, JsonError, check_text
 
+CITATION = ("@inproceedings{shao2024visualcot,\n  title={Visual CoT: Advancing Multi-Modal Language Models with a "
+            "Comprehensive Dataset and Benchmark for Chain-of-Thought Reasoning},\n  author={Shao, Hao and Qian, "
+            "Shengju and Xiao, Han and Song, Guanglu and Zong, Zhuofan and Wang, Letian and Liu, Yu and Li, "
+            "Hongsheng},\n  booktitle={NeurIPS Datasets and Benchmarks Track},\n  year={2024}\n}")
+PROVENANCE = Provenance(
+    None, ("Visual-CoT: its code is Apache-2.0, and its README states that the data is intended solely for research "
+           "and reproducibility (any deployed use, commercial or otherwise, is out of scope); the images come from "
+           "the datasets Visual-CoT was built on, each under its own terms."),
+    ("deepcs233/Visual-CoT",),
+    (CITATION,))
+# Sub-datasets (the `dataset` column) that are sources of their own: cited, and their terms noted when restrictive.
+MIXED_IN = {"gqa": gqa.PROVENANCE, "flickr30k": flickr30k.PROVENANCE}
 REQUIRED = ("question", "answer", "image", "width", "height", "bboxs")
 SUFFIX = "Please provide the bounding box coordinate of the region that can help you answer the question better."
 
@@ -178,3 +196,49 @@ class ReadVisCoTLlava(beam.PTransform):
         return (read_json_items(pbegin, self.src.path, "ReadJson", "array", ("image", "conversations"))
                 | "Parse" >> beam.MapTuple(parse)
                 | "SelectDatasets" >> beam.Map(select_dataset, f.datasets, f.exclude_datasets))
+
+
+# --- the two source kinds ----------------------------------------------------------------
+
+class DatasetFilters(Section):
+    datasets: Optional[list[str]] = Field(None, description="Keep only these sub-datasets.")
+    exclude_datasets: list[str] = Field(default_factory=list, description="Drop these sub-datasets "
+                                        "(SIF-50K dropped the document sets).")
+
+
+class VisCoTConfig(SourceBase):
+    kind: Literal["viscot"] = Field(description="VisCoT metadata files `<ds>_cot_train.jsonl`.")
+    filters: DatasetFilters = DatasetFilters()
+
+
+class VisCoTLlavaConfig(SourceBase):
+    kind: Literal["viscot_llava"] = Field(description="VisCoT LLaVA form: `viscot_363k.json`, benchmark `<ds>.json`.")
+    image_prefix: str = Field("cot/", description="Dropped from the record's image path before image_root.")
+    path_map: dict[str, str] = Field(default_factory=dict, description="Image path prefix renames, e.g. "
+                                     "`{textcap/: textvqa/}` (textcap images live under textvqa).")
+    filters: DatasetFilters = DatasetFilters()
+
+
+class VisCoT(Source):
+    kind, Config, provenance = "viscot", VisCoTConfig, PROVENANCE
+
+    def read(self, cfg):
+        return ReadVisCoT(cfg)
+
+    def count(self, cfg):
+        return count_lines(cfg.path)
+
+    def card(self, cfg, datasets_seen):
+        mixed = [MIXED_IN[d] for d in sorted(datasets_seen) if d in MIXED_IN]
+        return replace(PROVENANCE, citations=PROVENANCE.citations + tuple(c for p in mixed for c in p.citations),
+                       restricted=tuple(p.terms for p in mixed if p.license is None))
+
+
+class VisCoTLlava(VisCoT):
+    kind, Config = "viscot_llava", VisCoTLlavaConfig
+
+    def read(self, cfg):
+        return ReadVisCoTLlava(cfg)
+
+    def count(self, cfg):
+        return None

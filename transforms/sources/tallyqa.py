@@ -2,16 +2,24 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import apache_beam as beam
+from pydantic import Field
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import JsonError
-from groundcot.transforms.sources import read_json_items, read_lines, require_text, text, unreadable
-from groundcot.transforms.viscot import parse_line
+from groundcot.transforms.sources.base import Provenance, Source, SourceBase
+from groundcot.transforms.sources.common import count_lines, read_json_items, read_lines, require_text, text, unreadable
+from groundcot.transforms.sources.jsonstream import JsonError
+from groundcot.transforms.sources.viscot import parse_line
 
 SOURCE = "tallyqa"
 COUNT_ZERO = "count 0: nothing to box; usable only by styles that need no boxes"
+CITATION = ("@inproceedings{acharya2019tallyqa,\n  title={TallyQA: Answering Complex Counting Questions},\n"
+            "  author={Acharya, Manoj and Kafle, Kushal and Kanan, Christopher},\n  booktitle={AAAI},\n  year={2019}\n}")
+PROVENANCE = Provenance(
+    None, "TallyQA: see its release's terms; its images are Visual Genome's and COCO's.", ("TallyQA",),
+    (CITATION,))
 RAW_NO_BOXES = "raw TallyQA has no boxes: usable only by styles that need none (use the boxed GRIT files for sif)"
 
 
@@ -49,3 +57,19 @@ class ReadTallyQA(beam.PTransform):
                     | "Parse" >> beam.MapTuple(parse_raw))
         return (read_lines(pbegin, self.src.path, "ReadLines")
                 | "Parse" >> beam.MapTuple(lambda name, offset, line: parse_boxed(name, line, offset)))
+
+
+class TallyQAConfig(SourceBase):
+    kind: Literal["tallyqa"] = Field(description="TallyQA.")
+    format: Literal["boxed", "raw"] = Field("boxed", description="boxed: GRIT-style jsonl with a box per "
+                                            "counted object; raw: train.json/test.json (no boxes).")
+
+
+class TallyQA(Source):
+    kind, Config, provenance = SOURCE, TallyQAConfig, PROVENANCE
+
+    def read(self, cfg):
+        return ReadTallyQA(cfg)
+
+    def count(self, cfg):
+        return count_lines(cfg.path) if cfg.format == "boxed" else None

@@ -6,13 +6,31 @@ import os
 
 import apache_beam as beam
 from apache_beam.io.filebasedsource import FileBasedSource
+from apache_beam.io.filesystems import FileSystems
 
 from groundcot.schemas.record import Record, stable_id
-from groundcot.transforms.jsonstream import BOM, BadEncoding, JsonError, JsonItemsSource
+from groundcot.transforms.sources.base import patterns
+from groundcot.transforms.sources.jsonstream import BOM, BadEncoding, JsonError, JsonItemsSource
 
 
-def patterns(path: str | list[str]) -> list[str]:
-    return [path] if isinstance(path, str) else list(path)
+def local_files(path: str | list[str]) -> list[str] | None:
+    """The files the patterns match, or None when one pattern or file is a bucket URL (not read to count)."""
+    if any("://" in p for p in patterns(path)):
+        return None
+    files = [m.path for p in patterns(path) for m in FileSystems.match([p])[0].metadata_list]
+    return None if any("://" in f for f in files) else files
+
+
+def count_lines(path: str | list[str]) -> int | None:
+    """Non-blank lines of the local files ``path`` matches; None for buckets."""
+    files = local_files(path)
+    if files is None:
+        return None
+    lines = 0
+    for name in files:
+        with open(name, "rb") as handle:
+            lines += sum(1 for line in handle if line.strip())
+    return lines
 
 
 def read_each(pbegin, paths, label: str, make_read):
