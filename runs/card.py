@@ -16,23 +16,13 @@ from collections import Counter, defaultdict
 
 from apache_beam.io.filesystems import FileSystems
 
-from groundcot.schemas.columns import style_columns
 from groundcot.schemas.runs import style_shards
+from groundcot.transforms.styles import STYLES
 
 CARD, FIGURES = "README.md", "figures"
 TASKS = ["visual-question-answering", "image-text-to-text"]
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
-
-STYLE_TEXT = {
-    "sif": "SIFThinker's interleaved CoT: `<think>` alternating `<area>` (normalised boxes with depth) and "
-           "`<text>`, coarse to fine, then `<answer>`.",
-    "mgpo": "MGPO's two-turn grounding: the model names the key region (frame pixels), sees the crop, answers.",
-    "aperture": "TikArt-style Think-Aperture-Observe: zoom / segment actions, each followed by its crop and an "
-                "observation.",
-    "textual": "iVGR's textual stream: the same reasoning in words, without boxes (pairs with the sif row of the "
-               "same `id`).",
-}
 
 # Per source: (Hub license id or None when the terms are not a standard license, note, Hub id or name).
 SOURCES = {
@@ -51,9 +41,6 @@ SOURCES["viscot_llava"] = SOURCES["viscot"]
 RESTRICTED = {"flickr30k": SOURCES["flickr30k"][1]}  # sub-datasets (the `dataset` column) with restrictive terms
 
 CITATIONS = {
-    "SIFThinker": "@article{chen2025sifthinker,\n  title={SIFThinker: Spatially-Aware Image Focus for Visual Reasoning},\n"
-                  "  author={Chen, Zhangquan and Zhao, Ruihui and Luo, Chuwei and Sun, Mingze and Yu, Xinlei and "
-                  "Kang, Yangyang and Huang, Ruqi},\n  journal={arXiv preprint arXiv:2508.06259},\n  year={2025}\n}",
     "VisCoT": "@inproceedings{shao2024visualcot,\n  title={Visual CoT: Advancing Multi-Modal Language Models with a "
               "Comprehensive Dataset and Benchmark for Chain-of-Thought Reasoning},\n  author={Shao, Hao and Qian, "
               "Shengju and Xiao, Han and Song, Guanglu and Zong, Zhuofan and Wang, Letian and Liu, Yu and Li, "
@@ -74,17 +61,7 @@ CITATIONS = {
     "SAM2": "@article{ravi2024sam2,\n  title={SAM 2: Segment Anything in Images and Videos},\n  author={Ravi, Nikhila "
             "and Gabeur, Valentin and Hu, Yuan-Ting and Hu, Ronghang and Ryali, Chaitanya and Ma, Tengyu and "
             "others},\n  journal={arXiv preprint arXiv:2408.00714},\n  year={2024}\n}",
-    "MGPO": "@article{huang2025mgpo,\n  title={High-Resolution Visual Reasoning via Multi-Turn Grounding-Based "
-            "Reinforcement Learning},\n  author={Huang, Xinyu and Dong, Yuhao and Li, Wei and Wu, Jinming and Deng, "
-            "Zihao and Li, Bo and Ma, Zejun},\n  journal={arXiv preprint arXiv:2507.05920},\n  year={2025}\n}",
-    "TikArt": "@article{ding2026tikart,\n  title={TikArt: Aperture-Guided Observation for Fine-Grained Visual Reasoning "
-              "via Reinforcement Learning},\n  author={Ding, Hao and Yang, Zhichuan and Ge, Weijie and Gao, Ziqin and "
-              "Lu, Chaoyi and Zhao, Lei},\n  journal={arXiv preprint arXiv:2602.14482},\n  year={2026}\n}",
-    "iVGR": "@inproceedings{zhang2026ivgr,\n  title={iVGR: Internalizing Visually Grounded Reasoning for MLLMs with "
-            "Reinforcement Learning},\n  author={Zhang, Chang-Bin and Zhong, Yujie and Zhang, Qiang and Han, Kai},\n"
-            "  booktitle={ICML},\n  year={2026},\n  note={arXiv:2605.31096}\n}",
 }
-STYLE_CITES = {"sif": "SIFThinker", "mgpo": "MGPO", "aperture": "TikArt", "textual": "iVGR"}
 SOURCE_CITES = {"viscot": "VisCoT", "viscot_llava": "VisCoT", "gqa": "GQA", "flickr30k": "Flickr30k Entities",
                 "tallyqa": "TallyQA"}
 DATASET_CITES = {"gqa": "GQA", "flickr30k": "Flickr30k Entities"}
@@ -120,7 +97,7 @@ def scan(run: str) -> dict:
     except FileNotFoundError:
         return found
     for style, paths in shards.items():
-        steps_column = "chain" if "chain" in style_columns(style) else "actions"
+        steps_column = "chain" if style not in STYLES or "chain" in STYLES[style].columns else "actions"
         for path in paths:
             with fsspec.open(path, "rb") as handle:
                 pf = pq.ParquetFile(handle)
@@ -163,12 +140,15 @@ def licenses(sources: list[str], datasets_seen: set[str]) -> tuple[str, dict, li
 
 
 def prompt_hashes() -> dict[str, str]:
-    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot."""
+    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot or a style."""
     from groundcot import prompts
 
     folder = os.path.dirname(prompts.__file__)
-    return {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
-            for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    shipped = {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
+               for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    own = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]  # prompts a plugin style brings
+           for style in STYLES.values() for name, text in sorted(style.prompt_texts.items())}
+    return {**own, **shipped}
 
 
 def model_line(label: str, info: dict | None, section: dict) -> str:
@@ -236,7 +216,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
         f"{stats.get('records_in', 0)} source records, one config per trajectory style."),
         table(["config", "rows", "splits", "what a row holds"],
               [[f"`{s}`", sum(found["splits"][s].values()), ", ".join(sorted(found["splits"][s])),
-                STYLE_TEXT.get(s, "")] for s in styles if s in found["splits"]]),
+                STYLES[s].card_text if s in STYLES else ""] for s in styles if s in found["splits"]]),
         ("Rows of one source record share `id` across configs. Rejected records are in `rejected/` "
         "(JSON lines with their reason), not in any config."),
         "## License",
@@ -290,13 +270,18 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
         "`--format llamafactory` (sharegpt JSON + `dataset_info.json`), `--format verl` (RL prompts with "
         "rule-reward ground truth)."),
         "## Citations",
-        "```bibtex\n" + "\n\n".join(CITATIONS[c] for c in cited(styles, sources, found, cfg)) + "\n```",
+        "```bibtex\n" + "\n\n".join(bibtex()[c] for c in cited(styles, sources, found, cfg)) + "\n```",
     ]
     return "\n\n".join(parts) + "\n"
 
 
+def bibtex() -> dict[str, str]:
+    """Cite key -> BibTeX: the sources' and models' (CITATIONS), and each style's own."""
+    return {**CITATIONS, **dict(s.citation for s in STYLES.values() if s.citation)}
+
+
 def cited(styles: list[str], sources: list[str], found: dict, cfg: dict) -> list[str]:
-    names = [STYLE_CITES[s] for s in styles if s in STYLE_CITES]
+    names = [STYLES[s].citation[0] for s in styles if s in STYLES and STYLES[s].citation]
     names += [SOURCE_CITES[s] for s in sources if s in SOURCE_CITES]
     names += [DATASET_CITES[d] for d in found["datasets"] if d in DATASET_CITES]
     if cfg.get("depth", {}).get("enabled", True):
