@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.schemas.runs import style_shards
-from groundcot.transforms.styles import STYLES
+from groundcot.transforms.styles import STYLES, in_order
 
 CARD, FIGURES = "README.md", "figures"
 TASKS = ["visual-question-answering", "image-text-to-text"]
@@ -96,7 +96,8 @@ def scan(run: str) -> dict:
         shards = style_shards(run)
     except FileNotFoundError:
         return found
-    for style, paths in shards.items():
+    for style in in_order(shards):
+        paths = shards[style]
         steps_column = "chain" if style not in STYLES or "chain" in STYLES[style].columns else "actions"
         for path in paths:
             with fsspec.open(path, "rb") as handle:
@@ -148,7 +149,7 @@ def prompt_hashes() -> dict[str, str]:
                for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
     own = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]  # prompts a plugin style brings
            for style in STYLES.values() for name, text in sorted(style.prompt_texts.items())}
-    return {**own, **shipped}
+    return {**shipped, **{name: digest for name, digest in own.items() if name not in shipped}}
 
 
 def model_line(label: str, info: dict | None, section: dict) -> str:

@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections import defaultdict
 
 from groundcot.schemas.runs import RunNotFound, style_shards
-from groundcot.transforms.styles import STYLES
+from groundcot.transforms.styles import STYLES, in_order
 
 MAX_SIDE = 480  # gallery images are downscaled to this (boxes are normalised: unaffected)
 STAT_ROWS = 200_000  # rows per style the distributions read at most (whole row groups, first ones)
@@ -412,7 +412,8 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
 
     run = run.rstrip("/")
     stats = read_stats(run)
-    shards = style_shards(run)
+    found = style_shards(run)
+    shards = {style: found[style] for style in in_order(found)}
     folder = Folder(out)
 
     values, seen = distributions(shards)
@@ -438,7 +439,7 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
         rejections += [rejected_card(rec, folder, roots) for rec in examples.get(reason, [])]
 
     gallery, nav = [], []
-    for style in sorted(shards, key=lambda s: list(STYLES).index(s) if s in STYLES else len(STYLES)):
+    for style in shards:
         rows = sample_rows(shards[style], per_style, seed)
         twin = STYLES[style].twin if style in STYLES else None
         twins = find_rows(shards[twin], {r["id"] for r in rows}) if twin in shards else {}

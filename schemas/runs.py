@@ -55,17 +55,18 @@ def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sou
     list columns and null otherwise. ``depth_map`` stays
     ``{"bytes", "path"}`` (a 16-bit PNG, decoded where it is used). With ``decode_images=False`` the
     image and crops do too, so they can be copied out unchanged. ``limit`` keeps the first N rows after
-    filtering.
+    filtering. Rows come style by style: in the order of ``styles`` when given, else by style name.
     """
     import datasets
 
     from groundcot.schemas.columns import features
 
-    files: dict[str, list[str]] = {}
+    files: dict[str, list[str]] = {style: [] for style in styles or ()}
     for run in ([runs] if isinstance(runs, str) else runs):
         for style, paths in style_shards(run).items():
             if not styles or style in styles:
                 files.setdefault(style, []).extend(paths)
+    files = {style: paths for style, paths in files.items() if paths}
     names = list(TRAIN_COLUMNS)
     union = features()
     parts = []

@@ -30,7 +30,7 @@ GROUP = "groundcot.styles"
 BUILT_IN = (Sif, Mgpo, Aperture, Textual)
 STAGE = "styles"
 
-__all__ = ["STYLES", "Checks", "CropSettings", "Style", "get_style", "style_names", "register", "columns_of",
+__all__ = ["STYLES", "Checks", "CropSettings", "Style", "get_style", "style_names", "in_order", "register", "columns_of",
            "run_columns", "style_of", "fan_out", "plan"]
 
 
@@ -76,6 +76,12 @@ STYLES: dict[str, Style] = discover()
 def style_names() -> tuple[str, ...]:
     """Every registered style's name, built-ins first."""
     return tuple(STYLES)
+
+
+def in_order(names) -> list[str]:
+    """``names`` in the registry's order (built-ins first); names it lacks after them, sorted."""
+    known = list(STYLES)
+    return sorted(names, key=lambda n: (known.index(n), "") if n in known else (len(known), n))
 
 
 def get_style(name: str) -> Style:
