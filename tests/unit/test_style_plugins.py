@@ -61,6 +61,19 @@ def test_an_entry_point_adds_a_style_after_the_built_ins(monkeypatch):
     assert list(found) == ["sif", "mgpo", "aperture", "textual", "short"] and isinstance(found["short"], Short)
 
 
+def test_an_installed_package_registers_a_style_through_its_metadata(tmp_path, monkeypatch):
+    """What ``pip install`` leaves: the module and a dist-info with the entry point, on sys.path."""
+    (tmp_path / "tiny_style.py").write_text("from test_style_plugins import Short\n\n\nclass Tiny(Short):\n"
+                                            "    name = 'tiny'\n")
+    info = tmp_path / "tiny_style-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-style\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[groundcot.styles]\ntiny = tiny_style:Tiny\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = registry.discover()
+    assert list(found)[-1] == "tiny" and found["tiny"].prompt("short_teacher") == "Answer in one word."
+
+
 @pytest.mark.parametrize("value, says", [
     ("no_such_module_xyz:Thing", "cannot load: ModuleNotFoundError"),
     (f"{__name__}:entry", "not a groundcot Style"),
