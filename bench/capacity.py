@@ -23,7 +23,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-STYLES = ["sif", "mgpo", "aperture", "textual"]
+from groundcot.transforms.styles import style_names
+
 VCPUS, MEMORY_GB = 4, 16  # g2-standard-4 (Compute Engine machine types page)
 
 # --- published, not measured here -----------------------------------------------------------
@@ -69,7 +70,7 @@ def make_data(root: Path, n: int, n_images: int = 100, seed: int = 0) -> Path:
     (root / "bench_cot_train.jsonl").write_text("\n".join(lines) + "\n")
     job = root / "job.yaml"
     job.write_text(f"sources: [{{kind: viscot, path: '{root}/bench_cot_train.jsonl', image_root: '{root}/images'}}]\n"
-                   f"styles: {json.dumps(STYLES)}\ndepth: {{enabled: false}}\nrunner: {{log_every_s: 0}}\n")
+                   f"styles: {json.dumps(list(style_names()))}\ndepth: {{enabled: false}}\nrunner: {{log_every_s: 0}}\n")
     return job
 
 
@@ -132,7 +133,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="Dataflow workers (max_num_workers)")
     parser.add_argument("--target-hours", type=float, default=8.0, help="wall hours to size the worker count for")
     args = parser.parse_args()
-    n, styles = args.records, len(STYLES)
+    n, styles = args.records, len(style_names())
     with tempfile.TemporaryDirectory() as tmp:
         cpu_rps = cpu_records_per_s(Path(tmp), args.sample)
     req_s, prompt_tokens = request_cost(200)

@@ -37,7 +37,8 @@ def write_run(root: str, rows: int, row_group: int) -> str:
     import pyarrow.parquet as pq
 
     from groundcot.schemas.codecs import encode_png16
-    from groundcot.schemas.columns import features, style_columns
+    from groundcot.schemas.columns import features
+    from groundcot.transforms.styles import columns_of
 
     rng = np.random.default_rng(0)
     images = [jpeg(rng) for _ in range(8)]
@@ -46,7 +47,7 @@ def write_run(root: str, rows: int, row_group: int) -> str:
              {"kind": "gt", "boxes": [[0.2, 0.2, 0.6, 0.7]], "depths": [0.4]}]
     records = []
     for i in range(rows):
-        row = {name: None for name in style_columns("sif")}
+        row = {name: None for name in columns_of("sif")}
         row.update(id=f"r{i}", source="viscot", source_id=str(i), dataset="syn", split="train", question="q?",
                    answer="a", image={"bytes": images[i % 8], "path": None}, width=640, height=480,
                    gt_boxes=[[128.0, 96.0, 384.0, 336.0]], labels=[], chain=chain, masks=[], messages=[],
@@ -55,7 +56,7 @@ def write_run(root: str, rows: int, row_group: int) -> str:
         records.append(row)
     folder = os.path.join(root, "data", "sif")
     os.makedirs(folder)
-    schema = features(style_columns("sif")).arrow_schema
+    schema = features(columns_of("sif")).arrow_schema
     pq.write_table(pa.Table.from_pylist(records, schema=schema), os.path.join(folder, "train-00000-of-00001.parquet"),
                    row_group_size=row_group)
     with open(os.path.join(root, "stats.json"), "w") as handle:

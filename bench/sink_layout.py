@@ -20,9 +20,10 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.options.value_provider import StaticValueProvider
 
-from groundcot.schemas.columns import STYLES, features, style_columns
+from groundcot.schemas.columns import features
 from groundcot.schemas.runs import read_run
 from groundcot.transforms.sink import ParquetRowsSink, shard_name, split_name
+from groundcot.transforms.styles import STYLES, columns_of
 
 
 def old(rows, out):
@@ -34,9 +35,9 @@ def old(rows, out):
 
 def new(rows, out):
     with beam.Pipeline() as p:
-        parts = p | beam.Create(rows) | beam.Partition(lambda r, _: STYLES.index(r["style"]), len(STYLES))
+        parts = p | beam.Create(rows) | beam.Partition(lambda r, _: list(STYLES).index(r["style"]), len(STYLES))
         for style, part in zip(STYLES, parts):
-            keep = list(style_columns(style))
+            keep = list(columns_of(style))
             (part
              | f"Select_{style}" >> beam.Map(lambda r, keep=keep: {k: r[k] for k in keep})
              | f"Write_{style}" >> fileio.WriteToFiles(

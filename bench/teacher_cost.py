@@ -26,7 +26,6 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-STYLES = ("sif", "textual", "mgpo", "aperture")
 DEMO = Path(__file__).resolve().parents[1] / "jobs" / "demo_data"
 
 
@@ -47,7 +46,7 @@ def demo_records():
 
 
 def main() -> None:
-    from groundcot.transforms.styles import fan_out, plan, style_of
+    from groundcot.transforms.styles import fan_out, plan, style_names, style_of
     from groundcot.transforms.styles.prefix import Pictures, shared
     from groundcot.transforms.teach.tokens import image_tokens
 
@@ -67,7 +66,7 @@ def main() -> None:
         anchor = tokens([(record.width, record.height)] * len(record.chain))
         prefixes = {mode: shared(record, Pictures(args.max_side, "jpeg", mode == "per_step", args.min_zoom))
                     for mode in ("one", "per_step")}
-        for twin in fan_out(record, list(STYLES)):
+        for twin in fan_out(record, list(style_names())):
             twin = plan(twin, frame="qwen2_5_vl")
             totals[twin.style]["anchor"] += anchor
             for mode, prefix in prefixes.items():
@@ -80,13 +79,13 @@ def main() -> None:
     print(f"  {'style':10} {'anchor':>8} {'per_step':>9} {'one':>7} {'one/anchor':>11} {'one/per_step':>13}"
           "  (target: one/anchor <= 0.33)")
     sums = defaultdict(int)
-    for style in STYLES:
+    for style in style_names():
         t = totals[style]
         for k, v in t.items():
             sums[k] += v
         print(f"  {style:10} {t['anchor'] / n:8.0f} {t['per_step'] / n:9.0f} {t['one'] / n:7.0f} "
               f"{t['one'] / t['anchor']:11.2f} {t['one'] / t['per_step']:13.2f}")
-    print(f"  {'all 4':10} {sums['anchor'] / n:8.0f} {sums['per_step'] / n:9.0f} {sums['one'] / n:7.0f} "
+    print(f"  {'all':10} {sums['anchor'] / n:8.0f} {sums['per_step'] / n:9.0f} {sums['one'] / n:7.0f} "
           f"{sums['one'] / sums['anchor']:11.2f} {sums['one'] / sums['per_step']:13.2f}")
     cached = shared_once + sums["crops"]
     print(f"  with the shared image paid once per record (prefix caching): {cached / n:.0f} tokens per record, "

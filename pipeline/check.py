@@ -13,6 +13,7 @@ from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.preflight import check_secrets, count_records, prepare
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources.common import patterns
+from groundcot.transforms.styles import get_style
 
 MODEL_KINDS = {"hub": "Hub id, loaded by each worker from its HF cache or the Hub",
                "path": "local folder, which each worker must hold at that path",
@@ -51,9 +52,6 @@ def teacher_calls(cfg: JobConfig, records: int | None) -> str:
     return line + "; replies already in the cache are not asked again"
 
 
-# Images per call besides the record's own image(s): the crops a style adds (aperture: at most one
-# per focus step: union, expansion, gt).
-CROPS = {"sif": 0, "textual": 0, "mgpo": 1, "aperture": 3}
 TEXT_TOKENS = 900  # a generous bound on the text of one request (system text, legend, instruction)
 
 
@@ -65,7 +63,7 @@ def teacher_cost(cfg: JobConfig, records: int | None) -> list[str]:
     side = t.image_max_side
     per_image = image_tokens(side, side, t.image_token_rule)  # a square at the size cap: the most one costs
     own = cfg.expand.steps + 2 if t.images == "per_step" else 1  # per step: full, expansions, distractor, gt
-    images = sum(own + CROPS[s] for s in cfg.styles)
+    images = sum(own + get_style(s).crops_per_record for s in cfg.styles)  # plus the crops each style adds
     tokens = images * per_image
     lines = [(f"teacher images: {t.images} ({images} images per record over {len(cfg.styles)} styles), at most "
               f"{tokens} image tokens per record ({per_image} per image at most: {side}x{side} under "

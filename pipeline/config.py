@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from groundcot.transforms.sources import SOURCES, get_source
-from groundcot.transforms.styles import NAMES as STYLE_NAMES
+from groundcot.transforms.styles import get_style
 
 
 class Section(BaseModel):
@@ -200,7 +200,7 @@ class Runner(Section):
 
 class JobConfig(Section):
     sources: list[Source] = Field(min_length=1)
-    styles: list[Literal[STYLE_NAMES]] = Field(
+    styles: list[Annotated[str, AfterValidator(lambda name: get_style(name).name)]] = Field(
         ["sif"], min_length=1, description="Trajectory styles to write: one row per record per style.")
     depth: Depth = Depth()
     masks: Masks = Masks()

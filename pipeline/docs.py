@@ -10,7 +10,8 @@ import json
 from pydantic import BaseModel
 
 from groundcot.pipeline.config import JobConfig, Source, Teacher, kind_of, union_members
-from groundcot.schemas.columns import COMMON, OWN, REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.schemas.columns import COMMON, REJECTED_COLUMNS, TRAIN_COLUMNS
+from groundcot.transforms.styles import STYLES
 
 
 def _type(spec) -> str:
@@ -30,7 +31,8 @@ def columns_table(columns=TRAIN_COLUMNS) -> str:
 def configs_table() -> str:
     """Which columns each style's config (``data/<style>/``) has."""
     rows = ["| config | columns |", "|---|---|", f"| every style | {', '.join(f'`{c}`' for c in COMMON)} |"]
-    rows += [f"| `{style}` | + {', '.join(f'`{c}`' for c in own if c in TRAIN_COLUMNS)} |" for style, own in OWN.items()]
+    rows += [f"| `{name}` | + {', '.join(f'`{c}`' for c in TRAIN_COLUMNS if c in style.columns)} |"
+             for name, style in STYLES.items()]
     return "\n".join(rows)
 
 

@@ -16,46 +16,23 @@ from collections import Counter, defaultdict
 
 from apache_beam.io.filesystems import FileSystems
 
-from groundcot.schemas.columns import style_columns
 from groundcot.schemas.runs import style_shards
 from groundcot.transforms.sources import Provenance, SourceError, get_source
+from groundcot.transforms.styles import STYLES, in_order
 
 CARD, FIGURES = "README.md", "figures"
 TASKS = ["visual-question-answering", "image-text-to-text"]
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
 
-STYLE_TEXT = {
-    "sif": "SIFThinker's interleaved CoT: `<think>` alternating `<area>` (normalised boxes with depth) and "
-           "`<text>`, coarse to fine, then `<answer>`.",
-    "mgpo": "MGPO's two-turn grounding: the model names the key region (frame pixels), sees the crop, answers.",
-    "aperture": "TikArt-style Think-Aperture-Observe: zoom / segment actions, each followed by its crop and an "
-                "observation.",
-    "textual": "iVGR's textual stream: the same reasoning in words, without boxes (pairs with the sif row of the "
-               "same `id`).",
-}
-
-CITATIONS = {
-    "SIFThinker": "@article{chen2025sifthinker,\n  title={SIFThinker: Spatially-Aware Image Focus for Visual Reasoning},\n"
-                  "  author={Chen, Zhangquan and Zhao, Ruihui and Luo, Chuwei and Sun, Mingze and Yu, Xinlei and "
-                  "Kang, Yangyang and Huang, Ruqi},\n  journal={arXiv preprint arXiv:2508.06259},\n  year={2025}\n}",
+CITATIONS = {  # the models' (each source and style carries its own)
     "Depth-Anything-V2": "@article{yang2024depthanythingv2,\n  title={Depth Anything V2},\n  author={Yang, Lihe and "
                          "Kang, Bingyi and Huang, Zilong and Zhao, Zhen and Xu, Xiaogang and Feng, Jiashi and Zhao, "
                          "Hengshuang},\n  journal={arXiv preprint arXiv:2406.09414},\n  year={2024}\n}",
     "SAM2": "@article{ravi2024sam2,\n  title={SAM 2: Segment Anything in Images and Videos},\n  author={Ravi, Nikhila "
             "and Gabeur, Valentin and Hu, Yuan-Ting and Hu, Ronghang and Ryali, Chaitanya and Ma, Tengyu and "
             "others},\n  journal={arXiv preprint arXiv:2408.00714},\n  year={2024}\n}",
-    "MGPO": "@article{huang2025mgpo,\n  title={High-Resolution Visual Reasoning via Multi-Turn Grounding-Based "
-            "Reinforcement Learning},\n  author={Huang, Xinyu and Dong, Yuhao and Li, Wei and Wu, Jinming and Deng, "
-            "Zihao and Li, Bo and Ma, Zejun},\n  journal={arXiv preprint arXiv:2507.05920},\n  year={2025}\n}",
-    "TikArt": "@article{ding2026tikart,\n  title={TikArt: Aperture-Guided Observation for Fine-Grained Visual Reasoning "
-              "via Reinforcement Learning},\n  author={Ding, Hao and Yang, Zhichuan and Ge, Weijie and Gao, Ziqin and "
-              "Lu, Chaoyi and Zhao, Lei},\n  journal={arXiv preprint arXiv:2602.14482},\n  year={2026}\n}",
-    "iVGR": "@inproceedings{zhang2026ivgr,\n  title={iVGR: Internalizing Visually Grounded Reasoning for MLLMs with "
-            "Reinforcement Learning},\n  author={Zhang, Chang-Bin and Zhong, Yujie and Zhang, Qiang and Han, Kai},\n"
-            "  booktitle={ICML},\n  year={2026},\n  note={arXiv:2605.31096}\n}",
 }
-STYLE_CITES = {"sif": "SIFThinker", "mgpo": "MGPO", "aperture": "TikArt", "textual": "iVGR"}
 
 
 # --- reading the run ------------------------------------------------------------------------------------
@@ -87,8 +64,9 @@ def scan(run: str) -> dict:
         shards = style_shards(run)
     except FileNotFoundError:
         return found
-    for style, paths in shards.items():
-        steps_column = "chain" if "chain" in style_columns(style) else "actions"
+    for style in in_order(shards):
+        paths = shards[style]
+        steps_column = "chain" if style not in STYLES or "chain" in STYLES[style].columns else "actions"
         for path in paths:
             with fsspec.open(path, "rb") as handle:
                 pf = pq.ParquetFile(handle)
@@ -148,12 +126,15 @@ def shown_path(path) -> str:
 
 
 def prompt_hashes() -> dict[str, str]:
-    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot."""
+    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot or a style."""
     from groundcot import prompts
 
     folder = os.path.dirname(prompts.__file__)
-    return {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
-            for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    shipped = {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
+               for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    own = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]  # prompts a plugin style brings
+           for style in STYLES.values() for name, text in sorted(style.prompt_texts.items())}
+    return {**shipped, **{name: digest for name, digest in own.items() if name not in shipped}}
 
 
 def model_line(label: str, info: dict | None, section: dict) -> str:
@@ -222,7 +203,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
         f"{stats.get('records_in', 0)} source records, one config per trajectory style."),
         table(["config", "rows", "splits", "what a row holds"],
               [[f"`{s}`", sum(found["splits"][s].values()), ", ".join(sorted(found["splits"][s])),
-                STYLE_TEXT.get(s, "")] for s in styles if s in found["splits"]]),
+                STYLES[s].card_text if s in STYLES else ""] for s in styles if s in found["splits"]]),
         ("Rows of one source record share `id` across configs. Rejected records are in `rejected/` "
         "(JSON lines with their reason), not in any config."),
         "## License",
@@ -282,9 +263,9 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
 
 
 def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[str]:
-    """BibTeX entries: the styles', the sources' (from their provenance), the models'."""
-    names = [STYLE_CITES[s] for s in styles if s in STYLE_CITES]
-    entries = [CITATIONS[n] for n in names] + [c for p in provenances for c in p.citations]
+    """BibTeX entries: the styles' (from their modules), the sources' (from their provenance), the models'."""
+    entries = [STYLES[s].citation[1] for s in styles if s in STYLES and STYLES[s].citation]
+    entries += [c for p in provenances for c in p.citations]
     if cfg.get("depth", {}).get("enabled", True):
         entries.append(CITATIONS["Depth-Anything-V2"])
     if cfg.get("masks", {}).get("enabled"):

@@ -27,9 +27,9 @@ from PIL import Image
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.runs import read_run
+from groundcot.transforms.styles import STYLES
 
 log = logging.getLogger("groundcot")
-SINGLE_TURN = ("sif", "textual")
 
 
 def images_of(row: dict) -> list[dict]:
@@ -159,7 +159,7 @@ def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | 
 
     datasets.disable_progress_bars()
     if fmt == "verl" and not styles:
-        styles = SINGLE_TURN  # a single-turn rollout cannot produce the multi-turn styles
+        styles = [name for name, style in STYLES.items() if style.single_turn]  # a single-turn rollout cannot produce the multi-turn styles
     rows = read_run(run, styles=styles, decode_images=False)
     if not len(rows):
         have = sorted(set(read_run(run, decode_images=False)["style"])) if styles else []

@@ -20,8 +20,8 @@ import sys
 from bisect import bisect_right
 from collections import defaultdict
 
-from groundcot.schemas.columns import STYLES
 from groundcot.schemas.runs import RunNotFound, style_shards
+from groundcot.transforms.styles import STYLES, in_order
 
 MAX_SIDE = 480  # gallery images are downscaled to this (boxes are normalised: unaffected)
 STAT_ROWS = 200_000  # rows per style the distributions read at most (whole row groups, first ones)
@@ -60,8 +60,8 @@ def read_stats(run: str) -> dict:
 
 
 def steps_of(row: dict) -> list[list[list[float]]]:
-    """The row's focus steps as normalised boxes: its chain (sif, textual), else its actions
-    (mgpo: the region in frame pixels; aperture: zooms and segments, normalised)."""
+    """The row's focus steps as normalised boxes: its chain, else its actions (in ``frame`` pixels
+    when the row has a frame, else normalised)."""
     if row.get("chain"):
         return [list(step["boxes"] or []) for step in row["chain"]]
     found = []
@@ -69,7 +69,7 @@ def steps_of(row: dict) -> list[list[list[float]]]:
         box = action.get("bbox_2d")
         if not box:
             continue
-        if row.get("style") == "mgpo" and row.get("frame"):
+        if row.get("frame"):
             fw, fh = row["frame"]
             box = [box[0] / fw, box[1] / fh, box[2] / fw, box[3] / fh]
         found.append([list(box)])
@@ -310,7 +310,7 @@ def card(row: dict, folder: Folder, twin: dict | None = None) -> str:
             f'<div class="pics">{"".join(pictures_of(row, folder))}</div>'
             f'<pre class="cot">{coloured_text(row.get("cot") or "")}</pre>')
     if twin is not None:
-        body = (f'<div class="pair"><div>{body}</div><div class="twin"><h5>grounded twin (sif)</h5>'
+        body = (f'<div class="pair"><div>{body}</div><div class="twin"><h5>twin ({html.escape(twin.get("style") or "")})</h5>'
                 f'<div class="pics">{"".join(pictures_of(twin, folder)[:1])}</div>'
                 f'<pre class="cot">{coloured_text(twin.get("cot") or "")}</pre></div></div>')
     return f'<div class="card" data-style="{html.escape(row.get("style", ""))}">{head}{body}</div>'
@@ -412,7 +412,8 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
 
     run = run.rstrip("/")
     stats = read_stats(run)
-    shards = style_shards(run)
+    found = style_shards(run)
+    shards = {style: found[style] for style in in_order(found)}
     folder = Folder(out)
 
     values, seen = distributions(shards)
@@ -438,9 +439,10 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
         rejections += [rejected_card(rec, folder, roots) for rec in examples.get(reason, [])]
 
     gallery, nav = [], []
-    for style in [s for s in STYLES if s in shards]:
+    for style in shards:
         rows = sample_rows(shards[style], per_style, seed)
-        twins = find_rows(shards["sif"], {r["id"] for r in rows}) if style == "textual" and "sif" in shards else {}
+        twin = STYLES[style].twin if style in STYLES else None
+        twins = find_rows(shards[twin], {r["id"] for r in rows}) if twin in shards else {}
         nav.append(f'<a href="#style-{style}">{style}</a>')
         gallery.append(f'<h3 id="style-{style}">{style} ({len(rows)} of '
                        f'{stats.get("by_style", {}).get(style, {}).get("written", "?")} rows)</h3>')

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 TEXT_PART = {"type": "string", "text": "string"}
 
-# Every column of any style (a style's config has only its own: ``style_columns``).
+# Every column a written record can fill, in file order. A style's config has COMMON and the
+# style's own (``Style.columns`` in groundcot.transforms.styles): ``style_columns(own)``.
 TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "id": ("string", "Stable id: a hash of the source record's content."),
     "source": ("string", "Reader kind the record came from (e.g. viscot)."),
@@ -34,7 +35,7 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
                       "multi-turn styles: the assistant turns, blank-line separated)."),
     "messages": ([{"role": "string", "content": [TEXT_PART]}],
                  "Conversation ready for TRL: image placeholders in order `image`, `depth_image` (sif, when set), then each of `crops`."),
-    "style": ("string", "Trajectory style: sif, mgpo, aperture or textual. A record has one row per style; "
+    "style": ("string", "Trajectory style (the config's name). A record has one row per style; "
                         "(`id`, `style`) is unique and rows of one record share `id` (iVGR pairs textual with sif)."),
     "frame": (["int32"], "mgpo: (w, h) of the image as the model sees it; its region is in these pixels."),
     "actions": ([{"kind": "string", "label": "string", "bbox_2d": ["float64"]}],
@@ -47,22 +48,23 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
                              "the second image placeholder of `messages` (null when `sif.depth_input` or depth is off)."),
 }
 
-STYLES = ("sif", "mgpo", "aperture", "textual")
-
-# Columns every style's config has; then each style's own (a name not in TRAIN_COLUMNS is skipped).
+# Columns every style's config has (each style adds its own).
 COMMON = ("id", "source", "source_id", "dataset", "split", "question", "answer", "image", "image_path", "width",
           "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou")
-OWN = {
-    "sif": ("chain", "depth_map", "depth_image"),
-    "mgpo": ("frame", "actions", "crops"),
-    "aperture": ("actions", "crops"),
-    "textual": ("chain",),
-}
 
 
-def style_columns(style: str) -> dict[str, tuple[object, str]]:
-    """The columns of one style's config (its Parquet files), in TRAIN_COLUMNS order."""
-    keep = set(COMMON) | set(OWN[style])
+def check_own(own, whose: str) -> None:
+    """A style's own columns must be columns a record fills (TRAIN_COLUMNS) and not COMMON ones."""
+    bad = [name for name in own if name not in TRAIN_COLUMNS or name in COMMON]
+    if bad:
+        raise ValueError(f"{whose}: columns {bad} are not own columns; choose from "
+                         f"{', '.join(n for n in TRAIN_COLUMNS if n not in COMMON)}")
+
+
+def style_columns(own) -> dict[str, tuple[object, str]]:
+    """The columns of one style's config (its Parquet files), given its own: COMMON + ``own``, in
+    TRAIN_COLUMNS order."""
+    keep = set(COMMON) | set(own)
     return {name: spec for name, spec in TRAIN_COLUMNS.items() if name in keep}
 
 

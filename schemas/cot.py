@@ -92,8 +92,9 @@ def _parse_area(raw: str, require_depth: bool) -> tuple[Area, ...]:
     return tuple(areas)
 
 
-def _plain_text(raw: str, what: str) -> str:
-    text = raw.strip()
+def plain_text(raw: str | None, what: str) -> str:
+    """The stripped text of a ``<what>`` element: not empty, no tags inside (every style's grammar)."""
+    text = (raw or "").strip()
     if not text:
         raise CotError(f"empty_{what}")
     if tag := _TAG.search(text):
@@ -111,7 +112,7 @@ def parse_cot(text: str, require_depth: bool = True) -> Cot:
         raise CotError("unexpected_tag", "nested <think> or tags in <answer>")
     while match := _PAIR.match(body, pos):
         areas = _parse_area(match["area"], require_depth)
-        steps.append(Step(areas, _plain_text(match["text"], "text")))
+        steps.append(Step(areas, plain_text(match["text"], "text")))
         pos = match.end()
     rest = body[pos:].strip()
     if rest:
@@ -119,7 +120,7 @@ def parse_cot(text: str, require_depth: bool = True) -> Cot:
         raise CotError(rule, f"unexpected {rest[:60]!r} inside <think>")
     if not steps:
         raise CotError("no_steps", "<think> needs at least one <area><text> pair")
-    return Cot(tuple(steps), _plain_text(outer["answer"], "answer"))
+    return Cot(tuple(steps), plain_text(outer["answer"], "answer"))
 
 
 _FENCED = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.S)

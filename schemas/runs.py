@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from groundcot.schemas.columns import STYLES, TRAIN_COLUMNS, empty_value
+from groundcot.schemas.columns import TRAIN_COLUMNS, empty_value
 
 
 class RunNotFound(FileNotFoundError):
@@ -24,7 +24,8 @@ def shards(run: str) -> str:
 
 
 def style_shards(run: str) -> dict[str, list[str]]:
-    """Style -> the paths of its Parquet files (any split), for the styles the run wrote.
+    """Style -> the paths of its Parquet files (any split), for the styles the run wrote (each folder
+    under ``data/``), styles in name order.
 
     Paths keep ``run``'s form (a bucket URL stays a URL). Raises RunNotFound when there are none.
     """
@@ -41,32 +42,31 @@ def style_shards(run: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in found:
         rel = name[len(root) + 1:]  # data/<style>/<file>
-        style = rel.split("/")[1]
-        if style in STYLES:
-            out.setdefault(style, []).append(f"{base}/{rel}")
-    return {style: out[style] for style in STYLES if style in out}
+        out.setdefault(rel.split("/")[1], []).append(f"{base}/{rel}")
+    return {style: out[style] for style in sorted(out)}
 
 
 def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sources: Sequence[str] | None = None,
              limit: int | None = None, decode_images: bool = True):
     """The rows of one or more runs as a ``datasets.Dataset``, filtered by style and source.
 
-    The columns are every style's (TRAIN_COLUMNS, so code reading ``crops`` or ``depth_map`` works
+    The columns are every column a style can have (TRAIN_COLUMNS, so code reading ``crops`` or ``depth_map`` works
     whatever styles it asked for); a row of a style whose config lacks a column holds ``[]`` there for
     list columns and null otherwise. ``depth_map`` stays
     ``{"bytes", "path"}`` (a 16-bit PNG, decoded where it is used). With ``decode_images=False`` the
     image and crops do too, so they can be copied out unchanged. ``limit`` keeps the first N rows after
-    filtering.
+    filtering. Rows come style by style: in the order of ``styles`` when given, else by style name.
     """
     import datasets
 
     from groundcot.schemas.columns import features
 
-    files: dict[str, list[str]] = {}
+    files: dict[str, list[str]] = {style: [] for style in styles or ()}
     for run in ([runs] if isinstance(runs, str) else runs):
         for style, paths in style_shards(run).items():
             if not styles or style in styles:
                 files.setdefault(style, []).extend(paths)
+    files = {style: paths for style, paths in files.items() if paths}
     names = list(TRAIN_COLUMNS)
     union = features()
     parts = []

@@ -9,8 +9,7 @@ from groundcot.schemas import boxes as B
 from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.depth import render_depth, with_depth_input, without_depth_input
 from groundcot.schemas.runs import read_run
-
-SINGLE_TURN = ("sif", "textual")
+from groundcot.transforms.styles import STYLES, get_style
 
 
 def read_runs(data):
@@ -39,8 +38,9 @@ def sft_row(row: dict, depth_image: bool = False, colormap: str = "Spectral_r") 
 def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
     """A conversational ``prompt`` (the first user turn, RGB only as in GRPO-SIF: a depth image
     given in SFT is left out), its image, and what the rewards need."""
-    if row["style"] not in SINGLE_TURN:
-        raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use sif or textual)")
+    if not get_style(row["style"]).single_turn:
+        single = ", ".join(name for name, style in STYLES.items() if style.single_turn)
+        raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use {single})")
     return {
         "prompt": [{"role": "user", "content": without_depth_input(row["messages"][0]["content"])}],
         "images": [row["image"]], "answer": row["answer"], "id": row["id"],

@@ -14,10 +14,9 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.options.value_provider import StaticValueProvider
 
-from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features, style_columns
+from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
 from groundcot.schemas.record import Record
-from groundcot.transforms.styles import NAMES as STYLES
-from groundcot.transforms.styles import style_of
+from groundcot.transforms.styles import columns_of, style_names, style_of
 
 
 def _image(data: bytes | None) -> dict | None:
@@ -30,7 +29,7 @@ def _actions(record: Record) -> list[dict]:
 
 
 def to_row(record: Record) -> dict:
-    """A written record as a dict with exactly its style's columns (``style_columns``)."""
+    """A written record as a dict with exactly its style's columns (``columns_of``)."""
     row = {
         "id": record.id, "source": record.source, "source_id": record.source_id,
         "dataset": record.dataset, "split": record.split, "question": record.question,
@@ -44,7 +43,7 @@ def to_row(record: Record) -> dict:
         "depth_image": _image(record.depth_image),
     }
     assert row.keys() == TRAIN_COLUMNS.keys(), "to_row and schemas.columns disagree"
-    return {name: row[name] for name in style_columns(record.style)}
+    return {name: row[name] for name in columns_of(record.style)}
 
 
 def split_name(split: str) -> str:
@@ -69,7 +68,7 @@ class ParquetRowsSink(fileio.FileSink):
 
     def __init__(self, style: str, row_group_size: int, buffer_mb: int):
         self.style, self.row_group_size, self.max_bytes = style, row_group_size, buffer_mb << 20
-        self.schema = features(style_columns(style)).arrow_schema  # carries the datasets features (Image)
+        self.schema = features(columns_of(style)).arrow_schema  # carries the datasets features (Image)
         self._rows, self._bytes, self._writer = [], 0, None
 
     def open(self, fh) -> None:
@@ -138,9 +137,10 @@ class WriteOutputs(beam.PTransform):
         self.row_group_size, self.buffer_mb = row_group_size, buffer_mb
 
     def expand(self, records):
+        names = style_names()
         parts = records | "Route" >> beam.Partition(
-            lambda r, _: len(STYLES) if r.rejection is not None else STYLES.index(r.style), len(STYLES) + 1)
-        for style, written in zip(STYLES, parts):
+            lambda r, _: len(names) if r.rejection is not None else names.index(r.style), len(names) + 1)
+        for style, written in zip(names, parts):
             (written
              | f"ToRow_{style}" >> beam.Map(to_row)
              | f"WriteParquet_{style}" >> fileio.WriteToFiles(
@@ -150,7 +150,7 @@ class WriteOutputs(beam.PTransform):
                  shards=self.num_shards or None, temp_directory=StaticValueProvider(str, f"{self.out}/.beam-temp-{style}"),
                  # num_shards > 0: every row goes through the sharded path, so at most that many files per split
                  max_writers_per_bundle=0 if self.num_shards else 20))
-        rejected = parts[len(STYLES)]
+        rejected = parts[len(names)]
         (rejected
          | "ToJson" >> beam.Map(to_rejected)
          | "WriteRejected" >> beam.io.WriteToText(f"{self.out}/rejected/rejected",

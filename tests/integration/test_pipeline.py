@@ -10,9 +10,10 @@ import datasets
 import pytest
 
 from groundcot.pipeline.cli import main
-from groundcot.schemas.columns import STYLES, TRAIN_COLUMNS, style_columns
+from groundcot.schemas.columns import TRAIN_COLUMNS
 from groundcot.schemas.cot import parse_cot
 from groundcot.schemas.runs import read_run
+from groundcot.transforms.styles import STYLES, columns_of
 
 from support import REPO, png_bytes, viscot_line
 
@@ -55,7 +56,7 @@ def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
     assert shards == [f"data/{s}/train-00000-of-00001.parquet" for s in ("aperture", "mgpo", "sif", "textual")]
     for style in STYLES:  # one config per style, only its own columns
         one = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / style / "*.parquet"), split="train")
-        assert len(one) == 21 and one.column_names == list(style_columns(style)) and set(one["style"]) == {style}
+        assert len(one) == 21 and one.column_names == list(columns_of(style)) and set(one["style"]) == {style}
     row = datasets.load_dataset("parquet", data_files=str(demo_run / "data" / "sif" / "*.parquet"), split="train")[0]
     assert row["image"].size == (row["width"], row["height"])
     assert row["depth_map"].mode == "I;16" and row["depth_map"].size == row["image"].size

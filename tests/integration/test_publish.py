@@ -17,7 +17,7 @@ from PIL import Image
 
 from groundcot.pipeline.cli import main
 from groundcot.runs.publish import scrub
-from groundcot.schemas.columns import style_columns
+from groundcot.transforms.styles import columns_of
 
 from support import png_bytes, viscot_line
 from support.fake_hub import FakeHub
@@ -42,7 +42,7 @@ def test_every_style_loads_from_the_run_folder_with_its_own_columns(run):
     for style in ("sif", "mgpo", "aperture", "textual"):
         ds = datasets.load_dataset(str(run), style, split="train")
         assert len(ds) == stats["by_style"][style]["written"] == 21
-        assert ds.column_names == list(style_columns(style)) and set(ds["style"]) == {style}
+        assert ds.column_names == list(columns_of(style)) and set(ds["style"]) == {style}
         row = ds[0]
         assert isinstance(row["image"], Image.Image) and row["image"].size == (row["width"], row["height"])
         for crop in row.get("crops", []):
@@ -65,7 +65,7 @@ def test_the_card_parses_and_its_metadata_is_what_datasets_reads(run):
     infos = DatasetInfosDict.from_dataset_card_data(data)
     assert {s: i.splits["train"].num_examples for s, i in infos.items()} == {
         "sif": 21, "mgpo": 21, "aperture": 21, "textual": 21}
-    assert list(infos["mgpo"].features) == list(style_columns("mgpo"))
+    assert list(infos["mgpo"].features) == list(columns_of("mgpo"))
     text = card.text
     for figure in ("figures/hiou.png", "figures/chain_length.png", "figures/rejections.png"):
         assert f"]({figure})" in text and Image.open(run / figure).format == "PNG"
@@ -205,10 +205,3 @@ def test_the_license_follows_the_sources_and_flags_flickr30k():
     assert license_id == "other" and extra == {"license_name": "mixed-source-terms"}
     assert any("non-commercial" in n for n in notes)
     assert licenses(provenance([viscot, gqa], {}))[0] == "other"
-
-
-def test_every_style_has_a_column_set():
-    from groundcot.schemas.columns import OWN, STYLES
-    from groundcot.transforms.styles import NAMES
-
-    assert set(OWN) == set(STYLES) == set(NAMES)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from groundcot.pipeline.cli import main
-from groundcot.schemas.columns import features, style_columns
+from groundcot.schemas.columns import features
+from groundcot.transforms.styles import columns_of
 from groundcot.transforms.styles.pictures import colour, line_width, pixel_box
 
 PER_STYLE = 3
@@ -138,12 +139,12 @@ def synthetic_run(root: Path, chain: list[dict], size=(200, 100)) -> Path:
 
     buffer = io.BytesIO()
     Image.new("RGB", size, (128, 128, 128)).save(buffer, format="PNG")
-    row = {name: None for name in style_columns("sif")}
+    row = {name: None for name in columns_of("sif")}
     row.update(id="syn-1", source="viscot", source_id="0", dataset="syn", split="train", question="where?",
                answer="here", image={"bytes": buffer.getvalue(), "path": None}, width=size[0], height=size[1],
                gt_boxes=[], labels=[], chain=chain, masks=[], messages=[], style="sif", teacher="template",
                hiou=1.0, cot="<think><area>[]</area><text>a</text><area>[]</area></think><answer>here</answer>")
-    schema = features(style_columns("sif")).arrow_schema
+    schema = features(columns_of("sif")).arrow_schema
     (root / "data" / "sif").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([row], schema=schema), root / "data" / "sif" / "train-00000-of-00001.parquet")
     (root / "stats.json").write_text(json.dumps({

@@ -7,10 +7,11 @@ from PIL import Image, ImageDraw
 from groundcot.schemas.codecs import encode_mask
 from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
-from groundcot.schemas.styles import parse_aperture, parse_mgpo, parse_textual, split_aperture
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.styles import STYLES, fan_out, plan
-from groundcot.transforms.styles.mgpo import model_frame
+from groundcot.transforms.styles.aperture import parse_aperture, split_aperture
+from groundcot.transforms.styles.mgpo import model_frame, parse_mgpo
+from groundcot.transforms.styles.textual import parse_textual
 from groundcot.transforms.teach import write_template
 from groundcot.transforms.validate import check
 

@@ -1,17 +1,24 @@
 """Trajectory styles: one module per style, and the registry every stage looks them up in.
 
-Each style (see ``base.Style``) plans its frame, actions and crops, writes the template
-teacher's turns, builds a VLM teacher's request and reads its reply, checks a written
-trajectory, and lays out the training conversation. Adding a style is one module here
-and one entry in ``STYLES``. The grammars themselves are in ``groundcot.schemas``.
+Each style (see ``base.Style``) is everything it is in one class: its frame, actions and crops,
+the template teacher's turns, a VLM teacher's request and how its reply is read, the grammar and
+checks of a written trajectory, the training conversation, its own columns, card text, citation
+and reward parts. ``STYLES`` holds the built-ins and every style another installed package
+registers in the entry-point group ``groundcot.styles`` (an entry point names a ``Style``
+subclass or instance), e.g. in that package's ``pyproject.toml``::
+
+    [project.entry-points."groundcot.styles"]
+    points = "my_package.points:Points"
 """
 from __future__ import annotations
 
 import copy
 import io
+from importlib.metadata import entry_points
 
 from PIL import Image
 
+from groundcot.schemas.columns import check_own, style_columns
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles.aperture import Aperture
 from groundcot.transforms.styles.base import Checks, CropSettings, Style
@@ -19,15 +26,83 @@ from groundcot.transforms.styles.mgpo import Mgpo
 from groundcot.transforms.styles.sif import Sif
 from groundcot.transforms.styles.textual import Textual
 
-STYLES: dict[str, Style] = {s.name: s for s in (Sif(), Mgpo(), Aperture(), Textual())}
-NAMES = tuple(STYLES)
+GROUP = "groundcot.styles"
+BUILT_IN = (Sif, Mgpo, Aperture, Textual)
 STAGE = "styles"
 
-__all__ = ["STYLES", "NAMES", "Checks", "CropSettings", "Style", "style_of", "fan_out", "plan"]
+__all__ = ["STYLES", "Checks", "CropSettings", "Style", "get_style", "style_names", "in_order", "register", "columns_of",
+           "run_columns", "style_of", "fan_out", "plan"]
+
+
+class StyleError(ValueError):
+    """A style that cannot be registered or found; the message names it."""
+
+
+def register(style: Style | type[Style], styles: dict[str, Style] | None = None, where: str = "") -> Style:
+    """Add a style (a ``Style`` subclass or instance) to ``styles`` (default: ``STYLES``); returns the instance."""
+    styles = STYLES if styles is None else styles
+    where = where or getattr(style, "__name__", type(style).__name__)
+    style = style() if isinstance(style, type) else style
+    if not isinstance(style, Style) or not style.name:
+        raise StyleError(f"style {where}: not a groundcot Style with a name (got {style!r})")
+    if style.name in styles:
+        raise StyleError(f"style {where}: the name {style.name!r} is taken by {type(styles[style.name]).__name__}")
+    try:
+        check_own(style.columns, f"style {style.name!r} ({where})")
+    except ValueError as err:
+        raise StyleError(str(err)) from None
+    styles[style.name] = style
+    return style
+
+
+def discover() -> dict[str, Style]:
+    """The built-in styles, then each entry point of ``groundcot.styles``; a broken one is an error naming it."""
+    styles: dict[str, Style] = {}
+    for cls in BUILT_IN:
+        register(cls, styles)
+    for point in entry_points(group=GROUP):
+        where = f"entry point {point.name!r} ({point.value}) of {GROUP}"
+        try:
+            loaded = point.load()
+        except Exception as err:  # any failure to import a plugin is reported the same way
+            raise StyleError(f"{where}: cannot load: {type(err).__name__}: {err}") from err
+        register(loaded, styles, where)
+    return styles
+
+
+STYLES: dict[str, Style] = discover()
+
+
+def style_names() -> tuple[str, ...]:
+    """Every registered style's name, built-ins first."""
+    return tuple(STYLES)
+
+
+def in_order(names) -> list[str]:
+    """``names`` in the registry's order (built-ins first); names it lacks after them, sorted."""
+    known = list(STYLES)
+    return sorted(names, key=lambda n: (known.index(n), "") if n in known else (len(known), n))
+
+
+def get_style(name: str) -> Style:
+    try:
+        return STYLES[name]
+    except KeyError:
+        raise StyleError(f"unknown style {name!r}; known: {', '.join(STYLES)}") from None
+
+
+def columns_of(name: str) -> dict[str, tuple[object, str]]:
+    """The columns of style ``name``'s config (its Parquet files)."""
+    return style_columns(get_style(name).columns)
+
+
+def run_columns(names=None) -> dict[str, tuple[object, str]]:
+    """The columns of a table holding rows of the styles ``names`` (default: every registered style)."""
+    return style_columns({c for n in (names or STYLES) for c in get_style(n).columns})
 
 
 def style_of(record: Record) -> Style:
-    return STYLES[record.style or "sif"]
+    return get_style(record.style or "sif")
 
 
 def fan_out(record: Record, styles: list[str]) -> list[Record]:

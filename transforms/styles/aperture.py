@@ -4,20 +4,85 @@ for a single GT object that fills little of its box); each action is followed by
 and an ``<observe>``; the last turn ends with ``<answer>``."""
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+
 from PIL import Image
 
-from groundcot import prompts
 from groundcot.schemas import boxes as B
 from groundcot.schemas.codecs import decode_mask
+from groundcot.schemas.cot import CotError, plain_text
 from groundcot.schemas.record import Record
-from groundcot.schemas.styles import parse_aperture, split_aperture
 from groundcot.transforms.crops import crop, png
-from groundcot.transforms.styles.base import Checks, CropSettings, Problem, Style, answer_problem, gt_norm
+from groundcot.transforms.styles.base import (
+    Checks,
+    CropSettings,
+    Problem,
+    Style,
+    answer_problem,
+    gt_norm,
+    text_part,
+)
 from groundcot.transforms.styles.pictures import crop_url, picture
-from groundcot.transforms.styles.prefix import Request, instruction
+from groundcot.transforms.styles.prefix import Request
 from groundcot.transforms.styles.words import distance, position, what
 
 FOCUS = ("union", "expansion", "gt")
+_TURN = re.compile(r"\s*(?:<observe>(?P<observe>.*?)</observe>)?\s*<think>(?P<think>.*?)</think>\s*"
+                   r"<(?P<action>zoom|segment)>(?P<box>.*?)</(?P=action)>\s*", re.S)
+_LAST = re.compile(r"\s*<observe>(?P<observe>.*?)</observe>\s*(?:<think>(?P<think>.*?)</think>\s*)?"
+                   r"<answer>(?P<answer>.*?)</answer>\s*", re.S)
+BIBTEX = ("@article{ding2026tikart,\n  title={TikArt: Aperture-Guided Observation for Fine-Grained Visual Reasoning "
+          "via Reinforcement Learning},\n  author={Ding, Hao and Yang, Zhichuan and Ge, Weijie and Gao, Ziqin and "
+          "Lu, Chaoyi and Zhao, Lei},\n  journal={arXiv preprint arXiv:2602.14482},\n  year={2026}\n}")
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # zoom | segment
+    box: tuple[float, float, float, float]
+
+
+def _norm_box(raw: str) -> tuple[float, float, float, float]:
+    try:
+        box = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CotError("action_box_not_json", raw[:60]) from err
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+        raise CotError("action_box_not_4_numbers", raw[:60])
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        raise CotError("action_box_out_of_range", raw[:60])
+    return x1, y1, x2, y2
+
+
+def parse_aperture(turns: list[str]) -> tuple[list[Action], str]:
+    """(actions, answer) of a Think-Aperture-Observe trajectory (the assistant turns)."""
+    if len(turns) < 2:
+        raise CotError("no_actions", "at least one action turn and a final turn")
+    actions = []
+    for i, turn in enumerate(turns[:-1]):
+        m = _TURN.fullmatch(turn)
+        if m is None:
+            raise CotError("bad_action_turn", f"turn {i + 1}: expected [<observe>] <think> <zoom|segment>")
+        if (m.group("observe") is None) != (i == 0):
+            raise CotError("observe_misplaced", f"turn {i + 1}: observe after every action, not before the first")
+        if i:
+            plain_text(m.group("observe"), "observe")
+        plain_text(m.group("think"), "think")
+        actions.append(Action(m.group("action"), _norm_box(m.group("box"))))
+    last = _LAST.fullmatch(turns[-1])
+    if last is None:
+        raise CotError("bad_final_turn", "expected <observe> [<think>] <answer>")
+    plain_text(last.group("observe"), "observe")
+    return actions, plain_text(last.group("answer"), "answer")
+
+
+def split_aperture(reply: str) -> list[str]:
+    """One reply holding the whole trajectory -> its assistant turns (cut after each action)."""
+    parts = re.split(r"(?<=</zoom>)|(?<=</segment>)", reply.strip())
+    return [p.strip() for p in parts if p.strip()]
 
 
 def irregular(mask: dict, box: list[float]) -> bool:
@@ -31,6 +96,14 @@ def box_text(box) -> str:
 
 class Aperture(Style):
     name = "aperture"
+    reward_parts = ("aperture",)
+    columns = ("actions", "crops")
+    crops_per_record = 3  # at most one per focus step: union, expansion, gt
+    single_turn = False
+    card_text = ("TikArt-style Think-Aperture-Observe: zoom / segment actions, each followed by its crop and an "
+                 "observation.")
+    citation = ("TikArt", BIBTEX)
+    teacher_prompt, train_prompt = "teacher_aperture", "aperture_train"
     plans_crops = True
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
@@ -68,10 +141,10 @@ class Aperture(Style):
     def request(self, record: Record, prefix: Request) -> Request:
         """The shared prefix, then each planned action with the crop it returns."""
         fmt = prefix.fmt
-        content, sizes = [instruction("teacher_aperture")], []
+        content, sizes = [text_part(self.prompt(self.teacher_prompt))], []
         for i, (action, piece) in enumerate(zip(record.actions, record.crops), 1):
             sent = action["action"] != "zoom" or prefix.crop_adds_detail()  # else its pixels are in the image
-            line = prompts.render("teacher_action", index=i, n_actions=len(record.actions), action=action["action"],
+            line = self.prompt("teacher_action", index=i, n_actions=len(record.actions), action=action["action"],
                                   box=box_text(action["bbox_2d"]),
                                   returns="this crop:" if sent else "that region of the image above, as it is.")
             if not sent:

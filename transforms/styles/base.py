@@ -8,7 +8,8 @@ conversation a model is trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from string import Template
+from typing import TYPE_CHECKING, ClassVar
 
 from PIL import Image
 
@@ -50,11 +51,32 @@ class CropSettings:
 
 
 class Style:
-    """A trajectory style. Subclasses set ``name`` and write ``template``, ``request``,
-    ``check`` and ``answer``; the rest has defaults for single-turn styles."""
+    """A trajectory style: everything it is, in one class. Subclasses set the attributes below and
+    write ``template``, ``request``, ``check`` and ``answer``; the rest has defaults for single-turn
+    styles. Register one with the entry-point group ``groundcot.styles`` (see the package docstring)."""
 
     name: str = ""
+    reward_parts: tuple[str, ...] = ()  # the trainer's reward families for this style (its reward registry's names)
+    columns: tuple[str, ...] = ()  # own output columns beyond schemas.columns.COMMON (names in TRAIN_COLUMNS)
+    crops_per_record: int = 0  # images a teacher request adds besides the record's own (at most)
+    single_turn: bool = True  # one assistant turn (a single-turn rollout can produce it)
+    twin: str | None = None  # the style whose row of the same ``id`` this one pairs with
+    card_text: str = ""  # what a row holds, for the dataset card
+    citation: tuple[str, str] | None = None  # (cite key, bibtex) of the work the style follows
+    teacher_prompt: str = ""  # the instruction a VLM teacher gets (a prompt name)
+    train_prompt: str = ""  # the training conversation's first user text (a prompt name; $question)
+    prompt_texts: ClassVar[dict[str, str]] = {}  # prompt name -> text, for prompts groundcot does not ship
     plans_crops = False  # True: ``plan`` needs the decoded image
+
+    def prompt(self, name: str, **values: object) -> str:
+        """Fill prompt ``name``: groundcot's (``prompts.load``), else this style's own ``prompt_texts``."""
+        try:
+            text = prompts.load(name)
+        except KeyError:
+            if name not in self.prompt_texts:
+                raise
+            text = self.prompt_texts[name]
+        return Template(text).substitute(values)
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
         """Attach the style's frame, actions and crops (single-turn styles have none)."""
@@ -88,7 +110,7 @@ class Style:
     def conversation(self, record: Record) -> list[dict]:
         """The training conversation; image placeholders in order: the image, then each crop."""
         turns = record.turns or [record.cot]
-        question = prompts.render(f"{self.name}_train", question=record.question)
+        question = self.prompt(self.train_prompt, question=record.question)
         out = [{"role": "user", "content": [IMAGE, text_part(question)]}]
         for i, turn in enumerate(turns):
             if i:

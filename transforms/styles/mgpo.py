@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import dataclass
 
 from PIL import Image
 
-from groundcot import prompts
 from groundcot.schemas import boxes as B
-from groundcot.schemas.cot import CotError
+from groundcot.schemas.cot import CotError, plain_text
 from groundcot.schemas.record import Record
-from groundcot.schemas.styles import parse_mgpo
 from groundcot.transforms.crops import crop, png
 from groundcot.transforms.styles.base import (
     IMAGE,
@@ -27,8 +27,47 @@ from groundcot.transforms.styles.base import (
     text_part,
 )
 from groundcot.transforms.styles.pictures import crop_url, picture
-from groundcot.transforms.styles.prefix import Request, instruction
+from groundcot.transforms.styles.prefix import Request
 from groundcot.transforms.styles.words import position, what
+
+_FENCED_JSON = re.compile(r"\s*```json\s*\n(.*?)\n?```\s*", re.S)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+BIBTEX = ("@article{huang2025mgpo,\n  title={High-Resolution Visual Reasoning via Multi-Turn Grounding-Based "
+          "Reinforcement Learning},\n  author={Huang, Xinyu and Dong, Yuhao and Li, Wei and Wu, Jinming and Deng, "
+          "Zihao and Li, Bo and Ma, Zejun},\n  journal={arXiv preprint arXiv:2507.05920},\n  year={2025}\n}")
+
+
+@dataclass(frozen=True)
+class Region:
+    box: tuple[int, int, int, int]
+    label: str
+
+
+def parse_mgpo(turn1: str, turn2: str, frame: tuple[int, int]) -> tuple[list[Region], str]:
+    """(regions in the frame, answer) of a two-turn MGPO trajectory."""
+    m = _FENCED_JSON.fullmatch(turn1)
+    if m is None:
+        raise CotError("region_not_fenced_json", "turn 1 must be only a ```json fenced block")
+    try:
+        items = json.loads(m.group(1))
+    except json.JSONDecodeError as err:
+        raise CotError("region_not_json", err.msg) from err
+    if not isinstance(items, list) or not items:
+        raise CotError("region_not_list")
+    regions = []
+    for item in items:
+        box = item.get("bbox_2d") if isinstance(item, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
+            raise CotError("region_box_not_4_ints", repr(item)[:100])
+        x1, y1, x2, y2 = box
+        if not (0 <= x1 < x2 <= frame[0] and 0 <= y1 < y2 <= frame[1]):
+            raise CotError("region_box_outside_frame", f"{box} in a {frame[0]}x{frame[1]} frame")
+        regions.append(Region((x1, y1, x2, y2), str(item.get("label", ""))))
+    boxed = _BOXED.findall(turn2)
+    if len(boxed) != 1:
+        raise CotError("not_one_boxed_answer", f"{len(boxed)} \\boxed{{}} in turn 2")
+    plain_text(_BOXED.sub("", turn2), "reasoning")
+    return regions, plain_text(boxed[0], "answer")
 
 
 def model_frame(width: int, height: int, frame: str, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -53,6 +92,13 @@ def region_turn(record: Record) -> str:
 
 class Mgpo(Style):
     name = "mgpo"
+    reward_parts = ("boxed_answer",)
+    columns = ("frame", "actions", "crops")
+    crops_per_record = 1
+    single_turn = False
+    card_text = "MGPO's two-turn grounding: the model names the key region (frame pixels), sees the crop, answers."
+    citation = ("MGPO", BIBTEX)
+    teacher_prompt, train_prompt = "teacher_mgpo", "mgpo_train"
     plans_crops = True
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
@@ -75,8 +121,8 @@ class Mgpo(Style):
         fw, fh = record.frame
         shown = ("The crop of that region at full resolution follows." if prefix.crop_adds_detail() else
                  "The image above is already at full resolution: the crop is that region of it.")
-        text = instruction("teacher_mgpo", region=region_json(record), frame=f"{fw}x{fh}", last=len(record.chain),
-                           crop=shown)
+        text = text_part(self.prompt(self.teacher_prompt, region=region_json(record), frame=f"{fw}x{fh}",
+                                     last=len(record.chain), crop=shown))
         if not prefix.crop_adds_detail():
             return prefix.then([text])
         url, size = crop_url(record.crops[0], prefix.fmt, prefix.max_side)
@@ -102,4 +148,4 @@ class Mgpo(Style):
         return answer_problem(record, answer)
 
     def follow_up(self, record: Record) -> list[dict]:
-        return [IMAGE, text_part(prompts.render("mgpo_turn2", question=record.question))]
+        return [IMAGE, text_part(self.prompt("mgpo_turn2", question=record.question))]

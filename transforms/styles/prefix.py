@@ -79,8 +79,3 @@ def shared(record: Record, pictures: Pictures) -> Request:
     zoom = record.width / image.width if image.width else 1.0
     return Request([{"role": "system", "content": system}, {"role": "user", "content": content}], sizes,
                    pictures.fmt, pictures.max_side, zoom, pictures.min_zoom)
-
-
-def instruction(name: str, **values) -> dict:
-    """A style's instruction as a text part."""
-    return {"type": "text", "text": prompts.render(name, **values)}

@@ -7,25 +7,35 @@ from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.cot import Cot, Step, parse_cot, render_cot
 from groundcot.schemas.depth import box_depths, depth_close, with_depth_input
 from groundcot.schemas.record import Record
-from groundcot.transforms.styles.base import Checks, Problem, Style, answer_problem, gt_norm
-from groundcot.transforms.styles.prefix import Request, instruction
+from groundcot.transforms.styles.base import Checks, Problem, Style, answer_problem, gt_norm, text_part
+from groundcot.transforms.styles.prefix import Request
 from groundcot.transforms.styles.words import observe
 
+BIBTEX = ("@article{chen2025sifthinker,\n  title={SIFThinker: Spatially-Aware Image Focus for Visual Reasoning},\n"
+          "  author={Chen, Zhangquan and Zhao, Ruihui and Luo, Chuwei and Sun, Mingze and Yu, Xinlei and "
+          "Kang, Yangyang and Huang, Ruqi},\n  journal={arXiv preprint arXiv:2508.06259},\n  year={2025}\n}")
 
-def chain_request(record: Record, prefix: Request, instruction_name: str) -> Request:
+
+def chain_request(style: Style, prefix: Request) -> Request:
     """The shared prefix (system text with every step's areas, the image), then the style's instruction."""
-    return prefix.then([instruction(instruction_name)])
+    return prefix.then([text_part(style.prompt(style.teacher_prompt))])
 
 
 class Sif(Style):
     name = "sif"
+    reward_parts = ("format", "answer", "box", "depth")
+    columns = ("chain", "depth_map", "depth_image")
+    card_text = ("SIFThinker's interleaved CoT: `<think>` alternating `<area>` (normalised boxes with depth) and "
+                 "`<text>`, coarse to fine, then `<answer>`.")
+    citation = ("SIFThinker", BIBTEX)
+    teacher_prompt, train_prompt = "teacher_sif", "sif_train"
 
     def template(self, record: Record) -> list[str]:
         steps = tuple(Step(step.areas(), observe(step, record)) for step in record.chain)
         return [render_cot(Cot(steps, record.answer))]
 
     def request(self, record: Record, prefix: Request) -> Request:
-        return chain_request(record, prefix, "teacher_sif")
+        return chain_request(self, prefix)
 
     def answer(self, record: Record) -> str:
         return parse_cot(record.cot or "", require_depth=False).answer
