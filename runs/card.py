@@ -7,7 +7,6 @@ example rows, how to load and train on it, and the citations of what was used.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -162,13 +161,13 @@ def licenses(sources: list[str], datasets_seen: set[str]) -> tuple[str, dict, li
     return "other", {"license_name": "mixed-source-terms"}, notes
 
 
-def prompt_hashes() -> dict[str, str]:
-    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot."""
+def prompt_hashes(replaced: dict | None = None) -> dict[str, str]:
+    """sha256 (first 12 hex digits) of every prompt the run used, "(replaced)" after those the job's
+    ``prompts:`` section replaced (``replaced``: that section as stats.json echoes it)."""
     from groundcot import prompts
 
-    folder = os.path.dirname(prompts.__file__)
-    return {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
-            for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
+    texts = {name: entry["text"] for name, entry in (replaced or {}).items()}
+    return {name: h + (" (replaced)" if name in texts else "") for name, h in prompts.hashes(texts).items()}
 
 
 def model_line(label: str, info: dict | None, section: dict) -> str:
@@ -256,7 +255,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str]) -> str:
         "Chains: " + ", ".join(f"{k} {v}" for k, v in cfg.get("expand", {}).items())
         + ". Validation thresholds: " + ", ".join(f"{k} {v}" for k, v in cfg.get("validate", {}).items()) + ".",
         "Prompt templates (sha256, first 12 hex digits): "
-        + ", ".join(f"`{k}` {v}" for k, v in prompt_hashes().items()) + ".",
+        + ", ".join(f"`{k}` {v}" for k, v in prompt_hashes(cfg.get("prompts")).items()) + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in stats.get("versions", {}).items()) + ".",
         "## Counts",
         table(["source", *styles, "rejected"],
