@@ -266,7 +266,7 @@ def _describe(error: dict) -> str:
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
-    got = "" if error["type"] == "missing" else f" (got {value!r})"
+    got = "" if error["type"] in ("missing", "moved") else f" (got {value!r})"  # moved: a renamed key
     return f"{key}: {error['msg']}{got}"
 
 

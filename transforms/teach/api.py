@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from groundcot import prompts
 from groundcot.schemas.cot import CotError
@@ -120,9 +121,9 @@ class OpenAIConfig(Section):
         if isinstance(data, dict):
             for key in data:
                 if key in MOVED:
-                    raise ValueError(f"teacher.{key} has moved to teacher.{MOVED[key]}")
+                    raise PydanticCustomError("moved", f"{key} has moved to teacher.{MOVED[key]}")
             if isinstance(data.get("judge"), bool):
-                raise ValueError("teacher.judge is a section now: write teacher.judge.enabled")
+                raise PydanticCustomError("moved", "judge is a section now: write teacher.judge.enabled")
         return data
 
 
