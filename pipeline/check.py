@@ -93,6 +93,9 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
         limit = f", limit {src.limit}" if src.limit else ""
         lines.append(f"  {i}: {src.kind} {', '.join(patterns(src.path))} (images: {src.image_root}{limit})")
     lines.append(f"styles: {', '.join(cfg.styles)}")
+    if cfg.prompts:
+        lines.append("prompts replaced: " + ", ".join(
+            f"{name} ({entry.file or 'inline'})" for name, entry in sorted(cfg.prompts.items())))
     for stage in ("depth", "masks"):
         lines.append(f"{stage}: " + (f"on, {models[stage]}" if stage in models else "off"))
     teacher = cfg.teacher
