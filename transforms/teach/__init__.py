@@ -32,12 +32,15 @@ class Teacher(Protocol):
 
     def prepare(self, record: Record) -> Any:
         """CPU work for the request (runs on the Beam thread, may raise); the API teacher's is a
-        ``styles.prefix.Request`` whose leading messages all styles of the record share.
-        A teacher in batch mode also has ``take_batch()``: the request lines to write as a shard."""
+        ``styles.prefix.Request`` whose leading messages all styles of the record share."""
 
     async def write(self, record: Record, request: Any) -> Record:
         """The record with its turns and ``cot``, or rejected with a reason (an exception
         rejects it with ``error_<Type>``)."""
+
+    def take_batch(self) -> list[dict]:
+        """The Batch API request lines written down since the last call, to write as a shard
+        (none unless the teacher's ``batch.enabled``)."""
 
 
 def make_teacher(cfg, validate_params: dict, run_id: str = "run") -> Teacher:

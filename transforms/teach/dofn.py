@@ -83,8 +83,7 @@ class Teach(beam.DoFn):
 
     def finish_bundle(self):
         cf.wait(self.pending)
-        take = getattr(self.teacher, "take_batch", None)
-        if take is not None and (lines := take()):  # before the records leave: a shard per bundle
+        if lines := self.teacher.take_batch():  # before the records leave: a shard per bundle
             if self.batch_dir is None:
                 raise RuntimeError("teacher.batch.enabled but the job gave the teacher no batch folder")
             write_shards(self.batch_dir, lines, self.cfg.batch.shard_requests)

@@ -48,3 +48,6 @@ class TemplateTeacher:
 
     async def write(self, record: Record, request: None = None) -> Record:
         return write_template(record)
+
+    def take_batch(self) -> list[dict]:
+        return []
