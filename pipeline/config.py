@@ -355,7 +355,8 @@ def worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> list[
         for key in ("path", "image_root", "scene_graphs", "split_file"):
             value = getattr(src, key, None)
             found += [(f"sources.{i}.{key}", p) for p in ([value] if isinstance(value, str) else value or [])]
-    found += [("cache", cfg.cache), ("teacher.cache", cfg.teacher.cache if cfg.teacher.kind == "openai" else None), (out_key, out)]
+    teacher_cache = cfg.teacher.cache if cfg.teacher.kind == "openai" else None  # the template teacher has none
+    found += [("cache", cfg.cache), ("teacher.cache", teacher_cache), (out_key, out)]
     return [(key, path) for key, path in found if path]
 
 

@@ -1,4 +1,4 @@
-"""teacher.api_key_secret through the real CLI: read where it is used, never in the job graph, outputs or logs;
+"""teacher.connection.api_key_secret, through the real CLI: read where it is used, never in the job graph, outputs or logs;
 and --check's lines on the key and on the per-process limits."""
 import base64
 import bz2
@@ -118,7 +118,8 @@ def test_check_on_dataflow_leaves_a_gcp_secret_to_the_workers_and_sums_limits_ov
         "image_root: 'gs://groundcot-test/images'}]\noutput: {dir: 'gs://groundcot-test/out'}\n"
         "depth: {enabled: false}\nteacher: {kind: openai, connection: {base_url: 'http://127.0.0.1:9/v1', model: m, "
         "api_key_env: null, api_key_secret: 'gcp:projects/demo/secrets/openai'}, "
-        "limits: {request_budget: 1000, max_concurrency: 8}}\nrunner: {name: DataflowRunner, options: {project: demo, region: europe-west4, "
+        "limits: {request_budget: 1000, max_concurrency: 8}}\n"
+        "runner: {name: DataflowRunner, options: {project: demo, region: europe-west4, "
         "temp_location: 'gs://groundcot-test/tmp', machine_type: g2-standard-4, max_num_workers: 16}}\n")
     assert main(["generate", str(config), "--check"]) == 0  # the endpoint is not asked without the key
     plan = capfd.readouterr().out

@@ -1,7 +1,6 @@
 """Prompts replaced from the job config, through the real CLI: what the teacher is sent (at the
 loopback OpenAI stand-in), the rows' conversations, the card's hashes, the checks, `groundcot prompts`."""
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def key(monkeypatch):
 
 
 def card_hashes(out: Path) -> dict[str, str]:
-    line = next(l for l in (out / "README.md").read_text().splitlines() if l.startswith("Prompt templates"))
+    line = next(x for x in (out / "README.md").read_text().splitlines() if x.startswith("Prompt templates"))
     return dict(re.findall(r"`(\w+)` ([0-9a-f]{12}(?: \(replaced\))?)", line))
 
 
@@ -51,7 +50,8 @@ def test_a_replaced_prompt_changes_the_bytes_sent_the_rows_and_the_card(tmp_path
     assert set(before) == set(prompts.names()) and not any("replaced" in h for h in before.values())
     assert after["teacher_system"] == hashlib.sha256(system.encode()).hexdigest()[:12] + " (replaced)"
     assert after["sif_train"].endswith(" (replaced)") and after["sif_train"][:12] != before["sif_train"]
-    assert {k: v for k, v in after.items() if k not in replaced} == {k: v for k, v in before.items() if k not in replaced}
+    kept = set(before) - set(replaced)
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
 
 
 @pytest.mark.parametrize("section, message", [

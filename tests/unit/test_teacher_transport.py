@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+
 import pytest
 
 from groundcot.transforms.teach.api import OpenAIConfig

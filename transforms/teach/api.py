@@ -47,7 +47,7 @@ class Limits(Section):
                                           "job-wide bound); records past it are rejected.")
 
 
-class Request(Section):
+class RequestSettings(Section):
     temperature: float = Field(0.2, ge=0, description="Sampling temperature.")
     max_tokens: int = Field(2048, ge=1, description="Completion length limit.")
     extra_body: dict[str, object] = Field(default_factory=dict, description="Other request parameters "
@@ -90,7 +90,7 @@ class Judge(Section):
     model: Optional[str] = Field(None, description="Judge model (default: the teacher model).")
 
 
-SECTIONS = {"connection": Connection, "limits": Limits, "request": Request, "cost": Cost, "batch": Batch}
+SECTIONS = {"connection": Connection, "limits": Limits, "request": RequestSettings, "cost": Cost, "batch": Batch}
 # the flat keys of the old layout -> where each lives now
 MOVED = {**{key: f"{name}.{key}" for name, model in SECTIONS.items() for key in model.model_fields},
          "base_url": "connection.base_url", "model": "connection.model", "mode": "batch.enabled",
@@ -106,7 +106,7 @@ class OpenAIConfig(Section):
     kind: Literal["openai"] = Field(description="A VLM behind an OpenAI-compatible API (vLLM server, hosted API).")
     connection: Connection = Field(description="Where the endpoint is, the key, timeouts and retries.")
     limits: Limits = Limits()
-    request: Request = Request()
+    request: RequestSettings = RequestSettings()
     cost: Cost = Cost()
     batch: Batch = Batch()
     judge: Judge = Judge()

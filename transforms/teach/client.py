@@ -1,8 +1,8 @@
 """The HTTP side of an API teacher: one ``openai`` async client per worker (built by
-``connection.make_client``), bounded concurrency, retries (``retry``: backoff with jitter, Retry-After) of every transient
-failure, malformed replies (``reply``) and whole-attempt timeouts included, every attempt
-counted through httpx event hooks, a request budget, the response cache, a ledger of what
-it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
+``connection.make_client``), bounded concurrency, retries (``retry``: backoff with jitter,
+Retry-After) of every transient failure, malformed replies (``reply``) and whole-attempt
+timeouts included, every attempt counted through httpx event hooks, a request budget, the
+response cache, a ledger of what it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
 
 The API key is read on the worker and redacted from replies before anything stores them, and
 from anything this module reports.
