@@ -90,11 +90,10 @@ def request_cost(n: int) -> tuple[float, float]:
     """Seconds to build one teacher request, and its prompt tokens (text/4 + image patches)."""
     import base64
     import io
-    from types import SimpleNamespace
 
     from groundcot.schemas.record import Record
     from groundcot.transforms.expand import expand_record
-    from groundcot.transforms.teach.api import ApiTeacher
+    from groundcot.transforms.teach.api import ApiTeacher, OpenAIConfig
 
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (90, 140, 200)).save(buffer, format="JPEG", quality=90)
@@ -106,10 +105,9 @@ def request_cost(n: int) -> tuple[float, float]:
             id=f"r{i}", source="bench", source_id=str(i), dataset="bench", split="train", question=f"Question {i}?",
             answer="red", image_path="x.jpg", width=640, height=480, gt_boxes=[[x, y, x + 80, y + 60]],
             image=buffer.getvalue()), seed=i))
-    cfg = SimpleNamespace(kind="openai", base_url="http://127.0.0.1:9/v1", model="bench", api_key_env=None,
-                          max_concurrency=8, timeout_s=60, max_retries=0, temperature=0.2, max_tokens=2048,
-                          extra_body={}, image_max_side=1024, image_format="jpeg", request_budget=None,
-                          cache=None, reask=True, judge=False, judge_model=None)
+    cfg = OpenAIConfig(kind="openai", limits={"max_concurrency": 8},
+                       connection={"base_url": "http://127.0.0.1:9/v1", "model": "bench", "api_key_env": None,
+                                   "max_retries": 0})
     teacher = ApiTeacher(cfg, {"min_hiou": 0.5, "box_tol": 0.01, "depth_tol": 0.1})
     started = time.perf_counter()
     requests = [teacher.prepare(r) for r in records]

@@ -18,7 +18,6 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from types import SimpleNamespace
 
 VALIDATE = {"min_hiou": 0.5, "box_tol": 0.01, "depth_tol": 0.1}
 
@@ -53,13 +52,11 @@ def records(n: int):
 
 
 def teacher_cfg(base_url: str, concurrency: int):
-    return SimpleNamespace(kind="openai", base_url=base_url, model="fake", api_key_env=None,
-                           max_concurrency=concurrency, timeout_s=60, max_retries=2, temperature=0.2,
-                           max_tokens=512, extra_body={}, image_max_side=1024, image_format="jpeg",
-                           images="one", image_token_rule="qwen2.5-vl", mode="live", max_cost_usd=None,
-                           api_key_secret=None, crop_min_zoom=1.5,
-                           price_prompt_per_mtok=None, price_completion_per_mtok=None, batch_shard_requests=50000,
-                           request_budget=None, cache=None, reask=True, judge=False, judge_model=None)
+    from groundcot.transforms.teach.api import OpenAIConfig
+
+    return OpenAIConfig(kind="openai", limits={"max_concurrency": concurrency}, request={"max_tokens": 512},
+                        connection={"base_url": base_url, "model": "fake", "api_key_env": None, "timeout_s": 60,
+                                    "max_retries": 2})
 
 
 
@@ -105,14 +102,14 @@ def run_bare(base_url: str, recs, concurrency: int) -> float:
 
 
 def run_threads(base_url: str, recs, threads: int = 30) -> float:
-    import openai
-
     from groundcot.schemas.cot import extract_cot
     from groundcot.transforms.styles import style_of
     from groundcot.transforms.styles.prefix import Pictures, shared
+    from groundcot.transforms.teach.connection import Connection, make_client
     from groundcot.transforms.validate import check
 
-    client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=2)
+    conn = Connection(base_url=base_url, model="fake", api_key_env=None, max_retries=2)
+    client = make_client(conn, asynchronous=False)  # the sync client, one call per thread
 
     def one(record):
         request = style_of(record).request(record, shared(record, Pictures(1024, "jpeg")))

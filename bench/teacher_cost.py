@@ -8,7 +8,7 @@ style and their images counted under the token rule:
 
 - anchor: one full-resolution image per chain step, the step's boxes drawn on it (SIFThinker's
   ``produce.py``, and groundcot's requests before the shared prefix), for every style;
-- per_step: groundcot's ``teacher.images: per_step`` (one image per step at ``image_max_side``,
+- per_step: groundcot's ``teacher.request.images: per_step`` (one image per step at ``image_max_side``,
   plus the crops a style needs);
 - one: groundcot's default (the image once, every step numbered on it, plus only the crops a
   style needs: segment crops, and rectangle crops only where they show their region at least
@@ -52,8 +52,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rule", default="qwen2.5-vl", choices=["qwen2.5-vl", "openai-tiles"])
-    parser.add_argument("--max-side", type=int, default=1024, help="teacher.image_max_side")
-    parser.add_argument("--min-zoom", type=float, default=1.5, help="teacher.crop_min_zoom")
+    parser.add_argument("--max-side", type=int, default=1024, help="teacher.request.image_max_side")
+    parser.add_argument("--min-zoom", type=float, default=1.5, help="teacher.request.crop_min_zoom")
     args = parser.parse_args()
 
     def tokens(sizes) -> int:

@@ -45,10 +45,11 @@ def teacher_calls(cfg: JobConfig, records: int | None) -> str:
     line = f"about {calls} ({records} records x {len(cfg.styles)} styles)"
     if cfg.teacher.reask:
         line += f"; up to {2 * calls} with re-asks"
-    if cfg.teacher.judge:
+    if cfg.teacher.judge.enabled:
         line += ", plus a judge call per reply it is asked about"
-    if cfg.teacher.request_budget is not None:
-        line += f"; capped at {cfg.teacher.request_budget} by teacher.request_budget (per worker process)"
+    budget = cfg.teacher.limits.request_budget
+    if budget is not None:
+        line += f"; capped at {budget} by teacher.limits.request_budget (per worker process)"
     return line + "; replies already in the cache are not asked again"
 
 
@@ -59,25 +60,26 @@ def teacher_cost(cfg: JobConfig, records: int | None) -> list[str]:
     """Bounds on image tokens and cost per record, and for the job when the record count is known."""
     from groundcot.transforms.teach.tokens import image_tokens
 
-    t = cfg.teacher
-    side = t.image_max_side
-    per_image = image_tokens(side, side, t.image_token_rule)  # a square at the size cap: the most one costs
-    own = cfg.expand.steps + 2 if t.images == "per_step" else 1  # per step: full, expansions, distractor, gt
+    req, cost = cfg.teacher.request, cfg.teacher.cost
+    side = req.image_max_side
+    per_image = image_tokens(side, side, cost.image_token_rule)  # a square at the size cap: the most one costs
+    own = cfg.expand.steps + 2 if req.images == "per_step" else 1  # per step: full, expansions, distractor, gt
     images = sum(own + get_style(s).crops_per_record for s in cfg.styles)  # plus the crops each style adds
     tokens = images * per_image
-    lines = [(f"teacher images: {t.images} ({images} images per record over {len(cfg.styles)} styles), at most "
+    lines = [(f"teacher images: {req.images} ({images} images per record over {len(cfg.styles)} styles), at most "
               f"{tokens} image tokens per record ({per_image} per image at most: {side}x{side} under "
-              f"{t.image_token_rule})")]
-    if t.price_prompt_per_mtok is None or t.price_completion_per_mtok is None:
-        return lines + ["teacher cost: unknown (set teacher.price_prompt_per_mtok and price_completion_per_mtok)"]
+              f"{cost.image_token_rule})")]
+    if cost.price_prompt_per_mtok is None or cost.price_completion_per_mtok is None:
+        return lines + ["teacher cost: unknown (set teacher.cost.price_prompt_per_mtok and "
+                        "price_completion_per_mtok)"]
     calls = len(cfg.styles)
-    per_record = ((tokens + calls * TEXT_TOKENS) * t.price_prompt_per_mtok
-                  + calls * t.max_tokens * t.price_completion_per_mtok) / 1e6
+    per_record = ((tokens + calls * TEXT_TOKENS) * cost.price_prompt_per_mtok
+                  + calls * req.max_tokens * cost.price_completion_per_mtok) / 1e6
     line = f"teacher cost: at most ${per_record:.4f} per record before re-asks"
     if records is not None:
         line += f", at most ${per_record * records:.2f} for {records} records ({records * tokens} image tokens)"
-    if t.max_cost_usd is not None:
-        line += f"; calls stop at teacher.max_cost_usd ${t.max_cost_usd:g}"
+    if cost.max_cost_usd is not None:
+        line += f"; calls stop at teacher.cost.max_cost_usd ${cost.max_cost_usd:g}"
     return lines + [line]
 
 
@@ -88,11 +90,14 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
         limit = f", limit {src.limit}" if src.limit else ""
         lines.append(f"  {i}: {src.kind} {', '.join(patterns(src.path))} (images: {src.image_root}{limit})")
     lines.append(f"styles: {', '.join(cfg.styles)}")
+    if cfg.prompts:
+        lines.append("prompts replaced: " + ", ".join(
+            f"{name} ({entry.file or 'inline'})" for name, entry in sorted(cfg.prompts.items())))
     for stage in ("depth", "masks"):
         lines.append(f"{stage}: " + (f"on, {models[stage]}" if stage in models else "off"))
     teacher = cfg.teacher
     lines.append("teacher: template (offline baseline)" if teacher.kind == "template"
-                 else f"teacher: {teacher.kind}, model {teacher.model} at {teacher.base_url}")
+                 else f"teacher: {teacher.kind}, model {teacher.connection.model} at {teacher.connection.base_url}")
     lines.append(f"runner: {cfg.runner.name}, " + workers(cfg))
     lines.append(f"output: {out}")
     lines += not_listed(cfg, out)
@@ -102,7 +107,7 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
     if teacher.kind == "openai":
         lines += teacher_limits(cfg)
         lines += teacher_cost(cfg, records)
-        if teacher.mode == "batch":
+        if teacher.batch.enabled:
             lines.append(f"teacher mode: batch (requests go to {out}/batch/requests-*.jsonl; nothing is called)")
     return lines
 
@@ -117,8 +122,8 @@ def not_listed(cfg: JobConfig, out: str) -> list[str]:
 
 def teacher_limits(cfg: JobConfig) -> list[str]:
     """Where each worker finds the key, and what the per-process limits add up to for the job."""
-    t, key = cfg.teacher, check_secrets(cfg)  # checked by prepare already; a secret is read once
-    lines = [f"teacher key: {key[0] if key else 'none (teacher.api_key_env: null)'}",
+    t, key = cfg.teacher.limits, check_secrets(cfg)  # checked by prepare already; a secret is read once
+    lines = [f"teacher key: {key[0] if key else 'none (teacher.connection.api_key_env: null)'}",
              (f"teacher limits: max_concurrency {t.max_concurrency} in flight per teacher DoFn instance (one per "
              f"worker thread running the teacher); request_budget {t.request_budget} calls per worker process")]
     procs, how = worker_processes(cfg)

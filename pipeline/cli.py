@@ -7,6 +7,7 @@
     groundcot publish RUN --repo-id USER/NAME [--private] [--revision R] [--dry-run]
     groundcot inspect RUN [-o DIR] [--per-style N] [--seed S]
     groundcot teacher {try,submit,status,collect} CONFIG ...
+    groundcot prompts list | show NAME
 
 CONFIG is a YAML file, or the name of a job bundled with groundcot (``jobs/train_sft.yaml``,
 ``train_sft.yaml`` or ``train_sft``) when no such file exists. Config errors are one line
@@ -124,7 +125,27 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-o", "--out", help="the run folder the batch shards were written to "
                                              "(default: the config's output.dir)")
         cmd.add_argument("--set", **sets)
+
+    prom = sub.add_parser("prompts", help="the default prompts a job's `prompts:` section can replace")
+    psub = prom.add_subparsers(dest="action", required=True)
+    psub.add_parser("list", help="each prompt's name, what it is for and its placeholders")
+    shown = psub.add_parser("show", help="a prompt's default text, ready to copy into a file")
+    shown.add_argument("name")
     return parser
+
+
+def _prompts(args) -> int:
+    from groundcot import prompts
+
+    if args.action == "show":
+        if args.name not in prompts.names():
+            return _fail(f"no prompt {args.name!r} (known: {', '.join(prompts.names())})", 2)
+        print(prompts.default(args.name))
+        return 0
+    for name in prompts.names():
+        uses = ", ".join(f"${p}" for p in sorted(prompts.placeholders(name))) or "no placeholders"
+        print(f"{name:<20} {prompts.describe(name)} [{uses}]")
+    return 0
 
 
 def _fail(message: str, code: int) -> int:
@@ -242,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(MODULES[args.command]).main(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "prompts":
+        return _prompts(args)
     if args.command == "train":
         return _train(args)
     if args.command == "demo":

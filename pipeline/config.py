@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
+from groundcot.transforms.teach import configs as teacher_configs
 
 
 class Section(BaseModel):
@@ -101,73 +102,25 @@ class Expand(Section):
     seed: int = Field(0, description="With the record id, fixes every random choice.")
 
 
-class TemplateTeacher(Section):
-    kind: Literal["template"] = Field("template", description="template: offline deterministic baseline.")
+Teacher = Annotated[Union[teacher_configs()], Field(discriminator="kind")]
 
 
-class OpenAITeacher(Section):
-    kind: Literal["openai"] = Field(description="A VLM behind an OpenAI-compatible API (vLLM server, hosted API).")
-    base_url: str = Field(description="e.g. http://localhost:8000/v1 for a vLLM server.")
-    model: str = Field(description="Model name as the endpoint knows it.")
-    api_key_env: Optional[str] = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
-                                       "(null: none, as for a local vLLM). The key itself never goes in a config.")
-    api_key_secret: Optional[str] = Field(None, description="Instead of api_key_env: where each worker reads the "
-                                          "key, env:NAME, file:/path or gcp:projects/P/secrets/S[/versions/V] "
-                                          "(Secret Manager, groundcot[gcp]). Only this reference is in the job.")
-    max_concurrency: int = Field(32, ge=1, description="Requests in flight per teacher DoFn instance (one per "
-                                 "worker thread running the stage); --check prints the job-wide bound.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
-    max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
-                                                  "(exponential backoff with jitter, Retry-After honoured).")
-    temperature: float = Field(0.2, ge=0, description="Sampling temperature.")
-    max_tokens: int = Field(2048, ge=1, description="Completion length limit.")
-    extra_body: dict[str, object] = Field(default_factory=dict, description="Other request parameters "
-                                          "(e.g. top_p, seed), sent as they are and part of the cache key.")
-    image_max_side: int = Field(1024, ge=28, description="Images are downscaled to this longest side before "
-                                                         "sending (boxes are normalised, so unchanged).")
-    image_format: Literal["jpeg", "png"] = Field("jpeg", description="Encoding of the images sent.")
-    images: Literal["one", "per_step"] = Field("one", description="one: the image once per record, every chain "
-                                               "step's boxes drawn and numbered in its own colour (a legend in the "
-                                               "text), plus only the crops a style needs; per_step: one image per "
-                                               "chain step (SIFThinker's shape, 3-5x the image tokens).")
-    crop_min_zoom: float = Field(1.5, ge=1.0, description="A rectangle crop (mgpo's region, aperture's zooms) "
-                                 "is sent only when it shows its region at least this many times larger than the "
-                                 "downscaled image does; otherwise its pixels are already in the image and the "
-                                 "text points there. Segment crops are always sent. 1: always send crops.")
-    image_token_rule: Literal["qwen2.5-vl", "openai-tiles"] = Field(
-        "qwen2.5-vl", description="How the ledger and --check count image tokens: Qwen2.5-VL's 28x28-pixel "
-                                  "tokens, or OpenAI's 512-pixel tiles (85 + 170 per tile).")
-    mode: Literal["live", "batch"] = Field("live", description="live: call the endpoint; batch: write every "
-                                           "request the response cache cannot serve as OpenAI Batch JSONL "
-                                           "shards in RUN/batch/ (records wait as teacher_batch_pending), for "
-                                           "`groundcot teacher submit|status|collect` or `vllm run-batch`.")
-    batch_shard_requests: int = Field(50000, ge=1, description="Most requests per batch shard (OpenAI's limit "
-                                      "per batch file is 50,000).")
-    batch_completion_window: str = Field("24h", description="completion_window of the batches submit creates.")
-    request_budget: Optional[int] = Field(None, ge=0, description="Most API calls per worker process (the job's "
-                                          "whole budget on the local runner with one worker; --check prints the "
-                                          "job-wide bound); records past it are rejected.")
-    cache: Optional[str] = Field(None, description="Response cache folder or bucket prefix: re-runs never pay "
-                                                   "twice for the same call.")
-    reask: bool = Field(True, description="Ask once more, naming the violation, when a reply fails validation.")
-    judge: bool = Field(False, description="Let an LLM judge accept answers that differ from the GT only in wording.")
-    judge_model: Optional[str] = Field(None, description="Judge model (default: the teacher model).")
-    price_prompt_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million prompt tokens, "
-                                                   "for the cost estimate in stats.json.")
-    price_completion_per_mtok: Optional[float] = Field(None, ge=0, description="USD per million completion tokens.")
-    max_cost_usd: Optional[float] = Field(None, gt=0, description="Stop calling once the calls made cost this much "
-                                          "(from usage and the two prices, which it needs; per worker process "
-                                          "on cluster runners); later records are rejected as "
-                                          "teacher_budget_exhausted.")
+class PromptText(Section):
+    """A replacement for one prompt: inline text, or a file (relative to the config file)."""
+
+    file: Optional[str] = Field(None, description="A text file holding the prompt (relative to the config file).")
+    text: Optional[str] = Field(None, description="The prompt itself (filled in from `file` when the config loads).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline(cls, data):
+        return {"text": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
-    def _cost_cap_needs_prices(self):
-        if self.max_cost_usd is not None and None in (self.price_prompt_per_mtok, self.price_completion_per_mtok):
-            raise ValueError("max_cost_usd needs price_prompt_per_mtok and price_completion_per_mtok")
+    def _one_of(self):
+        if (self.file is None) == (self.text is None):
+            raise ValueError("give the prompt's text, or {file: path}")
         return self
-
-
-Teacher = Annotated[Union[TemplateTeacher, OpenAITeacher], Field(discriminator="kind")]
 
 
 class Validate(Section):
@@ -207,7 +160,11 @@ class JobConfig(Section):
     images: Images = Images()
     crops: Crops = Crops()
     expand: Expand = Expand()
-    teacher: Teacher = TemplateTeacher()
+    teacher: Teacher = Field(default_factory=lambda: teacher_configs()[0](), description="Who writes the "
+                             "trajectories: kind template (offline) or openai (an API, in sub-sections connection, "
+                             "limits, request, cost, batch, judge).")
+    prompts: dict[str, PromptText] = Field(default_factory=dict, description="Prompts replaced for this job: "
+                                           "name -> text, or {file: path}; `groundcot prompts list` names them.")
     sif: Sif = Sif()
     validate_: Validate = Field(Validate(), alias="validate")
     output: Output = Output()
@@ -268,7 +225,7 @@ def _describe(error: dict) -> str:
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
-    got = "" if error["type"] == "missing" else f" (got {value!r})"
+    got = "" if error["type"] in ("missing", "moved") else f" (got {value!r})"  # moved: a renamed key
     return f"{key}: {error['msg']}{got}"
 
 
@@ -331,7 +288,31 @@ def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
     """Read, override and validate a job config; local paths resolve against its folder."""
     cfg = validated(JobConfig, read_tree(path, overrides), path)
     _resolve_paths(cfg, Path(path).resolve().parent)
+    _read_prompts(cfg, Path(path).resolve().parent)
     return cfg
+
+
+def _read_prompts(cfg: JobConfig, base: Path) -> None:
+    """Fill each replaced prompt's text from its file and check it against the default's placeholders."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from groundcot import prompts
+
+    for name, entry in cfg.prompts.items():
+        if entry.file is not None:
+            entry.file = str(base / entry.file) if "://" not in entry.file else entry.file
+            try:
+                with FileSystems.open(entry.file) as handle:
+                    entry.text = handle.read().decode("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"prompts.{name}.file: cannot read {entry.file}: {err}".replace("\n", " ")) from None
+        if problem := prompts.check(name, entry.text):
+            raise ConfigError(problem)
+
+
+def prompt_texts(cfg: JobConfig) -> dict[str, str]:
+    """The job's replaced prompts, name -> text (what the workers install)."""
+    return {name: entry.text for name, entry in cfg.prompts.items()}
 
 
 def echo(cfg: JobConfig) -> dict:
@@ -363,7 +344,8 @@ def worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> list[
         for key in get_source(src.kind).path_keys:
             value = getattr(src, key)
             found += [(f"sources.{i}.{key}", p) for p in ([value] if isinstance(value, str) else value or [])]
-    found += [("cache", cfg.cache), ("teacher.cache", getattr(cfg.teacher, "cache", None)), (out_key, out)]
+    teacher_cache = cfg.teacher.cache if cfg.teacher.kind == "openai" else None  # the template teacher has none
+    found += [("cache", cfg.cache), ("teacher.cache", teacher_cache), (out_key, out)]
     return [(key, path) for key, path in found if path]
 
 

@@ -15,7 +15,7 @@ from functools import partial
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from groundcot.pipeline.config import JobConfig
+from groundcot.pipeline.config import JobConfig, prompt_texts
 from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.depth import DepthHandler
 from groundcot.transforms.depth_image import attach_depth_image
@@ -73,12 +73,13 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
                | "Expand" >> beam.ParDo(stage("expand", partial(expand_record, **params)))
                | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
                | "PlanStyles" >> beam.ParDo(stage("styles", partial(plan, **cfg.crops.model_dump())))
-               | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id, f"{out}/batch"))
+               | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id, f"{out}/batch",
+                                                  prompt_texts(cfg)))
                | "Validate" >> beam.ParDo(stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every))
                | "DepthImage" >> beam.ParDo(stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
     outcomes = records | "Write" >> WriteOutputs(
-        out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb)
+        out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb, prompt_texts(cfg))
     ((outcomes, *inputs)
      | "MergeCounts" >> beam.Flatten()
      | "SumCounts" >> beam.CombinePerKey(sum)

@@ -19,7 +19,7 @@ from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.secrets import SecretError
 from groundcot.transforms.secrets import check as check_secret
 from groundcot.transforms.sources import get_source
-from groundcot.transforms.teach.client import check_endpoint
+from groundcot.transforms.teach.connection import check_endpoint
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
@@ -60,16 +60,18 @@ def _options(**values) -> PipelineOptions:
 def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
     """A required secret is set, or a secret reference is sound and, where this machine can, read
     (errors name the variable or reference, never a value). (plan line, readable here) or None."""
-    ref = getattr(cfg.teacher, "api_key_secret", None)
-    if ref:
+    if cfg.teacher.kind == "template":
+        return None
+    conn = cfg.teacher.connection
+    if ref := conn.api_key_secret:
         try:
             line = check_secret(ref, here=not on_cluster(cfg.runner))
         except SecretError as err:
-            raise RuntimeError(f"teacher.api_key_secret: {err}") from None
+            raise RuntimeError(f"teacher.connection.api_key_secret: {err}") from None
         return line, "read here" in line
-    env = getattr(cfg.teacher, "api_key_env", None)
+    env = conn.api_key_env
     if env and not os.environ.get(env):
-        raise RuntimeError(f"teacher.api_key_env: the environment variable {env} is not set")
+        raise RuntimeError(f"teacher.connection.api_key_env: the environment variable {env} is not set")
     return (f"environment variable {env} (set here; each worker reads its own)", True) if env else None
 
 
@@ -98,8 +100,8 @@ def preflight(cfg: JobConfig, offline: bool = False) -> None:
     key = check_secrets(cfg)
     check_sources(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
-    if cfg.teacher.kind == "openai" and cfg.teacher.mode == "live" and (key is None or key[1]):
-        check_endpoint(cfg.teacher)
+    if cfg.teacher.kind == "openai" and not cfg.teacher.batch.enabled and (key is None or key[1]):
+        check_endpoint(cfg.teacher.connection)
 
 
 def check_output(out: str, out_key: str, overwrite: bool) -> None:

@@ -125,20 +125,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def is_ledger(counter: str) -> bool:
+    """Whether a counter is one of the teacher's ledger (``teacher.<x>`` other than its outcomes and
+    the per-style ``teacher.quality.*``)."""
+    name = counter.partition("teacher.")[2] if counter.startswith("teacher.") else ""
+    return bool(name) and name != "ok" and not name.startswith(("rejected.", "quality."))
+
+
 def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
     """The teacher's kind and, for API teachers, the ledger and an estimated cost."""
     info = {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"}
     if cfg.teacher.kind == "template":
         return info
-    ledger = {k[len("ledger."):]: v for k, v in counters.items()
-              if k.startswith("ledger.") and not k.startswith("ledger.quality.")}  # quality: per style, below
+    ledger = {k[len("teacher."):]: v for k, v in counters.items() if is_ledger(k)}  # quality: per style, below
     ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
-    info.update(model=cfg.teacher.model, ledger=dict(sorted(ledger.items())))
-    t = cfg.teacher
-    if t.price_prompt_per_mtok is not None and t.price_completion_per_mtok is not None:
-        info["estimated_cost_usd"] = round(ledger.get("prompt_tokens", 0) / 1e6 * t.price_prompt_per_mtok
-                                           + ledger.get("completion_tokens", 0) / 1e6 * t.price_completion_per_mtok, 6)
-        info["max_cost_usd"] = t.max_cost_usd
+    info.update(model=cfg.teacher.connection.model, ledger=dict(sorted(ledger.items())))
+    cost = cfg.teacher.cost
+    if cost.price_prompt_per_mtok is not None and cost.price_completion_per_mtok is not None:
+        info["estimated_cost_usd"] = round(
+            ledger.get("prompt_tokens", 0) / 1e6 * cost.price_prompt_per_mtok
+            + ledger.get("completion_tokens", 0) / 1e6 * cost.price_completion_per_mtok, 6)
+        info["max_cost_usd"] = cost.max_cost_usd
     if ledger.get("requests"):
         info["image_tokens_per_call"] = round(ledger.get("image_tokens", 0) / ledger["requests"], 1)
     return info
@@ -150,9 +157,9 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
     for style, entry in stats["by_style"].items():
         if style == "before_styles":
             continue
-        fixed = counters.get(f"ledger.quality.{style}.accepted_after_reask", 0)
+        fixed = counters.get(f"teacher.quality.{style}.accepted_after_reask", 0)
         out[style] = {"accepted_first_try": entry["written"] - fixed, "accepted_after_reask": fixed,
-                      "reasked": counters.get(f"ledger.quality.{style}.reasked", 0),
+                      "reasked": counters.get(f"teacher.quality.{style}.reasked", 0),
                       "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
     return out
 

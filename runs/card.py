@@ -7,7 +7,6 @@ example rows, how to load and train on it, and the citations of what was used.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -125,16 +124,13 @@ def shown_path(path) -> str:
                      for p in ([path] if isinstance(path, str) else path or []))
 
 
-def prompt_hashes() -> dict[str, str]:
-    """sha256 (first 12 hex digits) of every prompt template shipped with groundcot or a style."""
+def prompt_hashes(replaced: dict | None = None) -> dict[str, str]:
+    """sha256 (first 12 hex digits) of every prompt the run used, "(replaced)" after those the job's
+    ``prompts:`` section replaced (``replaced``: that section as stats.json echoes it)."""
     from groundcot import prompts
 
-    folder = os.path.dirname(prompts.__file__)
-    shipped = {name[:-4]: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()[:12]
-               for name in sorted(os.listdir(folder)) if name.endswith(".txt")}
-    own = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]  # prompts a plugin style brings
-           for style in STYLES.values() for name, text in sorted(style.prompt_texts.items())}
-    return {**shipped, **{name: digest for name, digest in own.items() if name not in shipped}}
+    texts = {name: entry["text"] for name, entry in (replaced or {}).items()}
+    return {name: h + (" (replaced)" if name in texts else "") for name, h in prompts.hashes(texts).items()}
 
 
 def model_line(label: str, info: dict | None, section: dict) -> str:
@@ -223,7 +219,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
         "Chains: " + ", ".join(f"{k} {v}" for k, v in cfg.get("expand", {}).items())
         + ". Validation thresholds: " + ", ".join(f"{k} {v}" for k, v in cfg.get("validate", {}).items()) + ".",
         "Prompt templates (sha256, first 12 hex digits): "
-        + ", ".join(f"`{k}` {v}" for k, v in prompt_hashes().items()) + ".",
+        + ", ".join(f"`{k}` {v}" for k, v in prompt_hashes(cfg.get("prompts")).items()) + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in stats.get("versions", {}).items()) + ".",
         "## Counts",
         table(["source", *styles, "rejected"],

@@ -47,11 +47,18 @@ def scrub(value, secrets: tuple[str, ...] = ()):
 def known_secrets(token: str | None, config: dict) -> tuple[str, ...]:
     """The token and the values of the environment variables the config names for keys."""
     found = [token] if token else []
-    teacher = config.get("teacher") or {}
-    for name in [teacher.get("api_key_env"), *[j.get("api_key_env") for j in [teacher.get("judge") or {}]]]:
-        if name and os.environ.get(name):
+    for name in env_names(config):
+        if os.environ.get(name):
             found.append(os.environ[name])
     return tuple(s for s in found if len(s) >= 8)
+
+
+def env_names(value) -> list[str]:
+    """Every ``api_key_env`` value anywhere in a config (e.g. ``teacher.connection.api_key_env``)."""
+    if isinstance(value, dict):
+        own = [value["api_key_env"]] if isinstance(value.get("api_key_env"), str) else []
+        return own + [n for v in value.values() for n in env_names(v)]
+    return [n for v in value for n in env_names(v)] if isinstance(value, list) else []
 
 
 def read_bytes(path: str) -> bytes:

@@ -104,7 +104,7 @@ def teacher_cache_root(cache: str | None, teacher_cache: str | None) -> str | No
 
 def with_teacher_cache(teacher_cfg, cache: str | None):
     """The teacher's config with its cache folder resolved by ``teacher_cache_root``."""
-    if not hasattr(teacher_cfg, "cache"):  # the template teacher calls no one
+    if teacher_cfg.kind == "template":  # the template teacher calls no one
         return teacher_cfg
     return teacher_cfg.model_copy(update={"cache": teacher_cache_root(cache, teacher_cfg.cache)})
 
@@ -112,7 +112,7 @@ def with_teacher_cache(teacher_cfg, cache: str | None):
 def cache_stats(counters: dict[str, int]) -> dict[str, dict[str, int]]:
     """``cache.<stage>.<hits|misses>`` counters (and the teacher ledger's) as {stage: {hits, misses}}.
 
-    >>> cache_stats({"cache.depth.hits": 3, "cache.depth.misses": 1, "ledger.cache_hits": 2, "x": 9})
+    >>> cache_stats({"cache.depth.hits": 3, "cache.depth.misses": 1, "teacher.cache_hits": 2, "x": 9})
     {'depth': {'hits': 3, 'misses': 1}, 'teacher': {'hits': 2, 'misses': 0}}
     """
     found: dict[str, dict[str, int]] = {}
@@ -120,7 +120,7 @@ def cache_stats(counters: dict[str, int]) -> dict[str, dict[str, int]]:
         parts = name.split(".")
         if len(parts) == 3 and parts[0] == "cache" and parts[2] in ("hits", "misses"):
             found.setdefault(parts[1], {"hits": 0, "misses": 0})[parts[2]] += n
-        elif name in ("ledger.cache_hits", "ledger.cache_misses"):
+        elif name in ("teacher.cache_hits", "teacher.cache_misses"):
             found.setdefault("teacher", {"hits": 0, "misses": 0})[name.rsplit("_", 1)[1]] += n
     return dict(sorted(found.items()))
 

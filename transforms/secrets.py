@@ -1,6 +1,6 @@
 """Secrets named by reference and read where they are used: on each worker, never in the job graph.
 
-A reference (``teacher.api_key_secret``) is one of:
+A reference (``teacher.connection.api_key_secret``) is one of:
 
 - ``env:NAME``: the environment variable ``NAME`` of the process that reads it;
 - ``file:/path``: the contents of a file (surrounding whitespace dropped), e.g. a mounted

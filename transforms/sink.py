@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.options.value_provider import StaticValueProvider
 
+from groundcot import prompts
 from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles import columns_of, style_names, style_of
@@ -131,10 +132,12 @@ def outcome(record: Record) -> tuple[str, str, str, str]:
 class WriteOutputs(beam.PTransform):
     """Write records to OUT/data/<style>/ (Parquet, per split) and OUT/rejected (JSONL); emit outcome keys."""
 
-    def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256, buffer_mb: int = 32):
+    def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256, buffer_mb: int = 32,
+                 prompt_texts: dict[str, str] | None = None):
         super().__init__()
         self.out, self.num_shards = out.rstrip("/"), num_shards
         self.row_group_size, self.buffer_mb = row_group_size, buffer_mb
+        self.prompt_texts = prompt_texts or {}  # the job's replaced prompts: rows' conversations use them
 
     def expand(self, records):
         names = style_names()
@@ -142,7 +145,7 @@ class WriteOutputs(beam.PTransform):
             lambda r, _: len(names) if r.rejection is not None else names.index(r.style), len(names) + 1)
         for style, written in zip(names, parts):
             (written
-             | f"ToRow_{style}" >> beam.Map(to_row)
+             | f"ToRow_{style}" >> beam.Map(prompts.Using(self.prompt_texts, to_row))
              | f"WriteParquet_{style}" >> fileio.WriteToFiles(
                  f"{self.out}/data/{style}", file_naming=shard_name,
                  destination=lambda row: split_name(row["split"]),

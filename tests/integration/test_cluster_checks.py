@@ -138,8 +138,8 @@ def test_check_estimates_teacher_calls_and_checks_the_endpoint(job, capfd):
     config, out = job
     base = config.read_text()
     with FakeOpenAI() as fake:
-        config.write_text(base + f"teacher: {{kind: openai, base_url: '{fake.base_url}', model: fake, "
-                                 "api_key_env: null}\nstyles: [sif, textual]\n")
+        config.write_text(base + f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+                                 "api_key_env: null}}\nstyles: [sif, textual]\n")
         assert main(["generate", str(config), "-o", str(out), "--check", *FAST, "--limit", "5"]) == 0
         plan = capfd.readouterr().out
         assert f"teacher: openai, model fake at {fake.base_url}" in plan
@@ -153,11 +153,11 @@ def test_check_estimates_teacher_calls_and_checks_the_endpoint(job, capfd):
 def test_check_names_an_unset_api_key(job, capfd, monkeypatch):
     config, out = job
     monkeypatch.delenv("GROUNDCOT_TEST_KEY", raising=False)
-    config.write_text(config.read_text() + "teacher: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m, "
-                                           "api_key_env: GROUNDCOT_TEST_KEY}\n")
+    config.write_text(config.read_text() + "teacher: {kind: openai, connection: {base_url: 'http://127.0.0.1:9/v1', "
+                                           "model: m, api_key_env: GROUNDCOT_TEST_KEY}}\n")
     assert main(["generate", str(config), "-o", str(out), "--check", *FAST]) == 2
-    assert one_line(capfd) == ("groundcot: teacher.api_key_env: the environment variable GROUNDCOT_TEST_KEY "
-                               "is not set")
+    assert one_line(capfd) == ("groundcot: teacher.connection.api_key_env: the environment variable "
+                               "GROUNDCOT_TEST_KEY is not set")
 
 
 def test_a_run_whose_counts_cannot_be_read_back_fails_instead_of_reporting_zero(job, capfd, monkeypatch):

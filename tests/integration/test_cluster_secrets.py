@@ -1,4 +1,4 @@
-"""teacher.api_key_secret through the real CLI: read where it is used, never in the job graph, outputs or logs;
+"""teacher.connection.api_key_secret, through the real CLI: read where it is used, never in the job graph, outputs or logs;
 and --check's lines on the key and on the per-process limits."""
 import base64
 import bz2
@@ -21,15 +21,15 @@ from support.fake_openai import FakeOpenAI
 KEY = "sk-groundcot-secret-file-5e2d"
 
 
-def job(tmp_path, fake, secret: str, modes=("good",), **teacher) -> str:
+def job(tmp_path, fake, secret: str, modes=("good",), limits=None) -> str:
     (tmp_path / "images").mkdir(exist_ok=True)
     (tmp_path / "images" / "a.png").write_bytes(png_bytes(64, 48))
     meta = tmp_path / "toy_cot_train.jsonl"
     meta.write_text("".join(viscot_line("a.png", 64, 48, [[10, 10, 30, 30]], question=f"What is it? [[{m}]]",
                                         answer="red") + "\n" for m in modes))
-    settings = {"kind": "openai", "base_url": fake.base_url if fake else "http://127.0.0.1:9/v1", "model": "fake-vlm",
-                "api_key_env": None, "api_key_secret": secret, "max_retries": 1, "timeout_s": 2.0,
-                "cache": str(tmp_path / "cache"), **teacher}
+    settings = {"kind": "openai", "cache": str(tmp_path / "cache"), "limits": limits or {},
+                "connection": {"base_url": fake.base_url if fake else "http://127.0.0.1:9/v1", "model": "fake-vlm",
+                               "api_key_env": None, "api_key_secret": secret, "max_retries": 1, "timeout_s": 2.0}}
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps({"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
                                 "depth": {"enabled": False}, "styles": ["sif"], "teacher": settings}))
@@ -76,18 +76,18 @@ def test_an_unreadable_secret_stops_the_run_with_one_line_naming_the_reference(t
     missing = tmp_path / "nowhere" / "key"
     config = job(tmp_path, None, f"file:{missing}")
     assert main(["generate", config, "--out", str(tmp_path / "out"), "--check"]) == 2
-    assert one_line(capfd) == (f"groundcot: teacher.api_key_secret: secret file:{missing}: cannot read the file "
+    assert one_line(capfd) == (f"groundcot: teacher.connection.api_key_secret: secret file:{missing}: cannot read the file "
                                "(FileNotFoundError)")
     config = job(tmp_path, None, "vault:kv/openai")
     assert main(["generate", config, "--out", str(tmp_path / "out"), "--check"]) == 2
-    assert "teacher.api_key_secret: secret reference 'vault:kv/openai': use env:NAME" in one_line(capfd)
+    assert "teacher.connection.api_key_secret: secret reference 'vault:kv/openai': use env:NAME" in one_line(capfd)
     assert not (tmp_path / "out").exists()
 
 
 def test_check_plans_the_key_and_the_job_wide_limits_per_worker_process(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("GC_SECRET_TEST_KEY", KEY)
     with FakeOpenAI(key=KEY) as fake:
-        config = job(tmp_path, fake, "env:GC_SECRET_TEST_KEY", request_budget=10, max_concurrency=4)
+        config = job(tmp_path, fake, "env:GC_SECRET_TEST_KEY", limits={"request_budget": 10, "max_concurrency": 4})
         assert main(["generate", config, "--out", str(tmp_path / "out"), "--check",
                      "--set", "runner.workers=3"]) == 0
     plan = capfd.readouterr().out
@@ -116,9 +116,10 @@ def test_check_on_dataflow_leaves_a_gcp_secret_to_the_workers_and_sums_limits_ov
     config.write_text(
         "sources: [{kind: viscot, path: 'gs://groundcot-test/meta/*_cot_train.jsonl', "
         "image_root: 'gs://groundcot-test/images'}]\noutput: {dir: 'gs://groundcot-test/out'}\n"
-        "depth: {enabled: false}\nteacher: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m, "
-        "api_key_env: null, api_key_secret: 'gcp:projects/demo/secrets/openai', request_budget: 1000, "
-        "max_concurrency: 8}\nrunner: {name: DataflowRunner, options: {project: demo, region: europe-west4, "
+        "depth: {enabled: false}\nteacher: {kind: openai, connection: {base_url: 'http://127.0.0.1:9/v1', model: m, "
+        "api_key_env: null, api_key_secret: 'gcp:projects/demo/secrets/openai'}, "
+        "limits: {request_budget: 1000, max_concurrency: 8}}\n"
+        "runner: {name: DataflowRunner, options: {project: demo, region: europe-west4, "
         "temp_location: 'gs://groundcot-test/tmp', machine_type: g2-standard-4, max_num_workers: 16}}\n")
     assert main(["generate", str(config), "--check"]) == 0  # the endpoint is not asked without the key
     plan = capfd.readouterr().out

@@ -52,7 +52,8 @@ def test_a_run_publishes_its_files_and_a_manifest(job):
 @pytest.mark.parametrize("bad, key", [
     ("sources.0.path=typo_cot_train.jsonl", "sources.0.path"),
     ("sources.0.path=[toy_cot_train.jsonl, 'nothing_*.jsonl']", "sources.0.path"),
-    ("teacher={kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m, api_key_env: GROUNDCOT_NO_SUCH_KEY}",
+    ("teacher={kind: openai, connection: {base_url: 'http://127.0.0.1:9/v1', model: m, "
+     "api_key_env: GROUNDCOT_NO_SUCH_KEY}}",
      "GROUNDCOT_NO_SUCH_KEY"),
 ])
 def test_a_run_that_fails_its_checks_leaves_the_previous_outputs_byte_identical(job, capfd, bad, key):
@@ -142,7 +143,8 @@ def test_a_stale_lock_is_taken_over(job, caplog):
 def test_a_killed_run_leaves_the_previous_outputs_and_a_rerun_succeeds(job, capfd):
     config, out = job
     with FakeOpenAI(latency=0.5) as fake:  # 6 teacher calls, 0.5 s each, one at a time
-        teacher = f"{{kind: openai, base_url: '{fake.base_url}', model: fake, api_key_env: null, max_concurrency: 1}}"
+        teacher = (f"{{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, api_key_env: null}}, "
+                   "limits: {max_concurrency: 1}}")
         Path(config).write_text(Path(config).read_text() + f"teacher: {teacher}\n")
         assert generate(config, out, "--set", "teacher={kind: template}") == 0
         before = snapshot(out)
@@ -202,8 +204,8 @@ def test_a_run_whose_teacher_always_fails_fails(tmp_path, image_root, capfd):
     with FakeOpenAI() as fake:
         config = tmp_path / "job.yaml"
         config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n"
-                          f"teacher: {{kind: openai, base_url: '{fake.base_url}', model: fake, api_key_env: null, "
-                          "max_retries: 0}\n")
+                          f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+                          "api_key_env: null, max_retries: 0}}\n")
         assert generate(str(config), tmp_path / "out") == 1
         assert "every one of 3 records was rejected with teacher_server_error" in one_line(capfd)
 

@@ -161,17 +161,19 @@ def test_missing_run_is_one_line(tmp_path, capfd):
 
 def test_scrub_removes_secrets_but_keeps_variable_names(monkeypatch):
     monkeypatch.setenv("MY_TEACHER_KEY", "sk-verysecretvalue42")
-    config = {"teacher": {"kind": "openai", "api_key_env": "MY_TEACHER_KEY", "api_key_secret": "file:/run/key",
-                          "base_url": "https://user:pa55@api.example.com/v1",
-                          "extra_headers": {"Authorization": "Bearer abc"}},
+    config = {"teacher": {"kind": "openai", "connection": {
+                  "api_key_env": "MY_TEACHER_KEY", "api_key_secret": "file:/run/key",
+                  "base_url": "https://user:pa55@api.example.com/v1"},
+                  "request": {"extra_body": {"Authorization": "Bearer abc"}}},
               "runner": {"options": {"note": "key is sk-verysecretvalue42"}}}
     from groundcot.runs.publish import known_secrets
 
     clean = scrub(config, known_secrets(None, config))
-    assert clean["teacher"]["api_key_env"] == "MY_TEACHER_KEY"
-    assert clean["teacher"]["api_key_secret"] == "<removed>"
-    assert clean["teacher"]["base_url"] == "https://api.example.com/v1"
-    assert clean["teacher"]["extra_headers"]["Authorization"] == "<removed>"
+    conn = clean["teacher"]["connection"]
+    assert conn["api_key_env"] == "MY_TEACHER_KEY"
+    assert conn["api_key_secret"] == "<removed>"
+    assert conn["base_url"] == "https://api.example.com/v1"
+    assert clean["teacher"]["request"]["extra_body"]["Authorization"] == "<removed>"
     assert "sk-verysecretvalue42" not in json.dumps(clean)
 
 

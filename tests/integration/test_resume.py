@@ -87,8 +87,8 @@ def test_teacher_replies_go_to_the_jobs_cache_when_the_teacher_names_none(tmp_pa
     with FakeOpenAI() as fake:
         job = {"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
                "depth": {"enabled": False}, "cache": str(tmp_path / "cache"),
-               "teacher": {"kind": "openai", "base_url": fake.base_url, "model": "fake-vlm",
-                           "api_key_env": "GC_TEST_KEY"}}
+               "teacher": {"kind": "openai", "connection": {"base_url": fake.base_url, "model": "fake-vlm",
+                                                            "api_key_env": "GC_TEST_KEY"}}}
         (tmp_path / "job.yaml").write_text(json.dumps(job))
         for run in ("first", "again"):
             assert main(["generate", str(tmp_path / "job.yaml"), "-o", str(tmp_path / run)]) == 0
@@ -113,8 +113,8 @@ def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path)
     assert main(["generate", DEMO, *base]) == 0  # a previous, finished run (template teacher)
     previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with FakeOpenAI(latency=0.4) as fake:
-        teacher = (f"teacher={{kind: openai, base_url: '{fake.base_url}', model: fake, api_key_env: null, "
-                   f"max_concurrency: {concurrency}}}")
+        teacher = (f"teacher={{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+                   f"api_key_env: null}}, limits: {{max_concurrency: {concurrency}}}}}")
         cmd = [sys.executable, "-m", "groundcot", "generate", DEMO, *base, "--set", teacher]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 180

@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from groundcot.pipeline.cli import main
-from groundcot.pipeline.config import OpenAITeacher
 from groundcot.schemas.runs import read_run
-from groundcot.transforms.teach.client import EndpointError, check_endpoint
+from groundcot.transforms.teach.connection import Connection, EndpointError, check_endpoint
 
 from support import png_bytes, viscot_line
 from support.fake_openai import FakeOpenAI
@@ -32,14 +31,19 @@ def dataset(tmp_path, modes, size=(64, 48)):
     return meta, root
 
 
-def job(tmp_path, fake, modes, **teacher):
+def job(tmp_path, fake, modes, prompts=None, **teacher):
+    """A job config for ``modes``; ``teacher``: sub-sections (merged into the defaults here) or values."""
     meta, root = dataset(tmp_path, modes)
-    settings = {"kind": "openai", "base_url": fake.base_url, "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
-                "max_concurrency": 4, "timeout_s": 1.0, "max_retries": 2, "temperature": 0.3, "max_tokens": 256,
-                "image_max_side": 40, "cache": str(tmp_path / "cache"), **teacher}
+    settings = {"kind": "openai", "cache": str(tmp_path / "cache"),
+                "connection": {"base_url": fake.base_url, "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
+                               "timeout_s": 1.0, "max_retries": 2},
+                "limits": {"max_concurrency": 4},
+                "request": {"temperature": 0.3, "max_tokens": 256, "image_max_side": 40}}
+    for name, value in teacher.items():
+        settings[name] = {**settings.get(name, {}), **value} if isinstance(value, dict) else value
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps({"sources": [{"kind": "viscot", "path": str(meta), "image_root": str(root)}],
-                                "depth": {"enabled": False}, "teacher": settings}))
+                                "depth": {"enabled": False}, "teacher": settings, "prompts": prompts or {}}))
     return str(path)
 
 
@@ -120,7 +124,7 @@ def test_second_run_is_served_from_the_cache(tmp_path, key):
 def test_judge_accepts_a_paraphrased_answer(tmp_path, key):
     with FakeOpenAI() as fake:
         out = tmp_path / "out"
-        assert main(["generate", job(tmp_path, fake, ["paraphrase"], judge=True), "--out", str(out)]) == 0
+        assert main(["generate", job(tmp_path, fake, ["paraphrase"], judge={"enabled": True}), "--out", str(out)]) == 0
     stats, written, _ = outcome(out)
     assert stats["written"] == 1 and stats["teacher"]["ledger"]["judge_calls"] == 1
 
@@ -128,7 +132,7 @@ def test_judge_accepts_a_paraphrased_answer(tmp_path, key):
 def test_request_budget(tmp_path, key):
     with FakeOpenAI() as fake:
         out = tmp_path / "out"
-        path = job(tmp_path, fake, ["good", "fenced"], request_budget=1)
+        path = job(tmp_path, fake, ["good", "fenced"], limits={"request_budget": 1})
         assert main(["generate", path, "--out", str(out)]) == 0
     stats, _, rejected = outcome(out)
     assert stats["written"] == 1 and stats["rejected_by_reason"] == {"teacher_budget_exhausted": 1}
@@ -137,7 +141,7 @@ def test_request_budget(tmp_path, key):
 def test_cost_estimate(tmp_path, key):
     with FakeOpenAI() as fake:
         out = tmp_path / "out"
-        path = job(tmp_path, fake, ["good"], price_prompt_per_mtok=2.0, price_completion_per_mtok=10.0)
+        path = job(tmp_path, fake, ["good"], cost={"price_prompt_per_mtok": 2.0, "price_completion_per_mtok": 10.0})
         assert main(["generate", path, "--out", str(out)]) == 0
     teacher = json.loads((out / "stats.json").read_text())["teacher"]
     assert teacher["estimated_cost_usd"] == pytest.approx((100 * 2.0 + 40 * 10.0) / 1e6)
@@ -194,7 +198,8 @@ def test_timeout_bounds_the_whole_reply_not_each_read(tmp_path, key):
     # 20 pieces 0.1 s apart: no single read waits 0.5 s, the whole reply takes 2 s
     with FakeOpenAI(trickle_s=2.0) as fake:
         out = tmp_path / "out"
-        path = job(tmp_path, fake, ["trickle", "trickle_once", "good"], timeout_s=0.5, max_retries=1)
+        path = job(tmp_path, fake, ["trickle", "trickle_once", "good"],
+                   connection={"timeout_s": 0.5, "max_retries": 1})
         started = time.monotonic()
         assert main(["generate", path, "--out", str(out)]) == 0
         elapsed = time.monotonic() - started
@@ -210,7 +215,7 @@ def test_timeout_bounds_the_whole_reply_not_each_read(tmp_path, key):
 
 def test_health_check_names_an_unreachable_endpoint_or_a_refused_key(tmp_path, key, monkeypatch):
     with FakeOpenAI(key=KEY) as fake:
-        cfg = OpenAITeacher(kind="openai", base_url=fake.base_url, model="fake-vlm", api_key_env="GC_TEST_KEY")
+        cfg = Connection(base_url=fake.base_url, model="fake-vlm", api_key_env="GC_TEST_KEY")
         check_endpoint(cfg)  # reachable, key accepted
         monkeypatch.setenv("GC_TEST_KEY", "sk-wrong-key-1234")
         with pytest.raises(EndpointError, match="refused the key in GC_TEST_KEY \\(HTTP 401\\)") as refused:
@@ -219,7 +224,7 @@ def test_health_check_names_an_unreachable_endpoint_or_a_refused_key(tmp_path, k
     assert "sk-wrong" not in str(refused.value) and "\n" not in str(refused.value)
     closed = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EndpointError, match="is unreachable") as unreachable:
-        check_endpoint(OpenAITeacher(kind="openai", base_url=closed, model="m", api_key_env="GC_TEST_KEY"))
+        check_endpoint(Connection(base_url=closed, model="m", api_key_env="GC_TEST_KEY"))
     assert "Connection refused" in str(unreachable.value) and KEY not in str(unreachable.value)
 
 
@@ -251,11 +256,12 @@ def test_every_style_through_the_api_teacher(tmp_path, key):
     path.write_text(json.dumps({
         "sources": [{"kind": "viscot", "path": str(meta), "image_root": str(root)}],
         "styles": ["sif", "textual", "mgpo", "aperture"], "depth": {"enabled": False},
-        "teacher": {"kind": "openai", "base_url": "", "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
-                    "crop_min_zoom": 1.0}}))  # crops even though the image is sent at full resolution
+        "teacher": {"kind": "openai", "connection": {"base_url": "", "model": "fake-vlm", "api_key_env": "GC_TEST_KEY"},
+                    "request": {"crop_min_zoom": 1.0}}}))  # crops even though the image is sent at full resolution
     with FakeOpenAI() as fake:
         out = tmp_path / "out"
-        assert main(["generate", str(path), "--out", str(out), "--set", f"teacher.base_url={fake.base_url}"]) == 0
+        base_url = f"teacher.connection.base_url={fake.base_url}"
+        assert main(["generate", str(path), "--out", str(out), "--set", base_url]) == 0
         bodies = [r["body"] for r in fake.requests]
     stats, _, _ = outcome(out)
     assert stats["written"] == 4 and stats["teacher"]["ledger"]["requests"] == 4  # one call per style

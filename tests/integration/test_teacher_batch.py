@@ -26,7 +26,8 @@ def shard_lines(out):
 
 def test_batch_shards_follow_the_openai_batch_request_schema(tmp_path, key):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, MODES, mode="batch", price_prompt_per_mtok=1.0, price_completion_per_mtok=1.0)
+        path = job(tmp_path, fake, MODES, batch={"enabled": True},
+                   cost={"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 1.0})
         out = tmp_path / "out"
         assert main(["generate", path, "--out", str(out)]) == 0
         assert fake.requests == [] and fake.health_checks == 0  # batch mode calls no one
@@ -53,7 +54,7 @@ def test_batch_shards_follow_the_openai_batch_request_schema(tmp_path, key):
 
 def test_submit_status_collect_then_generate_makes_no_live_call(tmp_path, key, capsys):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, MODES, mode="batch")
+        path = job(tmp_path, fake, MODES, batch={"enabled": True})
         out = tmp_path / "out"
         assert main(["generate", path, "--out", str(out)]) == 0
         _, lines = shard_lines(out)
@@ -88,7 +89,7 @@ def test_submit_status_collect_then_generate_makes_no_live_call(tmp_path, key, c
 def test_collect_reads_vllm_run_batch_results(tmp_path, key, capsys):
     """The other route: `vllm run-batch -i requests-*.jsonl -o RUN/batch/results.jsonl` on a GPU box."""
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"], mode="batch")
+        path = job(tmp_path, fake, ["good"], batch={"enabled": True})
         out = tmp_path / "out"
         assert main(["generate", path, "--out", str(out)]) == 0
         _, lines = shard_lines(out)
@@ -113,7 +114,7 @@ def faithful_sif(body: dict) -> str:
 
 def test_a_refused_key_is_one_line_without_the_key(tmp_path, key, capfd):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"], mode="batch")
+        path = job(tmp_path, fake, ["good"], batch={"enabled": True})
         out = tmp_path / "out"
         assert main(["generate", path, "--out", str(out)]) == 0
         fake.files_key = "sk-other"  # the files endpoint now wants another key

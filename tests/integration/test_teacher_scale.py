@@ -17,8 +17,8 @@ def key(monkeypatch):
 def test_max_cost_usd_stops_new_calls_and_rejects_the_rest(tmp_path, key):
     # each call: 100 prompt + 40 completion tokens = $0.0006 at $2 / $10 per million
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"] * 5, max_concurrency=1, price_prompt_per_mtok=2.0,
-                   price_completion_per_mtok=10.0, max_cost_usd=0.0013)
+        path = job(tmp_path, fake, ["good"] * 5, limits={"max_concurrency": 1},
+                   cost={"price_prompt_per_mtok": 2.0, "price_completion_per_mtok": 10.0, "max_cost_usd": 0.0013})
         # identical questions would share one cache entry: give each record its own
         meta = tmp_path / "toy_cot_train.jsonl"
         meta.write_text("".join(line.replace("What is it?", f"What is it ({i})?") + "\n"
@@ -38,14 +38,14 @@ def test_max_cost_usd_stops_new_calls_and_rejects_the_rest(tmp_path, key):
 
 def test_max_cost_usd_needs_prices(tmp_path, key, capfd):
     with FakeOpenAI() as fake:
-        assert main(["generate", job(tmp_path, fake, ["good"], max_cost_usd=1.0), "--check"]) == 2
+        assert main(["generate", job(tmp_path, fake, ["good"], cost={"max_cost_usd": 1.0}), "--check"]) == 2
     assert "max_cost_usd needs price_prompt_per_mtok" in capfd.readouterr().err
 
 
 def test_check_prints_calls_image_tokens_and_cost(tmp_path, key, capsys):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"] * 4, price_prompt_per_mtok=2.0, price_completion_per_mtok=10.0,
-                   max_cost_usd=5.0)
+        path = job(tmp_path, fake, ["good"] * 4,
+                   cost={"price_prompt_per_mtok": 2.0, "price_completion_per_mtok": 10.0, "max_cost_usd": 5.0})
         assert main(["generate", path, "--check", "--set", "styles=[sif,mgpo]"]) == 0
         assert fake.requests == []
     out = capsys.readouterr().out
@@ -55,7 +55,7 @@ def test_check_prints_calls_image_tokens_and_cost(tmp_path, key, capsys):
     per_record = ((12 + 2 * 900) * 2.0 + 2 * 256 * 10.0) / 1e6
     assert f"at most ${per_record:.4f} per record before re-asks" in out
     assert f"at most ${4 * per_record:.2f} for 4 records (48 image tokens)" in out
-    assert "calls stop at teacher.max_cost_usd $5" in out
+    assert "calls stop at teacher.cost.max_cost_usd $5" in out
 
 
 def test_quality_per_style_in_stats(tmp_path, key):

@@ -66,9 +66,10 @@ def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
     job.write_text(json.dumps({
         "sources": [{"kind": "viscot", "path": str(meta), "image_root": str(tmp_path / "images")}],
         "depth": {"enabled": False},
-        "teacher": {"kind": "openai", "base_url": base_url, "model": model, "api_key_env": None,
-                    "max_concurrency": 2, "timeout_s": 120, "max_retries": 0, "max_tokens": 16,
-                    "temperature": 0.0, "image_max_side": 56, "image_format": "png"}}))
+        "teacher": {"kind": "openai", "limits": {"max_concurrency": 2},
+                    "connection": {"base_url": base_url, "model": model, "api_key_env": None, "timeout_s": 120,
+                                   "max_retries": 0},
+                    "request": {"max_tokens": 16, "temperature": 0.0, "image_max_side": 56, "image_format": "png"}}}))
     out = tmp_path / "out"
     assert main(["generate", str(job), "--out", str(out)]) == 0
     stats = json.loads((out / "stats.json").read_text())

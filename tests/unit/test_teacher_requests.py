@@ -3,7 +3,6 @@ a byte-identical shared prefix for all styles of a record, and the image token r
 import base64
 import io
 import json
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -13,7 +12,7 @@ from groundcot.transforms.expand import expand_record
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.styles.pictures import COLOURS, numbered
 from groundcot.transforms.styles.prefix import Pictures, shared
-from groundcot.transforms.teach.api import ApiTeacher
+from groundcot.transforms.teach.api import ApiTeacher, OpenAIConfig
 from groundcot.transforms.teach.tokens import image_cost, image_tokens
 
 GREY = (128, 128, 128)
@@ -58,14 +57,13 @@ def record(rid="r1", w=120, h=90, question="What colour?"):
     return expand_record(r, seed=3)
 
 
-def teacher_cfg(**kw):
-    settings = dict(  # noqa: C408 - keyword style, as the config reads
-        kind="openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None, api_key_secret=None,
-        max_concurrency=2, timeout_s=1, max_retries=0, temperature=0.0, max_tokens=64, extra_body={},
-        image_max_side=64, image_format="png", images="one", crop_min_zoom=1.5, image_token_rule="qwen2.5-vl",
-        request_budget=None, cache=None, reask=False, judge=False, judge_model=None, mode="live",
-        max_cost_usd=None, price_prompt_per_mtok=None, price_completion_per_mtok=None)
-    return SimpleNamespace(**{**settings, **kw})
+def teacher_cfg(**request) -> OpenAIConfig:
+    """An API teacher's config; ``request``: its ``request`` section's values."""
+    return OpenAIConfig(kind="openai", reask=False, limits={"max_concurrency": 2},
+                        connection={"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": None,
+                                    "timeout_s": 1, "max_retries": 0},
+                        request={"temperature": 0.0, "max_tokens": 64, "image_max_side": 64, "image_format": "png",
+                                 **request})
 
 
 def styled(r, styles=("sif", "textual", "mgpo", "aperture")):

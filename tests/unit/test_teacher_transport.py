@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import SimpleNamespace
 
 import pytest
 
+from groundcot.transforms.teach.api import OpenAIConfig
 from groundcot.transforms.teach.client import ChatClient, Ledger, TeacherError
 
 
-def cfg(base_url: str) -> SimpleNamespace:
-    return SimpleNamespace(base_url=base_url, model="fake", api_key_env=None, api_key_secret=None,
-                           max_concurrency=2, timeout_s=0.5, max_retries=0, temperature=0.0, max_tokens=8,
-                           extra_body={}, cache=None, mode="live", request_budget=None, max_cost_usd=None,
-                           image_token_rule="qwen2.5-vl", price_prompt_per_mtok=None,
-                           price_completion_per_mtok=None)
+def cfg(base_url: str) -> OpenAIConfig:
+    return OpenAIConfig(kind="openai", limits={"max_concurrency": 2}, request={"temperature": 0.0, "max_tokens": 8},
+                        connection={"base_url": base_url, "model": "fake", "api_key_env": None, "timeout_s": 0.5,
+                                    "max_retries": 0})
 
 
 async def failure(handler) -> tuple[TeacherError, dict]:

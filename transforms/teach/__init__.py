@@ -1,9 +1,10 @@
 """Teachers write each record's trajectory in its style.
 
-One protocol, two implementations: ``TemplateTeacher`` (offline, deterministic) and
-``ApiTeacher`` (a VLM behind an OpenAI-compatible API: ``api`` holds the conversation,
-``client`` the HTTP side, ``cache`` the response cache). ``dofn.Teach`` runs either in
-Beam, many records in flight per worker.
+One protocol, one module per backend, each with its config section: ``template``
+(offline, deterministic), ``api`` (online: a VLM behind an OpenAI-compatible API; ``client``
+is its HTTP side) and ``batch`` (the API teacher's requests written as Batch API shards, and
+the submit/status/collect jobs). ``connection`` builds every OpenAI client. ``dofn.Teach``
+runs any teacher in Beam, many records in flight per worker.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 from groundcot.schemas.record import Record
 from groundcot.transforms.teach.client import Ledger
-from groundcot.transforms.teach.template import TemplateTeacher, write_template
+from groundcot.transforms.teach.template import TemplateConfig, TemplateTeacher, write_template
 
 STAGE = "teacher"
 
@@ -31,16 +32,20 @@ class Teacher(Protocol):
 
     def prepare(self, record: Record) -> Any:
         """CPU work for the request (runs on the Beam thread, may raise); the API teacher's is a
-        ``styles.prefix.Request`` whose leading messages all styles of the record share.
-        A teacher in batch mode also has ``take_batch()``: the request lines to write as a shard."""
+        ``styles.prefix.Request`` whose leading messages all styles of the record share."""
 
     async def write(self, record: Record, request: Any) -> Record:
         """The record with its turns and ``cot``, or rejected with a reason (an exception
         rejects it with ``error_<Type>``)."""
 
+    def take_batch(self) -> list[dict]:
+        """The Batch API request lines written down since the last call, to write as a shard
+        (none unless the teacher's ``batch.enabled``)."""
+
 
 def make_teacher(cfg, validate_params: dict, run_id: str = "run") -> Teacher:
-    """The teacher a ``teacher`` config section names."""
+    """The teacher a ``teacher`` config section names (an API teacher with ``batch.enabled``
+    writes its requests down instead of sending them)."""
     if cfg.kind == "template":
         return TemplateTeacher()
     from groundcot.transforms.teach.api import ApiTeacher
@@ -48,4 +53,11 @@ def make_teacher(cfg, validate_params: dict, run_id: str = "run") -> Teacher:
     return ApiTeacher(cfg, validate_params, run_id)
 
 
-__all__ = ["STAGE", "Teacher", "TemplateTeacher", "make_teacher", "write_template"]
+def configs() -> tuple:
+    """Every backend's config section, for the job config's ``teacher`` union."""
+    from groundcot.transforms.teach.api import OpenAIConfig
+
+    return TemplateConfig, OpenAIConfig
+
+
+__all__ = ["STAGE", "Teacher", "TemplateTeacher", "configs", "make_teacher", "write_template"]

@@ -1,9 +1,20 @@
 """The offline baseline teacher: each style's template turns, from what the record knows."""
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles import style_of
 from groundcot.transforms.teach.client import Ledger
+
+
+class TemplateConfig(BaseModel):
+    """``teacher: {kind: template}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["template"] = Field("template", description="template: offline deterministic baseline.")
 
 
 def write_template(record: Record) -> Record:
@@ -37,3 +48,6 @@ class TemplateTeacher:
 
     async def write(self, record: Record, request: None = None) -> Record:
         return write_template(record)
+
+    def take_batch(self) -> list[dict]:
+        return []

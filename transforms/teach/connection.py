@@ -1,0 +1,101 @@
+"""Where an OpenAI-compatible endpoint is and how to reach it: the one place groundcot builds
+``openai`` clients (the teacher, the batch commands, the trainer's judges) and checks an endpoint.
+
+The API key is read where the client is built (on each worker), through ``transforms.secrets``
+when the config names a secret reference; it is never logged, and ``redact`` removes it from text.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Connection(BaseModel):
+    """The ``connection`` sub-section of an API teacher (and of a judge that calls an endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="e.g. http://localhost:8000/v1 for a vLLM server.")
+    model: str = Field(description="Model name as the endpoint knows it.")
+    api_key_env: Optional[str] = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
+                                       "(null: none, as for a local vLLM). The key itself never goes in a config.")
+    api_key_secret: Optional[str] = Field(None, description="Instead of api_key_env: where each worker reads the "
+                                          "key, env:NAME, file:/path or gcp:projects/P/secrets/S[/versions/V] "
+                                          "(Secret Manager, groundcot[gcp]). Only this reference is in the job.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
+    max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
+                                                  "(exponential backoff with jitter, Retry-After honoured).")
+
+    def key(self) -> str | None:
+        """The API key: from the secret reference when there is one, else the environment variable."""
+        return api_key(self.api_key_env, self.api_key_secret)
+
+    def redact(self, text: str, key: str | None = None) -> str:
+        """``text`` with the key (``key``, or the one this connection reads) replaced by ``***``."""
+        key = key or self.key()
+        return text.replace(key, "***") if key and len(key) >= 4 else text
+
+
+def api_key(env_name: str | None, secret: str | None = None) -> str | None:
+    """The key: from the secret reference when there is one (read on the worker, see transforms.secrets)."""
+    if secret:
+        from groundcot.transforms.secrets import resolve
+        return resolve(secret)
+    return os.environ.get(env_name) if env_name else None
+
+
+def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | None = None,
+                event_hooks: dict | None = None, max_retries: int | None = None, key: str | None = None):
+    """An ``openai.AsyncOpenAI`` (``asynchronous``) or ``openai.OpenAI`` client for ``conn``.
+
+    The async client runs on the aiohttp transport (``openai[aiohttp]``): httpcore's pool scans every
+    connection on each request and reply, which at 64 connections cost more CPU per call than the
+    rest of the client. ``max_connections`` bounds its pool, ``event_hooks`` are httpx's (the
+    teacher counts attempts with them). ``max_retries`` defaults to the connection's (the teacher
+    passes 0: its own retries also cover malformed replies). ``key``: an already-read key.
+    """
+    import openai
+
+    key = key or conn.key() or "EMPTY"
+    retries = conn.max_retries if max_retries is None else max_retries
+    if not asynchronous:
+        return openai.OpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries)
+    import httpx2
+
+    options = {"event_hooks": event_hooks} if event_hooks else {}
+    if max_connections is not None:
+        options["limits"] = httpx2.Limits(max_connections=max_connections,
+                                          max_keepalive_connections=max_connections)
+    return openai.AsyncOpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries,
+                              http_client=openai.DefaultAioHttpClient(timeout=conn.timeout_s, **options))
+
+
+class EndpointError(RuntimeError):
+    """The teacher's endpoint cannot serve this job (one line, never the key)."""
+
+
+def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "teacher.connection") -> None:
+    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached or refuses the key.
+
+    Any other answer (even a 404 from a server without ``/models``) counts as reachable: the
+    run's own retries deal with what is transient.
+    """
+    import httpx2
+
+    key = conn.key()
+    url = httpx2.URL(f"{conn.base_url.rstrip('/')}/models")
+    shown = str(url.copy_with(userinfo=b"", query=None))  # nothing secret from the URL either
+    try:
+        response = httpx2.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=timeout_s)
+    except httpx2.TimeoutException:
+        raise EndpointError(f"teacher endpoint {shown}: no answer within {timeout_s:g} s") from None
+    except (httpx2.HTTPError, httpx2.InvalidURL) as err:
+        reason = str(err).replace(key, "***") if key else str(err)  # e.g. [Errno 111] Connection refused
+        reason = reason.splitlines()[0][:200] if reason.strip() else type(err).__name__
+        raise EndpointError(f"teacher endpoint {shown} is unreachable ({reason})") from None
+    if response.status_code in (401, 403):
+        source = conn.api_key_secret or conn.api_key_env
+        whose = f"the key in {source}" if key else f"requests without a key (set {key_name}.api_key_env)"
+        raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")
