@@ -69,7 +69,7 @@ class Grpo(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     use_vllm: bool = Field(False, description="Generate with vLLM (TRL's server mode: start `trl vllm-serve` first).")
     vllm_server_base_url: str | None = Field(None, description="e.g. http://host:8000 (server mode).")
-    rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency", "aperture"], float] = Field(
+    rewards: dict[str, float] = Field(
         {"format": 1.0, "answer": 1.0, "box": 1.0, "depth": 1.0},
         description="Rewards and their weights (GRPO-SIF sums the four, unweighted). boxed_answer is "
                     "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin; "
@@ -81,6 +81,15 @@ class Grpo(Section):
         "Training: reward sets).")
     progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
     judge: Judge | None = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+        from groundcot.trainer.rewards.registry import PARTS
+
+        if unknown := [n for n in weights if n not in PARTS]:
+            raise ValueError(f"unknown reward {', '.join(unknown)} (known: {', '.join(PARTS)})")
+        return weights
 
 
 class Job(Section):

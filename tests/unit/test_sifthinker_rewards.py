@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from groundcot.trainer import rewards as G
-from groundcot.trainer import sifthinker as S
+from groundcot.trainer.rewards import sifthinker as S
 
 
 def png16(depth: np.ndarray) -> bytes:

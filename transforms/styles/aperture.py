@@ -31,6 +31,7 @@ def box_text(box) -> str:
 
 class Aperture(Style):
     name = "aperture"
+    reward_parts = ("aperture",)
     plans_crops = True
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:

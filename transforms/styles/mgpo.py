@@ -53,6 +53,7 @@ def region_turn(record: Record) -> str:
 
 class Mgpo(Style):
     name = "mgpo"
+    reward_parts = ("boxed_answer",)
     plans_crops = True
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:

@@ -19,6 +19,7 @@ def chain_request(record: Record, prefix: Request, instruction_name: str) -> Req
 
 class Sif(Style):
     name = "sif"
+    reward_parts = ("format", "answer", "box", "depth")
 
     def template(self, record: Record) -> list[str]:
         steps = tuple(Step(step.areas(), observe(step, record)) for step in record.chain)

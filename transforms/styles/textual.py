@@ -13,6 +13,7 @@ from groundcot.transforms.styles.words import observe
 
 class Textual(Style):
     name = "textual"
+    reward_parts = ("answer",)
 
     def template(self, record: Record) -> list[str]:
         focus = [s for s in record.chain if s.kind != "distractor"]

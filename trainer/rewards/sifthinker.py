@@ -20,8 +20,6 @@ The depth map is read as SIFThinker reads it back from its 8-bit colour depth im
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 import re
@@ -32,18 +30,12 @@ import numpy as np
 from groundcot.schemas.answers import answers_match
 from groundcot.schemas.boxes import hiou
 from groundcot.schemas.codecs import decode_png16
-from groundcot.trainer.rewards import per_depth_map
+from groundcot.trainer.rewards.judge import GradedJudge
+from groundcot.trainer.rewards.text import per_depth_map, text_of
 
 FULL = [[0, 0, 1, 1]]
 _AREA = re.compile(r"<area>(.*?)</area>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>\n?(.*?)\n?</answer>", re.DOTALL)
-
-
-def text_of(completion) -> str:
-    if isinstance(completion, str):
-        return completion
-    content = completion[-1]["content"] if completion else ""
-    return content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)
 
 
 def _number(v) -> bool:
@@ -173,65 +165,6 @@ def answer_of(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def parse_score(reply: str) -> float:
-    """The judge's ``{"score": x}`` (or a bare number, fenced or not); 0 when unreadable."""
-    for raw in (reply, re.sub(r"```json|```", "", reply).strip()):
-        try:
-            data = json.loads(raw)
-            return float(data if isinstance(data, (int, float)) else data["score"])
-        except (ValueError, TypeError, KeyError):
-            continue
-    return 0.0
-
-
-class GradedJudge:
-    """SIFThinker's answer judge: a VLM behind an OpenAI-compatible endpoint scores the answer
-    against the standard one in [0, 1], seeing the image. Picklable; scores cached."""
-
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0):
-        self.base_url, self.model, self.api_key_env, self.timeout_s = base_url, model, api_key_env, timeout_s
-        self.scores: dict[tuple, float] = {}
-        self._client = None
-
-    def __call__(self, question: str, reference: str, candidate: str | None, image=None) -> float:
-        import os
-
-        import openai
-
-        from groundcot import prompts
-
-        key = (question, reference, candidate, id(image) if image is not None else None)
-        if key not in self.scores:
-            if self._client is None:
-                api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
-                self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=self.timeout_s)
-            text = prompts.render("judge_graded", question=question, reference=reference, candidate=str(candidate))
-            system, _, user = text.partition("\n---\n")
-            content = [{"type": "text", "text": user}]
-            if image is not None:
-                content.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
-            try:
-                reply = self._client.chat.completions.create(model=self.model, messages=[
-                    {"role": "system", "content": system}, {"role": "user", "content": content}])
-                self.scores[key] = parse_score(reply.choices[0].message.content or "")
-            except openai.OpenAIError:
-                return 0.0  # SIFThinker scores a failed judge call 0 (not cached: the next call asks again)
-        return self.scores[key]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_client": None}
-
-
-def _data_url(image) -> str:
-    if isinstance(image, dict):
-        image = image.get("bytes")
-    if not isinstance(image, (bytes, bytearray)):
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="PNG")
-        image = buf.getvalue()
-    return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
-
-
 class BatchMeanProgress:
     """accuracy_w_progress: s + (s - prev) when s >= prev, prev the previous training step's batch
     mean of this reward (bonus included) for the same prompt (by ``id``); a mean of 0 is not stored.
@@ -242,8 +175,8 @@ class BatchMeanProgress:
 
     __name__ = "answer_reward"
 
-    def __init__(self, judge: GradedJudge | None = None):
-        self.judge, self.prev, self.step = judge, {}, None
+    def __init__(self, judge: GradedJudge | None = None, bonus: bool = True):
+        self.judge, self.bonus, self.prev, self.step = judge, bonus, {}, None
         self.sums: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -263,10 +196,12 @@ class BatchMeanProgress:
                 self.prev[i] = mean
         self.sums = {}
 
-    def __call__(self, completions, answer, id, question=None, images=None, trainer_state=None,
+    def __call__(self, completions, answer, id=None, question=None, images=None, trainer_state=None,
                  **kwargs) -> list[float]:
         n = len(completions)
         s = self.scores(completions, answer, question or [""] * n, images or [None] * n)
+        if not self.bonus or id is None:
+            return s
         step = getattr(trainer_state, "global_step", None)
         with self._lock:
             if step is None or step != self.step:
@@ -280,8 +215,8 @@ class BatchMeanProgress:
         return rewards
 
     def __getstate__(self):
-        return {"judge": self.judge, "prev": self.prev, "step": self.step, "sums": self.sums}
+        return {"judge": self.judge, "bonus": self.bonus, "prev": self.prev, "step": self.step, "sums": self.sums}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"bonus": True, **state})
         self._lock = threading.Lock()
