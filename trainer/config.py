@@ -19,7 +19,8 @@ class Data(Section):
     depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
                               "(sif.depth_input off) one, rendered from the depth map and labelled as in SIF-50K. "
                               "Rows written with one always carry it.")
-    depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey).")
+    depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey); "
+                                "reward_set sifthinker reads the depth map as SIFThinker reads a depth image drawn with it.")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
 
     @field_validator("depth_colormap")
