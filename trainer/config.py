@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from groundcot.trainer.data import RL_DEPTH_IMAGE
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,6 +21,9 @@ class Data(Section):
     depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
                               "(sif.depth_input off) one, rendered from the depth map and labelled as in SIF-50K. "
                               "Rows written with one always carry it.")
+    rl_depth_image: bool = Field(RL_DEPTH_IMAGE, description="GRPO: show sif rows' depth image in the RL prompt too. Off as in "
+                                 "GRPO-SIF (RGB only; the reward reads the depth map); the verl and trl exports "
+                                 "follow the same switch (--rl-depth-image).")
     depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey); "
                                 "reward_set sifthinker reads the depth map as SIFThinker reads a depth image drawn with it.")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
