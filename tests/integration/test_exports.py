@@ -56,8 +56,8 @@ def test_trl_export_trains_one_step_in_trls_own_trainers(run, tmp_path):
     model_dir = str(tmp_path / "tiny")
     assert main(["tiny-model", model_dir]) == 0
     assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path / "trl")]) == 0
-    common = dict(max_steps=1, per_device_train_batch_size=2, report_to="none", save_strategy="no", bf16=False,
-                  gradient_checkpointing=False, logging_steps=1)
+    common = {"max_steps": 1, "per_device_train_batch_size": 2, "report_to": "none", "save_strategy": "no",
+              "bf16": False, "gradient_checkpointing": False, "logging_steps": 1}
     sft = datasets.load_dataset("parquet", data_files=str(tmp_path / "trl" / "data" / "*.parquet"), split="train")
     trainer = SFTTrainer(model=AutoModelForImageTextToText.from_pretrained(model_dir),
                          args=SFTConfig(output_dir=str(tmp_path / "sft"), max_length=1024, **common),

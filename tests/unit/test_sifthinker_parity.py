@@ -163,11 +163,11 @@ def test_sifthinker_set_equals_sifthinkers_code(theirs, tmp_path):
                     "answer": theirs.extract_answer(text)}
         got = {"format": S.format_reward(conv)[0], "box": S.box_reward(conv, gt_boxes=[gt])[0],
                "depth": depth_reward(conv, depth_map=[png])[0], "answer": S.answer_of(text)}
-        for part in want:
-            same = got[part] == want[part] if part == "answer" else got[part] == pytest.approx(want[part], abs=1e-9, nan_ok=True)
+        for part, value in want.items():
+            same = got[part] == value if part == "answer" else got[part] == pytest.approx(value, abs=1e-9, nan_ok=True)
             if not same:
                 differences += 1
-                sample.append((part, text, gt, want[part], got[part]))
+                sample.append((part, text, gt, value, got[part]))
     assert differences == 0, "\n".join(map(repr, sample[:8]))
     # the generated set holds the cases issue 21 names
     assert sum('"bbox_2d": ["' in t for t in texts) >= 10 and sum("NaN" in t or "Infinity" in t for t in texts) >= 20

@@ -9,7 +9,7 @@ import types
 import pytest
 import yaml
 
-import groundcot.trainer.verl_reward as verl_reward
+from groundcot.trainer import verl_reward
 
 from support import REPO
 
