@@ -50,8 +50,8 @@ step "groundcot publish --dry-run (no network, no token)"
 "$gc" publish out/demo --repo-id someone/groundcot-demo --dry-run | tee "$work/tree.txt"
 grep -q "data/sif/" "$work/tree.txt"
 
-step "a tiny random Qwen2.5-VL"
-"$work/venv/bin/python" "$repo/tests/support/tiny_models.py" qwen25vl "$work/qwen"
+step "groundcot tiny-model (a tiny random Qwen2.5-VL, offline)"
+"$gc" tiny-model "$work/qwen"
 
 step "groundcot train sft (bundled config, one step)"
 "$gc" train sft jobs/train_sft.yaml --set model="$work/qwen" "${quick[@]}"
@@ -68,7 +68,7 @@ for format in trl llamafactory verl; do
   "$gc" export out/demo --format "$format" -o "out/exports/$format"
 done
 "$gc" export out/demo --format verl --style sif --style textual -o out/exports/verl-sif-textual
-test -f out/exports/trl/data/train-00000-of-00001.parquet
+test -f out/exports/trl/data/train-00000-of-00001.parquet && test -f out/exports/trl/grpo/train-00000-of-00001.parquet
 test -f out/exports/llamafactory/dataset_info.json
 test -f out/exports/verl/train.parquet
 step "passed"

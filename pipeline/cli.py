@@ -3,7 +3,8 @@
     groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty] [--check]
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
-    groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...]
+    groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...] [--rl-depth-image]
+    groundcot tiny-model DIR [--kind {qwen25vl,llava}]
     groundcot publish RUN --repo-id USER/NAME [--private] [--revision R] [--dry-run]
     groundcot inspect RUN [-o DIR] [--per-style N] [--seed S]
     groundcot teacher {try,submit,status,collect} CONFIG ...
@@ -97,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--out", help="where to write (default: RUN/exports/FORMAT)")
     exp.add_argument("--style", dest="styles", action="append", metavar="STYLE",
                      help="keep only this style (repeatable; default: all)")
+    exp.add_argument("--rl-depth-image", action="store_true",
+                     help="RL prompts (verl; trl's grpo/) show sif rows' depth image too (default: RGB only, "
+                          "as in GRPO-SIF; the trainer's data.rl_depth_image)")
+
+    tiny = sub.add_parser("tiny-model", help="write a tiny random VLM for offline smoke tests of `train`")
+    tiny.add_argument("out", metavar="DIR", help="the folder to write the model and its processor to")
+    tiny.add_argument("--kind", choices=("qwen25vl", "llava"), default="qwen25vl",
+                      help="the architecture (default: qwen25vl, what the bundled training jobs expect)")
 
     pub = sub.add_parser("publish", help="upload a run to the Hugging Face Hub (card, configs, stats, job)")
     pub.add_argument("run", help="the run's output folder")
@@ -233,7 +242,7 @@ def _export(args) -> int:
     from groundcot.runs.export import export
 
     try:
-        export(args.run, args.format, args.out, args.styles)
+        export(args.run, args.format, args.out, args.styles, args.rl_depth_image)
     except FileNotFoundError as err:
         return _fail(f"no run to export: {err}", 1)
     except ValueError as err:
@@ -267,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         return _prompts(args)
     if args.command == "train":
         return _train(args)
+    if args.command == "tiny-model":
+        from groundcot.trainer.tiny import BUILDERS
+
+        print(BUILDERS[args.kind](args.out))
+        return 0
     if args.command == "demo":
         return _generate(str(bundled_jobs() / "demo.yaml"), args.out, None, [], overwrite=args.overwrite)
     from groundcot.pipeline.config import ConfigError

@@ -1,14 +1,16 @@
 """``groundcot export``: a run's rows in the layout a trainer reads, one writer per format.
 
-Every writer has the same interface, ``write(rows, dest) -> rows written``, where ``rows`` is
+Every writer has the same interface, ``write(rows, dest, rl_depth_image) -> rows written``, where ``rows`` is
 the run's ``datasets.Dataset`` with images left as ``{"bytes", "path"}`` (copied out as they
 are, never decoded and re-encoded).
 
-- ``trl``: ``images`` (the image, the depth image of sif rows, then the crops) + ``messages`` with ``{"type": "image"}``
-  placeholders in the same order, as Parquet.
+- ``trl``: for SFTTrainer, ``data/``: ``images`` (the image, the depth image of sif rows, then the
+  crops) + ``messages`` with ``{"type": "image"}`` placeholders in the same order; for GRPOTrainer,
+  ``grpo/`` (single-turn rows): a conversational ``prompt`` with its ``images`` (``trainer.data.rl_prompt``)
+  and the columns groundcot's reward functions read (``answer``, ``gt_boxes``, ``depth_map``, ...). Parquet.
 - ``llamafactory``: per style a sharegpt JSON file whose contents are strings with one
   ``<image>`` per image, an ``images/`` folder, and the ``dataset_info.json`` entries.
-- ``verl``: an RL prompt (the first user turn, ``<image>`` in the text), its ``images`` and
+- ``verl``: an RL prompt (``trainer.data.rl_prompt``, ``<image>`` in the text), its ``images`` and
   ``reward_model.ground_truth``; ``extra_info`` carries what ``trainer.verl_reward`` needs (the
   GT boxes as lists, the depth map's PNG bytes). Single-turn styles only unless asked.
 
@@ -27,7 +29,8 @@ from PIL import Image
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.runs import read_run
-from groundcot.transforms.styles import STYLES
+from groundcot.trainer.data import RL_DEPTH_IMAGE, grpo_row, rl_prompt
+from groundcot.transforms.styles import STYLES, get_style
 
 log = logging.getLogger("groundcot")
 
@@ -50,7 +53,8 @@ def image_suffix(data: bytes) -> str:
 
 
 class TrlWriter:
-    """TRL's conversational vision rows: ``images`` + ``messages`` (SFTTrainer reads them as they are)."""
+    """TRL's conversational vision rows: ``data/`` for SFTTrainer (``images`` + ``messages``) and, for
+    the single-turn rows, ``grpo/`` for GRPOTrainer (``prompt`` + ``images`` + the reward columns)."""
 
     name = "trl"
 
@@ -58,17 +62,30 @@ class TrlWriter:
     def row(row: dict) -> dict:
         return {"id": row["id"], "style": row["style"], "images": images_of(row), "messages": row["messages"]}
 
-    def write(self, rows, dest: Path) -> int:
+    def write(self, rows, dest: Path, rl_depth_image: bool = RL_DEPTH_IMAGE) -> int:
         import datasets
 
         from groundcot.schemas.columns import features
 
         full = features()
-        target = datasets.Features({"id": full["id"], "style": full["style"],
-                                    "images": datasets.List(datasets.Image()), "messages": full["messages"]})
+        images = datasets.List(datasets.Image())
+        target = datasets.Features({"id": full["id"], "style": full["style"], "images": images,
+                                    "messages": full["messages"]})
         out = rows.map(self.row, remove_columns=rows.column_names, features=target)
         (dest / "data").mkdir(parents=True, exist_ok=True)
         out.to_parquet(str(dest / "data" / "train-00000-of-00001.parquet"))
+        single = rows.filter(lambda style: get_style(style).single_turn, input_columns=["style"])
+        if len(single):
+            paired = {get_style(s).twin for s in set(single["style"])} - {None}  # e.g. textual pairs with sif
+            twins = {r["id"]: r["cot"] for r in single if r["style"] in paired}
+            text = datasets.Value("string")
+            grpo = single.map(lambda r: {**grpo_row(r, twins, rl_depth_image, decode=False), "style": r["style"]},
+                              remove_columns=rows.column_names, features=datasets.Features({
+                                  "prompt": full["messages"], "images": images, "answer": text, "id": text,
+                                  "question": text, "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))),
+                                  "depth_map": datasets.Value("binary"), "twin_text": text, "style": text}))
+            (dest / "grpo").mkdir(parents=True, exist_ok=True)
+            grpo.to_parquet(str(dest / "grpo" / "train-00000-of-00001.parquet"))
         return len(out)
 
 
@@ -89,7 +106,7 @@ class LlamaFactoryWriter:
                        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                                 "assistant_tag": "assistant", "system_tag": "system"}}}
 
-    def write(self, rows, dest: Path) -> int:
+    def write(self, rows, dest: Path, rl_depth_image: bool = RL_DEPTH_IMAGE) -> int:
         (dest / "images").mkdir(parents=True, exist_ok=True)
         entries: dict[str, list] = {}
         for row in rows:
@@ -114,13 +131,13 @@ class VerlWriter:
     name = "verl"
 
     @staticmethod
-    def row(row: dict, index: int) -> dict:
+    def row(row: dict, index: int, rl_depth_image: bool = RL_DEPTH_IMAGE) -> dict:
         gt = [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]]
-        prompt = flat_messages(row["messages"][:1])
+        prompt, images = rl_prompt(row, rl_depth_image)
         return {
             "data_source": f"groundcot/{row['source']}/{row['dataset']}",
-            "prompt": prompt,
-            "images": images_of(row)[:prompt[0]["content"].count("<image>")],
+            "prompt": flat_messages(prompt),
+            "images": images,
             "ability": f"grounded_vqa/{row['style']}",
             "reward_model": {"style": "rule", "ground_truth": row["answer"]},
             "extra_info": {"index": index, "id": row["id"], "style": row["style"], "split": row["split"],
@@ -129,7 +146,7 @@ class VerlWriter:
                            "depth_map": row["depth_map"]["bytes"] if row.get("depth_map") else None},
         }
 
-    def write(self, rows, dest: Path) -> int:
+    def write(self, rows, dest: Path, rl_depth_image: bool = RL_DEPTH_IMAGE) -> int:
         import datasets
 
         text = datasets.Value("string")
@@ -140,7 +157,8 @@ class VerlWriter:
             "extra_info": {**{k: text for k in ("id", "style", "split", "question", "answer")},
                            "index": datasets.Value("int64"), "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))),
                            "frame": datasets.List(datasets.Value("int32")), "depth_map": datasets.Value("binary")}})
-        out = rows.map(self.row, with_indices=True, remove_columns=rows.column_names, features=target)
+        out = rows.map(lambda r, i: self.row(r, i, rl_depth_image), with_indices=True,
+                       remove_columns=rows.column_names, features=target)
         dest.mkdir(parents=True, exist_ok=True)
         out.to_parquet(str(dest / "train.parquet"))
         return len(out)
@@ -150,8 +168,10 @@ WRITERS = {w.name: w for w in (TrlWriter(), LlamaFactoryWriter(), VerlWriter())}
 FORMATS = tuple(WRITERS)
 
 
-def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | None = None) -> tuple[Path, int]:
-    """Write ``run``'s rows (only ``styles``, when given) as ``fmt`` to ``dest`` (default RUN/exports/FMT).
+def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | None = None,
+           rl_depth_image: bool = RL_DEPTH_IMAGE) -> tuple[Path, int]:
+    """Write ``run``'s rows (only ``styles``, when given) as ``fmt`` to ``dest`` (default RUN/exports/FMT);
+    ``rl_depth_image``: the RL prompts (verl, trl's grpo/) show sif rows' depth image too.
 
     Raises ``RunNotFound`` when ``run`` holds no shards, ValueError when no row has the styles asked for.
     """
@@ -166,6 +186,6 @@ def export(run: str, fmt: str, dest: str | None = None, styles: Sequence[str] | 
         raise ValueError(f"{run}: no rows of style {', '.join(styles)} (it has {', '.join(have) or 'none'})"
                          if styles else f"{run}: the run has no rows")
     target = Path(dest or f"{run.rstrip('/')}/exports/{fmt}")
-    n = WRITERS[fmt].write(rows, target)
+    n = WRITERS[fmt].write(rows, target, rl_depth_image)
     log.info("exported %d rows as %s to %s", n, fmt, target)
     return target, n

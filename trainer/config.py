@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from groundcot.trainer.data import RL_DEPTH_IMAGE
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,7 +21,11 @@ class Data(Section):
     depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
                               "(sif.depth_input off) one, rendered from the depth map and labelled as in SIF-50K. "
                               "Rows written with one always carry it.")
-    depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey).")
+    rl_depth_image: bool = Field(RL_DEPTH_IMAGE, description="GRPO: show sif rows' depth image in the RL prompt too. Off as in "
+                                 "GRPO-SIF (RGB only; the reward reads the depth map); the verl and trl exports "
+                                 "follow the same switch (--rl-depth-image).")
+    depth_colormap: str = Field("Spectral_r", description="The colour map for depth_image (a matplotlib name, or grey); "
+                                "reward_set sifthinker reads the depth map as SIFThinker reads a depth image drawn with it.")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
 
     @field_validator("depth_colormap")
@@ -69,7 +75,7 @@ class Grpo(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     use_vllm: bool = Field(False, description="Generate with vLLM (TRL's server mode: start `trl vllm-serve` first).")
     vllm_server_base_url: str | None = Field(None, description="e.g. http://host:8000 (server mode).")
-    rewards: dict[Literal["format", "answer", "box", "depth", "boxed_answer", "consistency", "aperture"], float] = Field(
+    rewards: dict[str, float] = Field(
         {"format": 1.0, "answer": 1.0, "box": 1.0, "depth": 1.0},
         description="Rewards and their weights (GRPO-SIF sums the four, unweighted). boxed_answer is "
                     "MGPO's binary answer reward; consistency is iVGR's, against the grounded twin; "
@@ -81,6 +87,15 @@ class Grpo(Section):
         "Training: reward sets).")
     progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
     judge: Judge | None = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+        from groundcot.trainer.rewards.registry import PARTS
+
+        if unknown := [n for n in weights if n not in PARTS]:
+            raise ValueError(f"unknown reward {', '.join(unknown)} (known: {', '.join(PARTS)})")
+        return weights
 
 
 class Job(Section):

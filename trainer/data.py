@@ -11,6 +11,11 @@ from groundcot.schemas.depth import render_depth, with_depth_input, without_dept
 from groundcot.schemas.runs import read_run
 from groundcot.transforms.styles import STYLES, get_style
 
+# The RL prompt's depth image, for both RL paths (`groundcot train grpo`'s data.rl_depth_image and
+# `groundcot export --format trl/verl --rl-depth-image`). Off, as in GRPO-SIF: its policy rolls out
+# on the RGB image alone and only the reward reads the depth map (REFERENCE.md section 2).
+RL_DEPTH_IMAGE = False
+
 
 def read_runs(data):
     """The rows of the job's runs (local folders or bucket prefixes), filtered as ``data`` says."""
@@ -28,22 +33,34 @@ def sft_row(row: dict, depth_image: bool = False, colormap: str = "Spectral_r") 
     images, messages = [row["image"], *row["crops"]], row["messages"]
     if row.get("depth_image") is not None:
         images.insert(1, _pil(row["depth_image"]))
-    elif depth_image and row["style"] == "sif" and row["depth_map"] is not None:
+    elif depth_image and "depth_image" in get_style(row["style"]).columns and row["depth_map"] is not None:
         images.insert(1, _pil({"bytes": render_depth(decode_png16(row["depth_map"]["bytes"]), colormap)}))
         first = messages[0]
         messages = [{**first, "content": with_depth_input(first["content"][-1]["text"])}, *messages[1:]]
     return {"images": images, "messages": messages}
 
 
-def grpo_row(row: dict, twins: dict[str, str] | None = None) -> dict:
-    """A conversational ``prompt`` (the first user turn, RGB only as in GRPO-SIF: a depth image
-    given in SFT is left out), its image, and what the rewards need."""
+def rl_prompt(row: dict, depth_image: bool = RL_DEPTH_IMAGE) -> tuple[list[dict], list]:
+    """A single-turn row's RL prompt (its first user turn) and that turn's images, as the row holds
+    them. Without ``depth_image`` a sif row's depth image is left out (RGB only, as in GRPO-SIF)."""
+    content = row["messages"][0]["content"]
+    if not depth_image:
+        content = without_depth_input(content)
+    shown = [row["image"], *([row["depth_image"]] if row.get("depth_image") else [])]
+    return [{"role": "user", "content": content}], shown[:sum(p["type"] == "image" for p in content)]
+
+
+def grpo_row(row: dict, twins: dict[str, str] | None = None, depth_image: bool = RL_DEPTH_IMAGE,
+             decode: bool = True) -> dict:
+    """A conversational ``prompt`` (``rl_prompt``), its ``images`` (PIL with ``decode``, else as the
+    row holds them), and what the rewards need."""
     if not get_style(row["style"]).single_turn:
         single = ", ".join(name for name, style in STYLES.items() if style.single_turn)
         raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use {single})")
+    prompt, images = rl_prompt(row, depth_image)
     return {
-        "prompt": [{"role": "user", "content": without_depth_input(row["messages"][0]["content"])}],
-        "images": [row["image"]], "answer": row["answer"], "id": row["id"],
+        "prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
+        "answer": row["answer"], "id": row["id"],
         "question": row["question"],
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
         "depth_map": row["depth_map"]["bytes"] if row["depth_map"] else None,
@@ -59,7 +76,8 @@ def sft_dataset(data):
 def grpo_dataset(data):
     ds = read_runs(data)
     twins = None
-    if "textual" in data.styles:
-        grounded = read_runs(data.model_copy(update={"styles": ["sif"], "limit": None}))
+    paired = sorted({get_style(s).twin for s in data.styles} - {None})  # e.g. textual rows pair with sif's
+    if paired:
+        grounded = read_runs(data.model_copy(update={"styles": paired, "limit": None}))
         twins = dict(zip(grounded["id"], grounded["cot"]))
-    return ds.map(lambda r: grpo_row(r, twins), remove_columns=ds.column_names)
+    return ds.map(lambda r: grpo_row(r, twins, data.rl_depth_image), remove_columns=ds.column_names)

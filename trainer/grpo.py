@@ -4,8 +4,7 @@ from __future__ import annotations
 from groundcot.trainer.config import GrpoJob
 from groundcot.trainer.data import grpo_dataset
 from groundcot.trainer.models import common_args, lora_config, prepare, train_and_save, with_device_precision
-from groundcot.trainer.rewards import OpenAIJudge, select
-from groundcot.trainer.sifthinker import GradedJudge
+from groundcot.trainer.rewards.registry import make_judge, select
 from groundcot.trainer.summary import write_summary
 
 
@@ -16,9 +15,8 @@ def run_grpo(job: GrpoJob) -> dict:
     dataset = grpo_dataset(job.data)
     processor, model = prepare(job)
     g = job.grpo
-    judge_class = GradedJudge if g.reward_set == "sifthinker" else OpenAIJudge
-    judge = judge_class(**g.judge.model_dump()) if g.judge else None
-    rewards, weights = select(g.rewards, g.progress_bonus, judge, g.reward_set)
+    judge = make_judge(g.reward_set, **g.judge.model_dump()) if g.judge else None
+    rewards, weights = select(g.rewards, g.progress_bonus, judge, g.reward_set, job.data.depth_colormap)
     vllm = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": g.vllm_server_base_url} if g.use_vllm else {}
     args = GRPOConfig(num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,
                       temperature=g.temperature, reward_weights=weights, **vllm, **common_args(job))

@@ -21,16 +21,57 @@ def run(tmp_path_factory):
     return out
 
 
+def filled_images(messages, images) -> list:
+    filled = prepare_multimodal_messages(messages, images)  # raises on a count mismatch
+    return [p["image"] for m in filled for p in m["content"] if p["type"] == "image"]
+
+
 def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
     assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path)]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
     assert set(ds.column_names) == {"id", "style", "images", "messages"} and len(ds) == 84
     for row in ds:
         assert is_conversational(row)
-        filled = prepare_multimodal_messages(row["messages"], row["images"])  # raises on a count mismatch
-        injected = [p["image"] for m in filled for p in m["content"] if p["type"] == "image"]
+        injected = filled_images(row["messages"], row["images"])
         assert len(injected) == len(row["images"]) and all(isinstance(i, Image.Image) for i in injected)
     assert {len(r["images"]) for r in ds if r["style"] == "mgpo"} == {2}
+    # grpo/: the single-turn rows, a conversational prompt whose placeholders its images fill
+    grpo = datasets.load_dataset("parquet", data_files=str(tmp_path / "grpo" / "*.parquet"), split="train")
+    assert len(grpo) == 42 and set(grpo["style"]) == {"sif", "textual"}
+    assert {"prompt", "images", "answer", "gt_boxes", "depth_map", "id", "question"} <= set(grpo.column_names)
+    for row in grpo:
+        assert is_conversational({"prompt": row["prompt"]}) and [m["role"] for m in row["prompt"]] == ["user"]
+        assert len(filled_images(row["prompt"], row["images"])) == len(row["images"]) == 1
+
+
+def test_trl_export_trains_one_step_in_trls_own_trainers(run, tmp_path):
+    """TRL's SFTTrainer on data/ and GRPOTrainer on grpo/ as they are, with the model
+    `groundcot tiny-model` writes and groundcot's reward functions (which read grpo/'s columns)."""
+    from transformers import AutoModelForImageTextToText
+    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+    from groundcot.trainer.models import load_processor
+    from groundcot.trainer.rewards import select
+
+    model_dir = str(tmp_path / "tiny")
+    assert main(["tiny-model", model_dir]) == 0
+    assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path / "trl")]) == 0
+    common = {"max_steps": 1, "per_device_train_batch_size": 2, "report_to": "none", "save_strategy": "no",
+              "bf16": False, "gradient_checkpointing": False, "logging_steps": 1}
+    sft = datasets.load_dataset("parquet", data_files=str(tmp_path / "trl" / "data" / "*.parquet"), split="train")
+    trainer = SFTTrainer(model=AutoModelForImageTextToText.from_pretrained(model_dir),
+                         args=SFTConfig(output_dir=str(tmp_path / "sft"), max_length=1024, **common),
+                         train_dataset=sft.select(range(0, 84, 21)), processing_class=load_processor(model_dir))
+    assert trainer.train().global_step == 1
+    grpo = datasets.load_dataset("parquet", data_files=str(tmp_path / "trl" / "grpo" / "*.parquet"), split="train")
+    rewards, weights = select({"format": 1, "answer": 1, "box": 1})
+    trainer = GRPOTrainer(model=AutoModelForImageTextToText.from_pretrained(model_dir), reward_funcs=rewards,
+                          args=GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2, max_completion_length=8,
+                                          reward_weights=weights, **common),
+                          train_dataset=grpo.select(range(4)), processing_class=load_processor(model_dir))
+    assert trainer.train().global_step == 1
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert {"rewards/format_reward/mean", "rewards/answer_reward/mean", "rewards/box_reward/mean"} <= logged
 
 
 def test_verl_export(run, tmp_path):

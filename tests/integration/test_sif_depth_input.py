@@ -109,7 +109,7 @@ def test_verl_compute_score_equals_the_trl_rewards(run, tmp_path, reward_set):
     from groundcot.trainer.data import grpo_row
     from groundcot.trainer.verl_reward import compute_score
 
-    assert main(["export", str(run), "--format", "verl", "-o", str(tmp_path)]) == 0
+    assert main(["export", str(run), "--format", "verl", "-o", str(tmp_path), "--rl-depth-image"]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
     assert sorted(set(ds["ability"])) == ["grounded_vqa/sif", "grounded_vqa/textual"]  # single-turn by default
     rows = {(r["id"], r["style"]): r for r in read_run(str(run), styles=["sif", "textual"])}

@@ -61,7 +61,7 @@ def test_sif_rows_reach_sft_with_both_images_and_grpo_with_the_image_only(run):
         assert len(row["images"]) == 2 and row["images"][0].size == row["images"][1].size
         assert sum(p["type"] == "image" for m in row["messages"] for p in m["content"]) == 2
         assert row["messages"][0]["content"][0]["text"] == "Original image: "
-    from groundcot.trainer import sifthinker
+    from groundcot.trainer.rewards import sifthinker
     from groundcot.trainer.rewards import depth_reward
 
     for row in grpo_dataset(Data(runs=[str(run)], styles=["sif"])):

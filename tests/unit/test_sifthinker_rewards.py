@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from groundcot.trainer import rewards as G
-from groundcot.trainer import sifthinker as S
+from groundcot.trainer.rewards import sifthinker as S
 
 
 def png16(depth: np.ndarray) -> bytes:
@@ -180,7 +180,8 @@ def test_graded_judge_scores_and_bonus(judge_url):
 
 def test_select_switches_the_four_sif_rewards():
     funcs, _ = G.select({"format": 1, "answer": 1, "box": 1, "depth": 1}, reward_set="sifthinker")
-    assert funcs[0] is S.format_reward and isinstance(funcs[1], S.BatchMeanProgress) and funcs[2] is S.box_reward and funcs[3] is S.depth_reward
+    assert funcs[0] is S.format_reward and isinstance(funcs[1], S.BatchMeanProgress) and funcs[2] is S.box_reward
+    assert isinstance(funcs[3], S.DepthReward) and funcs[3].colormap == "Spectral_r"
     assert [f.__name__ for f in funcs] == ["format_reward", "answer_reward", "box_reward", "depth_reward"]
 
 
@@ -197,3 +198,14 @@ def test_aperture_reward_by_hand():
     assert G.aperture_reward([turns], answer=["red"], gt_boxes=[gt]) == [0.5]
     assert G.aperture_reward([turns], answer=["blue"], gt_boxes=[gt]) == [-0.25]  # wrong: only the waste counts
     assert G.aperture_reward(["<answer>red</answer>"], answer=["red"], gt_boxes=[gt]) == [0.5]  # no looking
+
+
+def test_progress_bonus_off_is_honoured_in_both_sets():
+    ok = "<think><area>[]</area><text>x</text></think><answer>red</answer>"
+    for reward_set in ("sifthinker", "groundcot"):
+        (answer,), _ = G.select({"answer": 1}, progress_bonus=False, reward_set=reward_set)
+        for _ in range(3):  # with the bonus, the second call scores 1.5 (sifthinker) or stays 1 (groundcot)
+            assert answer([ok, ok], answer=["red"] * 2, id=["a", "a"]) == [1.0, 1.0]
+    (answer,), _ = G.select({"answer": 1}, progress_bonus=True, reward_set="sifthinker")
+    answer([ok, "<answer>no</answer>"], answer=["red"] * 2, id=["a", "a"])
+    assert answer([ok], answer=["red"], id=["a"]) == [1.5]

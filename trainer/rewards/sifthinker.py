@@ -8,7 +8,9 @@ that groundcot's stricter set refuses:
 - format: tags found by search (text around them is ignored), an empty area list, extra keys
   beside ``bbox_2d``/``depth``, number literals such as ``0.1230`` (read as 0.123).
 - box: any ``<area>`` that parses as JSON counts, wherever it is; degenerate boxes stay in
-  HIoU's pairing (the one HIoU, ``schemas.boxes.hiou``).
+  HIoU's pairing; coordinates go through ``float()`` (numeric strings count) and the unions
+  are shapely's, as there, so NaN and Infinity give what its code gives. (groundcot's set
+  uses the one HIoU of valid boxes, ``schemas.boxes.hiou``.)
 - depth: m is the mean of the map inside the box, not rounded; a stated depth passes when
   |d - m| / m <= 0.1 (m = 0: no credit); a box without a depth is not counted.
 - answer: an LLM judge's graded score s in [0, 1] (``GradedJudge``; without a judge, a 0/1
@@ -20,30 +22,23 @@ The depth map is read as SIFThinker reads it back from its 8-bit colour depth im
 """
 from __future__ import annotations
 
-import base64
-import io
+import functools
 import json
 import math
 import re
 import threading
+import warnings
 
 import numpy as np
 
 from groundcot.schemas.answers import answers_match
-from groundcot.schemas.boxes import hiou
 from groundcot.schemas.codecs import decode_png16
-from groundcot.trainer.rewards import per_depth_map
+from groundcot.trainer.rewards.judge import GradedJudge
+from groundcot.trainer.rewards.text import per_depth_map, text_of
 
 FULL = [[0, 0, 1, 1]]
 _AREA = re.compile(r"<area>(.*?)</area>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>\n?(.*?)\n?</answer>", re.DOTALL)
-
-
-def text_of(completion) -> str:
-    if isinstance(completion, str):
-        return completion
-    content = completion[-1]["content"] if completion else ""
-    return content if isinstance(content, str) else "".join(p.get("text") or "" for p in content)
 
 
 def _number(v) -> bool:
@@ -102,11 +97,61 @@ def _areas(text: str, key: str) -> list[list]:
     return out
 
 
+def _iou(a, b) -> float:
+    """SIFThinker's ``compute_single_iou``: float() on each coordinate (numeric strings count),
+    Python's max/min (a NaN stays where it falls), touching boxes 0."""
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    left, top, right, bottom = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    if right < left or bottom < top:
+        return 0.0
+    inter = (right - left) * (bottom - top)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union != 0 else 0.0
+
+
+def _pair_iou(pred: list, gt: list) -> float:
+    """``compute_pair_iou``: a Hungarian matching's IoU sum over min(|P|, |G|) (SciPy raises on a NaN)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not pred and not gt:
+        return 1.0
+    if not pred or not gt:
+        return 0.0
+    matrix = np.array([[_iou(p, g) for g in gt] for p in pred])
+    rows, cols = linear_sum_assignment(-matrix)
+    return float(matrix[rows, cols].sum() / min(len(pred), len(gt)))
+
+
+def _global_iou(pred: list, gt: list) -> float:
+    """``compute_global_iou``: IoU of the shapely unions; a box is left out when x2 <= x1 or
+    y2 <= y1, compared as written (strings compare as strings, as there)."""
+    try:
+        from shapely.geometry import Polygon
+        from shapely.ops import unary_union
+    except ImportError as err:  # a dependency of groundcot; only this reward set needs it
+        raise ImportError("reward_set sifthinker needs shapely (pip install shapely)") from err
+
+    def union(boxes):
+        polygons = [Polygon([(x1, y1), (x2, y1), (x2, y2), (x1, y2)])
+                    for x1, y1, x2, y2 in boxes if not (x2 <= x1 or y2 <= y1)]
+        return unary_union(polygons) if polygons else Polygon()
+
+    a, b = union(pred), union(gt)
+    if a.is_empty and b.is_empty:
+        return 1.0
+    if a.is_empty or b.is_empty:
+        return 0.0
+    inter = a.intersection(b).area
+    total = a.area + b.area - inter
+    return float(inter / total) if total != 0 else 0.0
+
+
 def _hiou(pred: list, gt: list) -> float:
-    """HIoU; raises on a box that is not 4 numbers, as SIFThinker's geometry code does."""
-    if any(not isinstance(b, list) or len(b) != 4 or not all(map(_number, b)) for b in pred):
-        raise ValueError("box is not 4 numbers")
-    return hiou(pred, gt)
+    """SIFThinker's HIoU: raises where its code raises (a box that is not 4 values, a value
+    float() refuses, a NaN in the matching, shapely on NaN coordinates)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (_global_iou(pred, gt) + _pair_iou(pred, gt)) / 2
 
 
 def format_reward(completions, **kwargs) -> list[float]:
@@ -125,16 +170,38 @@ def box_reward(completions, gt_boxes, **kwargs) -> list[float]:
                 reward = _hiou(end, gt)
                 h_ini = _hiou(start, gt)  # a failure here keeps H_end, as there
                 reward += max(0.0, reward - h_ini)
-        except (IndexError, ValueError, TypeError):
+        except Exception:  # noqa: BLE001, S110 - SIFThinker scores any failure as it stands
             pass
         out.append(reward)
     return out
 
 
-def sif_levels(depth01: np.ndarray) -> np.ndarray:
-    """The depth map as SIFThinker reads it back from its colour image: 1 - level / 255, where
-    level = uint8((1 - depth) * 255) is the palette entry the rendering used."""
-    return 1.0 - ((1.0 - depth01) * 255.0).astype(np.uint8).astype(np.float32) / 255.0
+def sif_levels(depth01: np.ndarray, colormap: str = "Spectral_r") -> np.ndarray:
+    """The depth map as SIFThinker's ``load_depth_from_color`` reads back the depth image
+    groundcot renders with ``colormap`` (``schemas.depth.render_depth``: level = uint8((1 - d) * 255)).
+
+    A colour image: each pixel's nearest Spectral_r entry i gives 1 - i / 255 (for Spectral_r
+    itself, the level's own entry). An image whose channels agree within 2 (grey): the blue
+    channel / 255, i.e. the level itself (near = 1: SIFThinker reads grey images inverted).
+    """
+    from groundcot.schemas.depth import GREY, _palette
+
+    level = ((1.0 - np.clip(depth01, 0.0, 1.0)) * 255.0).astype(np.uint8)
+    palette = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1) if colormap == GREY else _palette(colormap)
+    rgb = palette[np.unique(level)].astype(np.int16)
+    if np.abs(rgb[:, 0] - rgb[:, 1]).max() <= 2 and np.abs(rgb[:, 1] - rgb[:, 2]).max() <= 2:
+        return palette[level][..., 2].astype(np.float32) / 255.0
+    return 1.0 - _nearest_spectral(colormap)[level].astype(np.float32) / 255.0
+
+
+@functools.lru_cache(maxsize=8)
+def _nearest_spectral(colormap: str) -> np.ndarray:
+    """For each level of ``colormap``, the index of the nearest Spectral_r entry (SIFThinker's KDTree)."""
+    from scipy.spatial import KDTree
+
+    from groundcot.schemas.depth import _palette
+
+    return KDTree(_palette("Spectral_r")[:, ::-1]).query(_palette(colormap)[:, ::-1], k=1)[1]
 
 
 def box_mean(depth: np.ndarray, box) -> float:
@@ -148,8 +215,8 @@ def box_mean(depth: np.ndarray, box) -> float:
     return float(np.mean(depth[r1:r2, c1:c2]))
 
 
-def _depth_share(completion, png: bytes) -> float:
-    text, depth = text_of(completion), sif_levels(decode_png16(png))
+def _depth_share(completion, depth: np.ndarray) -> float:
+    text = text_of(completion)
     boxes, depths = _areas(text, "bbox_2d"), _areas(text, "depth")
     total, reward = sum(map(len, depths)), 0.0
     for i, area in enumerate(boxes):
@@ -163,73 +230,26 @@ def _depth_share(completion, png: bytes) -> float:
     return reward
 
 
-def depth_reward(completions, depth_map, **kwargs) -> list[float | None]:
-    """The share of stated depths within 10% of the unrounded box mean (None: no map)."""
-    return per_depth_map(completions, depth_map, _depth_share)
+class DepthReward:
+    """depth_consistency: the share of stated depths within 10% of the unrounded box mean of the
+    map as read back from the depth image drawn with ``colormap`` (None: no map)."""
+
+    __name__ = "depth_reward"
+
+    def __init__(self, colormap: str = "Spectral_r"):
+        self.colormap = colormap
+
+    def __call__(self, completions, depth_map, **kwargs) -> list[float | None]:
+        return per_depth_map(completions, depth_map,
+                             lambda c, png: _depth_share(c, sif_levels(decode_png16(png), self.colormap)))
+
+
+depth_reward = DepthReward()
 
 
 def answer_of(text: str) -> str | None:
     match = _ANSWER.search(text)
     return match.group(1).strip() if match else None
-
-
-def parse_score(reply: str) -> float:
-    """The judge's ``{"score": x}`` (or a bare number, fenced or not); 0 when unreadable."""
-    for raw in (reply, re.sub(r"```json|```", "", reply).strip()):
-        try:
-            data = json.loads(raw)
-            return float(data if isinstance(data, (int, float)) else data["score"])
-        except (ValueError, TypeError, KeyError):
-            continue
-    return 0.0
-
-
-class GradedJudge:
-    """SIFThinker's answer judge: a VLM behind an OpenAI-compatible endpoint scores the answer
-    against the standard one in [0, 1], seeing the image. Picklable; scores cached."""
-
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0):
-        self.base_url, self.model, self.api_key_env, self.timeout_s = base_url, model, api_key_env, timeout_s
-        self.scores: dict[tuple, float] = {}
-        self._client = None
-
-    def __call__(self, question: str, reference: str, candidate: str | None, image=None) -> float:
-        import os
-
-        import openai
-
-        from groundcot import prompts
-
-        key = (question, reference, candidate, id(image) if image is not None else None)
-        if key not in self.scores:
-            if self._client is None:
-                api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
-                self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=self.timeout_s)
-            text = prompts.render("judge_graded", question=question, reference=reference, candidate=str(candidate))
-            system, _, user = text.partition("\n---\n")
-            content = [{"type": "text", "text": user}]
-            if image is not None:
-                content.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
-            try:
-                reply = self._client.chat.completions.create(model=self.model, messages=[
-                    {"role": "system", "content": system}, {"role": "user", "content": content}])
-                self.scores[key] = parse_score(reply.choices[0].message.content or "")
-            except openai.OpenAIError:
-                return 0.0  # SIFThinker scores a failed judge call 0 (not cached: the next call asks again)
-        return self.scores[key]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_client": None}
-
-
-def _data_url(image) -> str:
-    if isinstance(image, dict):
-        image = image.get("bytes")
-    if not isinstance(image, (bytes, bytearray)):
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="PNG")
-        image = buf.getvalue()
-    return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
 
 
 class BatchMeanProgress:
@@ -242,8 +262,8 @@ class BatchMeanProgress:
 
     __name__ = "answer_reward"
 
-    def __init__(self, judge: GradedJudge | None = None):
-        self.judge, self.prev, self.step = judge, {}, None
+    def __init__(self, judge: GradedJudge | None = None, bonus: bool = True):
+        self.judge, self.bonus, self.prev, self.step = judge, bonus, {}, None
         self.sums: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -263,10 +283,12 @@ class BatchMeanProgress:
                 self.prev[i] = mean
         self.sums = {}
 
-    def __call__(self, completions, answer, id, question=None, images=None, trainer_state=None,
+    def __call__(self, completions, answer, id=None, question=None, images=None, trainer_state=None,
                  **kwargs) -> list[float]:
         n = len(completions)
         s = self.scores(completions, answer, question or [""] * n, images or [None] * n)
+        if not self.bonus or id is None:
+            return s
         step = getattr(trainer_state, "global_step", None)
         with self._lock:
             if step is None or step != self.step:
@@ -280,8 +302,8 @@ class BatchMeanProgress:
         return rewards
 
     def __getstate__(self):
-        return {"judge": self.judge, "prev": self.prev, "step": self.step, "sums": self.sums}
+        return {"judge": self.judge, "bonus": self.bonus, "prev": self.prev, "step": self.step, "sums": self.sums}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"bonus": True, **state})
         self._lock = threading.Lock()

@@ -1,0 +1,73 @@
+"""The one reward registry, used by ``groundcot train grpo`` (TRL) and by verl's ``compute_score``.
+
+``REWARDS[reward_set][part](progress_bonus=, judge=, depth_colormap=)`` builds a part's reward
+function in TRL's shape, ``f(completions, **columns) -> list[float | None]`` (the answer part
+uses the bonus and the judge; sifthinker's depth part reads the map as SIFThinker reads the depth
+image drawn with ``depth_colormap``). The parts a style is scored with are the style's own
+``reward_parts`` (``groundcot.transforms.styles``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from groundcot.trainer.rewards import sifthinker as S
+from groundcot.trainer.rewards.answer import ProgressAnswerReward
+from groundcot.trainer.rewards.aperture import aperture_reward
+from groundcot.trainer.rewards.box import box_reward
+from groundcot.trainer.rewards.consistency import consistency_reward
+from groundcot.trainer.rewards.depth import depth_reward
+from groundcot.trainer.rewards.format import format_reward
+from groundcot.trainer.rewards.judge import GradedJudge, OpenAIJudge
+from groundcot.trainer.rewards.mgpo import boxed_answer_reward
+
+
+def _plain(f: Callable) -> Callable:
+    return lambda **options: f
+
+
+_GROUNDCOT = {"format": _plain(format_reward),
+              "answer": lambda progress_bonus, judge, **_: ProgressAnswerReward(judge, progress_bonus),
+              "box": _plain(box_reward), "depth": _plain(depth_reward), "boxed_answer": _plain(boxed_answer_reward),
+              "consistency": _plain(consistency_reward), "aperture": _plain(aperture_reward)}
+REWARDS: dict[str, dict[str, Callable]] = {
+    "groundcot": _GROUNDCOT,
+    # SIFThinker's exact forms of GRPO-SIF's four; the other styles' parts are groundcot's
+    "sifthinker": {**_GROUNDCOT, "format": _plain(S.format_reward), "box": _plain(S.box_reward),
+                   "depth": lambda depth_colormap, **_: S.DepthReward(depth_colormap),
+                   "answer": lambda progress_bonus, judge, **_: S.BatchMeanProgress(judge, progress_bonus)},
+}
+JUDGES = {"groundcot": OpenAIJudge, "sifthinker": GradedJudge}
+PARTS = tuple(_GROUNDCOT)
+
+
+def get_reward(part: str, reward_set: str = "groundcot", progress_bonus: bool = False, judge=None,
+               depth_colormap: str = "Spectral_r") -> Callable:
+    """The reward function for ``part`` in ``reward_set``."""
+    if reward_set not in REWARDS:
+        raise ValueError(f"reward_set {reward_set!r}: use {' or '.join(REWARDS)}")
+    if part not in REWARDS[reward_set]:
+        raise ValueError(f"reward {part!r}: unknown (known: {', '.join(PARTS)})")
+    return REWARDS[reward_set][part](progress_bonus=progress_bonus, judge=judge, depth_colormap=depth_colormap)
+
+
+def make_judge(reward_set: str, **settings):
+    """The reward set's answer judge (groundcot: yes/no; sifthinker: a graded score)."""
+    return JUDGES[reward_set](**settings)
+
+
+def style_parts(style: str) -> tuple[str, ...]:
+    """The reward parts ``style`` is scored with (its ``reward_parts``)."""
+    from groundcot.transforms.styles import STYLES
+
+    if style not in STYLES or not STYLES[style].reward_parts:
+        have = [n for n, s in STYLES.items() if getattr(s, "reward_parts", ())]
+        raise ValueError(f"style {style!r} has no reward (known: {', '.join(have)})")
+    return tuple(STYLES[style].reward_parts)
+
+
+def select(weights: dict[str, float], progress_bonus: bool = True, judge=None, reward_set: str = "groundcot",
+           depth_colormap: str = "Spectral_r") -> tuple[list, list[float]]:
+    """The reward functions named in ``weights`` (zero weights left out), and their weights, in TRL's form."""
+    names = [n for n, w in weights.items() if w]
+    funcs = [get_reward(n, reward_set, progress_bonus, judge, depth_colormap) for n in names]
+    return funcs, [float(weights[n]) for n in names]
