@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from groundcot.trainer.data import RL_DEPTH_IMAGE
+from groundcot.transforms.teach.connection import Connection
 
 
 class Section(BaseModel):
@@ -62,10 +63,12 @@ class Train(Section):
     seed: int = Field(0, description="Random seed.")
 
 
-class Judge(Section):
-    base_url: str = Field(description="OpenAI-compatible endpoint of the judge (e.g. the teacher's vLLM server).")
-    model: str = Field(description="Judge model name.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the key (never the key).")
+class Judge(Connection):
+    """The judge's endpoint: the same connection fields as the teacher's (e.g. its vLLM server)."""
+
+    api_key_env: str | None = Field(None, description="Environment variable holding the key (never the key); "
+                                    "null: none, as for a local vLLM.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-call timeout.")
 
 
 class Grpo(Section):

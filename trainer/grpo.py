@@ -15,7 +15,7 @@ def run_grpo(job: GrpoJob) -> dict:
     dataset = grpo_dataset(job.data)
     processor, model = prepare(job)
     g = job.grpo
-    judge = make_judge(g.reward_set, **g.judge.model_dump()) if g.judge else None
+    judge = make_judge(g.reward_set, conn=g.judge) if g.judge else None
     rewards, weights = select(g.rewards, g.progress_bonus, judge, g.reward_set, job.data.depth_colormap)
     vllm = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": g.vllm_server_base_url} if g.use_vllm else {}
     args = GRPOConfig(num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,

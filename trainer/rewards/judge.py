@@ -1,36 +1,40 @@
 """The answer judges behind an OpenAI-compatible endpoint: groundcot's yes/no ``OpenAIJudge`` and
-SIFThinker's graded ``GradedJudge``. Both read the key from the environment variable
-``api_key_env``, cache their verdicts and are picklable (the client is made on first use)."""
+SIFThinker's graded ``GradedJudge``. Both reach it through a ``Connection`` (the client is built
+by ``teach.connection.make_client``, on first use), cache their verdicts and are picklable."""
 from __future__ import annotations
 
 import base64
 import io
 import json
-import os
 import re
+
+from groundcot.transforms.teach.connection import Connection, make_client
+
+
+def connection(conn: Connection | str, model: str | None = None, **settings) -> Connection:
+    """``conn`` itself, or one built from a base URL, a model and the other Connection fields."""
+    if isinstance(conn, Connection):
+        return conn
+    return Connection(base_url=conn, model=model, **{"api_key_env": None, "timeout_s": 60.0, **settings})
 
 
 class OpenAIJudge:
     """An LLM judge with groundcot's judge prompt: 1 when it says yes, else 0."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0):
-        self.base_url, self.model, self.api_key_env, self.timeout_s = base_url, model, api_key_env, timeout_s
+    def __init__(self, conn: Connection | str, model: str | None = None, **settings):
+        self.conn = connection(conn, model, **settings)
         self.verdicts: dict[tuple, float] = {}
         self._client = None
 
     def __call__(self, question: str, reference: str, candidate: str) -> float:
-        import openai
-
         from groundcot import prompts
 
         key = (question, reference, candidate)
         if key not in self.verdicts:
             if self._client is None:
-                api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
-                self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY",
-                                             timeout=self.timeout_s)
+                self._client = make_client(self.conn, asynchronous=False)
             prompt = prompts.render("judge", question=question, reference=reference, candidate=candidate)
-            reply = self._client.chat.completions.create(model=self.model, max_tokens=4, temperature=0.0,
+            reply = self._client.chat.completions.create(model=self.conn.model, max_tokens=4, temperature=0.0,
                                                          messages=[{"role": "user", "content": prompt}])
             self.verdicts[key] = float((reply.choices[0].message.content or "").strip().lower().startswith("yes"))
         return self.verdicts[key]
@@ -54,8 +58,8 @@ class GradedJudge:
     """SIFThinker's answer judge: a VLM scores the answer against the standard one in [0, 1],
     seeing the image."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0):
-        self.base_url, self.model, self.api_key_env, self.timeout_s = base_url, model, api_key_env, timeout_s
+    def __init__(self, conn: Connection | str, model: str | None = None, **settings):
+        self.conn = connection(conn, model, **settings)
         self.scores: dict[tuple, float] = {}
         self._client = None
 
@@ -67,15 +71,14 @@ class GradedJudge:
         key = (question, reference, candidate, id(image) if image is not None else None)
         if key not in self.scores:
             if self._client is None:
-                api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
-                self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=self.timeout_s)
+                self._client = make_client(self.conn, asynchronous=False)
             text = prompts.render("judge_graded", question=question, reference=reference, candidate=str(candidate))
             system, _, user = text.partition("\n---\n")
             content = [{"type": "text", "text": user}]
             if image is not None:
                 content.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
             try:
-                reply = self._client.chat.completions.create(model=self.model, messages=[
+                reply = self._client.chat.completions.create(model=self.conn.model, messages=[
                     {"role": "system", "content": system}, {"role": "user", "content": content}])
                 self.scores[key] = parse_score(reply.choices[0].message.content or "")
             except openai.OpenAIError:
