@@ -48,7 +48,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     per_source, inputs = [], []
     for i, src in enumerate(cfg.sources):
         label = f"S{i}{src.kind.capitalize()}"
-        read = p | f"{label}Read" >> get_source(src.kind).read(src)
+        read = p | f"{label}Read" >> get_source(src.kind).with_prompts(prompt_texts(cfg)).read(src)
         records, filtered = read | f"{label}Filtered" >> beam.Partition(lambda r, _: int(r.filtered), 2)
         inputs.append(filtered | f"{label}CountFiltered" >> beam.Map(
             lambda r: (f"{r.source}\tfiltered\t{r.rejection.reason}\t", 1)))

@@ -85,3 +85,15 @@ def test_four_sources_in_one_job(tmp_path):
     square = rows[("viscot_llava", "16")]["gt_boxes"][0]  # from the normalised box of a 500x500 image
     assert all(abs(a - b) <= 0.5 for a, b in zip(square, [117, 361, 285, 482]))
     assert rows[("flickr30k", "1000092795#1")]["gt_boxes"] == [[158, 124, 218, 334], [196, 109, 260, 372]]
+
+
+def test_a_replaced_flickr30k_question_prompt_reaches_the_reader_on_worker_processes(tmp_path):
+    job = build(tmp_path)
+    text = job.read_text().split("sources:\n")[1]
+    f30k = [line for line in text.splitlines() if "kind: flickr30k" in line][0]
+    job.write_text(f"sources:\n{f30k}\ndepth: {{enabled: false}}\nstyles: [textual]\n"
+                   "prompts: {flickr30k_question: 'Point at $phrase (from: $sentence).'}\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "--out", str(out), "--set", "runner.workers=2"]) == 0
+    questions = set(read_run(str(out), styles=["textual"])["question"])
+    assert questions and all(q.startswith("Point at ") and "(from: " in q for q in questions), questions

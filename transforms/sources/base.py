@@ -2,6 +2,7 @@
 record count and its provenance for the dataset card. One subclass of :class:`Source` per kind."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Union
 
@@ -46,6 +47,13 @@ class Source:
     Config: ClassVar[type[SourceBase]]
     provenance: ClassVar[Optional[Provenance]] = None
     path_keys: ClassVar[tuple[str, ...]] = ("path", "image_root")  # config keys holding paths or buckets
+    prompt_texts: dict[str, str] = {}  # the job's replaced prompts, for a reader that renders one (with_prompts)
+
+    def with_prompts(self, texts: dict[str, str]) -> "Source":
+        """This source, its reader rendering prompts with the job's replacements (``prompts.Using``)."""
+        twin = copy.copy(self)
+        twin.prompt_texts = dict(texts)
+        return twin
 
     def read(self, cfg):
         """The Beam PTransform turning the pipeline's start into this source's Records."""

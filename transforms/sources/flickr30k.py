@@ -129,17 +129,18 @@ def records_for_image(image_id: str | bytes, root: str, split: str, all_mentions
 class ReadFlickr30k(beam.PTransform):
     """Image ids from the split file, spread over workers, each read into its records."""
 
-    def __init__(self, src):
+    def __init__(self, src, prompt_texts: dict[str, str] | None = None):
         super().__init__()
-        self.src = src
+        self.src, self.prompt_texts = src, prompt_texts or {}  # the question is a prompt a job may replace
 
     def expand(self, pbegin):
         root, split_file = self.src.path.rstrip("/"), split_file_of(self.src)
         split, all_mentions = self.src.split, self.src.all_mentions
         return (read_lines(pbegin, split_file, "ReadSplit")
                 | "Spread" >> beam.Reshuffle()
-                | "ReadImage" >> beam.FlatMapTuple(lambda name, offset, line: records_for_image(
-                    line, root, split, all_mentions, where=f"{name.rsplit('/', 1)[-1]}@{offset}")))
+                | "ReadImage" >> beam.FlatMapTuple(prompts.Using(
+                    self.prompt_texts, lambda name, offset, line: records_for_image(
+                        line, root, split, all_mentions, where=f"{name.rsplit('/', 1)[-1]}@{offset}"))))
 
 
 class Flickr30kConfig(SourceBase):
@@ -159,7 +160,7 @@ class Flickr30k(Source):
     path_keys = ("path", "image_root", "split_file")
 
     def read(self, cfg):
-        return ReadFlickr30k(cfg)
+        return ReadFlickr30k(cfg, self.prompt_texts)
 
     def paths(self, cfg):  # path is a folder; the split file says what to read
         return {"split_file": [split_file_of(cfg)]}
