@@ -47,6 +47,8 @@ def register_default(name: str, text: str, description: str = "") -> None:
     """Add a default prompt (e.g. a style from another package ships its own)."""
     if (_DIR / f"{name}.txt").is_file():
         raise ValueError(f"prompt {name!r} is one of groundcot's own")
+    if name in _PLUGINS and _PLUGINS[name][0] != text.strip():
+        raise ValueError(f"prompt {name!r} is already registered with another text")
     _PLUGINS[name] = (text.strip(), description)
 
 

@@ -5,6 +5,7 @@ from importlib.metadata import EntryPoint
 import pytest
 from test_styles import record, styled
 
+from groundcot import prompts
 from groundcot.pipeline.config import ConfigError, load_config
 from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
@@ -47,7 +48,7 @@ class Short(Style):
 
 @pytest.fixture
 def short(monkeypatch):
-    monkeypatch.setitem(STYLES, "short", Short())
+    monkeypatch.setitem(STYLES, "short", registry.register(Short, {}))  # checked, its prompts registered
     return STYLES["short"]
 
 
@@ -72,6 +73,7 @@ def test_an_installed_package_registers_a_style_through_its_metadata(tmp_path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     found = registry.discover()
     assert list(found)[-1] == "tiny" and found["tiny"].prompt("short_teacher") == "Answer in one word."
+    assert "short_teacher" in prompts.names() and "short_train" in prompts.hashes()  # listed, hashed on the card
 
 
 @pytest.mark.parametrize("value, says", [

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 
 from PIL import Image
 
+from groundcot import prompts
 from groundcot.schemas.columns import check_own, style_columns
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles.aperture import Aperture
@@ -49,8 +50,10 @@ def register(style: Style | type[Style], styles: dict[str, Style] | None = None,
         raise StyleError(f"style {where}: the name {style.name!r} is taken by {type(styles[style.name]).__name__}")
     try:
         check_own(style.columns, f"style {style.name!r} ({where})")
+        for name, text in style.prompt_texts.items():  # a plugin's own prompts: listed, hashed, replaceable
+            prompts.register_default(name, text, f"the {style.name} style's prompt")
     except ValueError as err:
-        raise StyleError(str(err)) from None
+        raise StyleError(f"style {where}: {err}" if "prompt" in str(err) else str(err)) from None
     styles[style.name] = style
     return style
 

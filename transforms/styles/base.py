@@ -8,7 +8,6 @@ conversation a model is trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from string import Template
 from typing import TYPE_CHECKING, ClassVar
 
 from PIL import Image
@@ -69,14 +68,9 @@ class Style:
     plans_crops = False  # True: ``plan`` needs the decoded image
 
     def prompt(self, name: str, **values: object) -> str:
-        """Fill prompt ``name``: groundcot's (``prompts.load``), else this style's own ``prompt_texts``."""
-        try:
-            text = prompts.load(name)
-        except KeyError:
-            if name not in self.prompt_texts:
-                raise
-            text = self.prompt_texts[name]
-        return Template(text).substitute(values)
+        """Fill prompt ``name`` (the job's replacement, else the default: groundcot's, or the text this
+        style's ``prompt_texts`` registered when the style was)."""
+        return prompts.render(name, **values)
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
         """Attach the style's frame, actions and crops (single-turn styles have none)."""
