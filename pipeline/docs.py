@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -84,10 +86,38 @@ def train_table() -> str:
     return "\n".join(rows)
 
 
+def _summary(path: Path) -> str:
+    """The first sentence of a module's docstring, on one line."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return " ".join(doc.split("\n\n")[0].split()).replace("``", "`").replace(":class:", "").replace("|", "\\|")
+
+
+def layout_table() -> str:
+    """One row per package of the installed layout: its role (its docstring) and its modules."""
+    root = Path(__file__).resolve().parent.parent
+    rows = ["| package | role | modules |", "|---|---|---|"]
+    layers = ("schemas", "prompts", "transforms", "runs", "pipeline", "trainer", "jobs")  # imports flow this way
+
+    def order(init: Path):
+        parts = init.parent.relative_to(root).parts
+        return (layers.index(parts[0]) if parts and parts[0] in layers else len(layers), parts)
+
+    for init in sorted(root.rglob("__init__.py"), key=order):
+        folder = init.parent.relative_to(root)
+        if not folder.parts or folder.parts[0] in ("tests", "bench", "build", "dist") or any(
+                part.startswith(".") for part in folder.parts):
+            continue
+        modules = sorted(p.stem for p in init.parent.glob("*.py") if p.name != "__init__.py")
+        texts = len(list(init.parent.glob("*.txt")))
+        names = ", ".join([f"`{m}`" for m in modules] + ([f"{texts} `.txt` templates"] if texts else [])) or "data files"
+        rows.append(f"| `{'/'.join(folder.parts)}/` | {_summary(init)} | {names} |")
+    return "\n".join(rows)
+
+
 def tables() -> dict[str, str]:
     return {"config": config_table(), "columns": columns_table(), "rejected": columns_table(REJECTED_COLUMNS),
             "configs": configs_table(),
-            "train": train_table()}
+            "train": train_table(), "layout": layout_table()}
 
 
 def refresh(text: str) -> str:
