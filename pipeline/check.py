@@ -14,6 +14,7 @@ from groundcot.pipeline.preflight import check_secrets, count_records, prepare
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sources.common import patterns
 from groundcot.transforms.styles import get_style
+from groundcot.transforms.teach import is_api
 
 MODEL_KINDS = {"hub": "Hub id, loaded by each worker from its HF cache or the Hub",
                "path": "local folder, which each worker must hold at that path",
@@ -37,8 +38,8 @@ def describe(model: str, found: ResolvedModel) -> str:
 
 
 def teacher_calls(cfg: JobConfig, records: int | None) -> str:
-    if cfg.teacher.kind == "template":
-        return "0 (template teacher: offline)"
+    if not is_api(cfg.teacher):
+        return f"0 ({cfg.teacher.kind} teacher: offline)"
     if records is None:
         return "unknown until read (records x styles; up to twice that with re-asks)"
     calls = records * len(cfg.styles)
@@ -96,15 +97,16 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
     for stage in ("depth", "masks"):
         lines.append(f"{stage}: " + (f"on, {models[stage]}" if stage in models else "off"))
     teacher = cfg.teacher
-    lines.append("teacher: template (offline baseline)" if teacher.kind == "template"
-                 else f"teacher: {teacher.kind}, model {teacher.connection.model} at {teacher.connection.base_url}")
+    lines.append(f"teacher: {teacher.kind}, model {teacher.connection.model} at {teacher.connection.base_url}"
+                 if is_api(teacher) else f"teacher: {teacher.kind}" + (
+                     " (offline baseline)" if getattr(teacher, "offline_baseline", False) else ""))
     lines.append(f"runner: {cfg.runner.name}, " + workers(cfg))
     lines.append(f"output: {out}")
     lines += not_listed(cfg, out)
     lines.append("records: " + ("unknown until read" if records is None
                                 else f"{records} (lines of the jsonl sources; filters may drop some)"))
     lines.append(f"teacher calls: {teacher_calls(cfg, records)}")
-    if teacher.kind == "openai":
+    if is_api(teacher):
         lines += teacher_limits(cfg)
         lines += teacher_cost(cfg, records)
         if teacher.batch.enabled:

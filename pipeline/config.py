@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
 from groundcot.transforms.teach import configs as teacher_configs
+from groundcot.transforms.teach import is_api
 
 
 class Section(BaseModel):
@@ -344,7 +345,7 @@ def worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> list[
         for key in get_source(src.kind).path_keys:
             value = getattr(src, key)
             found += [(f"sources.{i}.{key}", p) for p in ([value] if isinstance(value, str) else value or [])]
-    teacher_cache = cfg.teacher.cache if cfg.teacher.kind == "openai" else None  # the template teacher has none
+    teacher_cache = cfg.teacher.cache if is_api(cfg.teacher) else None  # other teachers call no one
     found += [("cache", cfg.cache), ("teacher.cache", teacher_cache), (out_key, out)]
     return [(key, path) for key, path in found if path]
 

@@ -19,6 +19,7 @@ from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.secrets import SecretError
 from groundcot.transforms.secrets import check as check_secret
 from groundcot.transforms.sources import get_source
+from groundcot.transforms.teach import is_api
 from groundcot.transforms.teach.connection import check_endpoint
 
 
@@ -60,7 +61,7 @@ def _options(**values) -> PipelineOptions:
 def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
     """A required secret is set, or a secret reference is sound and, where this machine can, read
     (errors name the variable or reference, never a value). (plan line, readable here) or None."""
-    if cfg.teacher.kind == "template":
+    if not is_api(cfg.teacher):
         return None
     conn = cfg.teacher.connection
     if ref := conn.api_key_secret:
@@ -100,7 +101,7 @@ def preflight(cfg: JobConfig, offline: bool = False) -> None:
     key = check_secrets(cfg)
     check_sources(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
-    if cfg.teacher.kind == "openai" and not cfg.teacher.batch.enabled and (key is None or key[1]):
+    if is_api(cfg.teacher) and not cfg.teacher.batch.enabled and (key is None or key[1]):
         check_endpoint(cfg.teacher.connection)
 
 

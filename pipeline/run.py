@@ -15,8 +15,18 @@ from groundcot.pipeline.config import JobConfig, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.pipeline.preflight import count_records, prepare
-from groundcot.pipeline.stats import (EmptyRun, beam_counters, check_not_empty, cross_check, is_ledger, quality,
-                                      read_counts, summarise, teacher_stats, versions)
+from groundcot.pipeline.stats import (
+    EmptyRun,
+    beam_counters,
+    check_not_empty,
+    cross_check,
+    is_ledger,
+    quality,
+    read_counts,
+    summarise,
+    teacher_stats,
+    versions,
+)
 from groundcot.runs.card import write_card
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.models import ResolvedModel

@@ -11,6 +11,7 @@ from importlib import metadata
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig
+from groundcot.transforms.teach import is_api
 
 log = logging.getLogger("groundcot")
 PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
@@ -134,8 +135,8 @@ def is_ledger(counter: str) -> bool:
 
 def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
     """The teacher's kind and, for API teachers, the ledger and an estimated cost."""
-    info = {"kind": cfg.teacher.kind, "offline_baseline": cfg.teacher.kind == "template"}
-    if cfg.teacher.kind == "template":
+    info = {"kind": cfg.teacher.kind, "offline_baseline": getattr(cfg.teacher, "offline_baseline", False)}
+    if not is_api(cfg.teacher):
         return info
     ledger = {k[len("teacher."):]: v for k, v in counters.items() if is_ledger(k)}  # quality: per style, below
     ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))

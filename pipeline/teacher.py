@@ -15,6 +15,8 @@ import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 
+from groundcot.transforms.teach import is_api
+
 
 def main(args) -> int:
     import openai
@@ -28,7 +30,7 @@ def main(args) -> int:
         cfg = load_config(resolve_config(args.config), args.overrides if hasattr(args, "overrides") else [])
         if args.action == "try":
             return try_records(cfg, args.records)
-        if cfg.teacher.kind != "openai":
+        if not is_api(cfg.teacher):
             raise ConfigError("teacher.kind: batch jobs need an openai teacher (the template teacher calls no one)")
         folder = f"{(args.out or cfg.output.dir).rstrip('/')}/batch"
         return JOBS[args.action](with_teacher_cache(cfg.teacher, cfg.cache), folder)
@@ -65,7 +67,7 @@ def try_records(cfg, n: int) -> int:
         raise ConfigError(f"--records: must be at least 1 (got {n})")
     for src in cfg.sources:
         src.limit = min(src.limit or n, n)
-    if cfg.teacher.kind == "openai" and cfg.teacher.batch.enabled:
+    if is_api(cfg.teacher) and cfg.teacher.batch.enabled:
         cfg.teacher.batch.enabled = False  # a try asks now
     out = tempfile.mkdtemp(prefix="groundcot-try-")
     try:

@@ -104,7 +104,7 @@ def teacher_cache_root(cache: str | None, teacher_cache: str | None) -> str | No
 
 def with_teacher_cache(teacher_cfg, cache: str | None):
     """The teacher's config with its cache folder resolved by ``teacher_cache_root``."""
-    if teacher_cfg.kind == "template":  # the template teacher calls no one
+    if "cache" not in type(teacher_cfg).model_fields:  # a teacher that calls no one caches nothing
         return teacher_cfg
     return teacher_cfg.model_copy(update={"cache": teacher_cache_root(cache, teacher_cfg.cache)})
 

@@ -1,5 +1,5 @@
-"""A separate package adds a source and a style through groundcot's entry points; the user's
-commands work with them and no file of groundcot is edited (the package is installed with pip
+"""A separate package adds a source, a style, a teacher backend and a reward family through
+groundcot's entry points; the user's commands work with them and no file of groundcot is edited (the package is installed with pip
 into a folder of its own, put on PYTHONPATH for the commands)."""
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ def site(tmp_path_factory) -> Path:
     return target
 
 
-def run(args: list[str], site: Path, cwd: Path) -> str:
+def run(args: list[str], site: Path, cwd: Path, program: str = GROUNDCOT) -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([GROUNDCOT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([program, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"groundcot {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
 
-def test_a_plugin_source_and_style_through_generate_inspect_export_publish_and_train(site, tmp_path):
+def test_plugins_through_generate_inspect_export_publish_and_train(site, tmp_path):
     (tmp_path / "images").mkdir()
     rows = ["image,question,answer,x1,y1,x2,y2"]
     for i in range(4):
@@ -47,7 +47,8 @@ def test_a_plugin_source_and_style_through_generate_inspect_export_publish_and_t
     (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "job.yaml").write_text(yaml.safe_dump({
         "sources": [{"kind": "csvboxes", "path": "boxes.csv", "image_root": "images"}],
-        "styles": ["sif", "terse"], "depth": {"enabled": False}, "sif": {"depth_input": False}}))
+        "styles": ["sif", "terse"], "depth": {"enabled": False}, "sif": {"depth_input": False},
+        "teacher": {"kind": "signed", "signature": "abc"}}))
 
     run(["generate", "job.yaml", "-o", "out/run"], site, tmp_path)
     out = tmp_path / "out" / "run"
@@ -63,6 +64,7 @@ def test_a_plugin_source_and_style_through_generate_inspect_export_publish_and_t
     terse = datasets.load_dataset(str(out), "terse", split="train")
     assert len(terse) == 4 and terse[0]["messages"][0]["content"][-1]["text"].endswith(
         "Think in one sentence, then answer.")
+    assert set(terse["teacher"]) == {"signed:abc"}  # the plugin backend wrote them
     assert sorted(b for r in terse for b in r["gt_boxes"]) == sorted(
         [[8.0 + i, 10.0, 60.0 + i, 50.0] for i in range(4)])
 
@@ -71,6 +73,12 @@ def test_a_plugin_source_and_style_through_generate_inspect_export_publish_and_t
     for fmt in ("trl", "llamafactory", "verl"):
         run(["export", "out/run", "--format", fmt, "--style", "terse", "-o", f"out/{fmt}"], site, tmp_path)
     assert (tmp_path / "out" / "verl" / "train.parquet").is_file()
+    scored = run(["-c", "import json, pandas; from groundcot.trainer.verl_reward import compute_score; "
+                  "r = pandas.read_parquet('out/verl/train.parquet').iloc[0]; "
+                  "print(json.dumps(compute_score(r['data_source'], '<think>a box</think><answer>' + "
+                  "r['reward_model']['ground_truth'] + '</answer>', r['reward_model']['ground_truth'], "
+                  "dict(r['extra_info']))))"], site, tmp_path, program=sys.executable)
+    assert json.loads(scored) == {"score": 2.0, "answer": 1.0, "brevity": 1.0}  # the plugin's reward part
     listing = run(["publish", "out/run", "--repo-id", "someone/gc-extras-demo", "--dry-run"], site, tmp_path)
     assert "data/terse/" in listing
 

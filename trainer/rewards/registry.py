@@ -9,6 +9,7 @@ image drawn with ``depth_colormap``). The parts a style is scored with are the s
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import entry_points
 
 from groundcot.trainer.rewards import sifthinker as S
 from groundcot.trainer.rewards.answer import ProgressAnswerReward
@@ -37,7 +38,26 @@ REWARDS: dict[str, dict[str, Callable]] = {
                    "answer": lambda progress_bonus, judge, **_: S.BatchMeanProgress(judge, progress_bonus)},
 }
 JUDGES = {"groundcot": OpenAIJudge, "sifthinker": GradedJudge}
-PARTS = tuple(_GROUNDCOT)
+GROUP = "groundcot.rewards"
+
+
+def discover(found=None) -> None:
+    """Add each entry point of ``groundcot.rewards`` (name: the part; value: a factory taking the options
+    above and returning a TRL-shaped reward function) to every reward set that lacks that part."""
+    for point in entry_points(group=GROUP) if found is None else found:
+        try:
+            factory = point.load()
+            if not callable(factory) or point.name in _GROUNDCOT:
+                raise TypeError(f"not a reward factory with a new part name (taken: {', '.join(_GROUNDCOT)})")
+        except Exception as err:  # noqa: BLE001 - any failure of a plugin is one line naming it
+            raise ValueError(f"entry point {point.name} = {point.value} ({GROUP}): "
+                             f"{type(err).__name__}: {err}".replace("\n", " ")) from None
+        for parts in REWARDS.values():
+            parts.setdefault(point.name, factory)
+
+
+discover()
+PARTS = tuple(REWARDS["groundcot"])
 
 
 def get_reward(part: str, reward_set: str = "groundcot", progress_bonus: bool = False, judge=None,

@@ -8,56 +8,50 @@ runs any teacher in Beam, many records in flight per worker.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from functools import lru_cache
+from importlib.metadata import entry_points
 
-from groundcot.schemas.record import Record
-from groundcot.transforms.teach.client import Ledger
-from groundcot.transforms.teach.template import TemplateConfig, TemplateTeacher, write_template
+from groundcot.transforms.teach.backend import STAGE, Backend, Teacher
+from groundcot.transforms.teach.template import TemplateTeacher, write_template
 
-STAGE = "teacher"
+GROUP = "groundcot.teachers"
 
 
-class Teacher(Protocol):
-    name: str  # stored in each row's ``teacher`` column
-    ledger: Ledger  # what the teacher spent, drained into Beam counters
-    inline: bool  # write never waits (no I/O): run it on the Beam thread, not the event loop
-    max_pending: int  # records a worker may hold in flight
+@lru_cache(maxsize=None)
+def backends() -> dict[str, Backend]:
+    """kind -> backend: the built-ins, then the entry points (a broken one is one error naming it)."""
+    from groundcot.transforms.teach import api, template
 
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def redact(self, text: str) -> str:
-        """``text`` with any secret removed."""
-
-    def prepare(self, record: Record) -> Any:
-        """CPU work for the request (runs on the Beam thread, may raise); the API teacher's is a
-        ``styles.prefix.Request`` whose leading messages all styles of the record share."""
-
-    async def write(self, record: Record, request: Any) -> Record:
-        """The record with its turns and ``cot``, or rejected with a reason (an exception
-        rejects it with ``error_<Type>``)."""
-
-    def take_batch(self) -> list[dict]:
-        """The Batch API request lines written down since the last call, to write as a shard
-        (none unless the teacher's ``batch.enabled``)."""
+    found = {b.kind: b for b in (template.BACKEND, api.BACKEND)}
+    for point in entry_points(group=GROUP):
+        try:
+            backend = point.load()
+            if not isinstance(backend, Backend) or backend.kind in found:
+                raise TypeError("not a groundcot teach.Backend with a new kind")
+        except Exception as err:  # noqa: BLE001 - any failure of a plugin is one line naming it
+            raise ValueError(f"entry point {point.name} = {point.value} ({GROUP}): "
+                             f"{type(err).__name__}: {err}".replace("\n", " ")) from None
+        found[backend.kind] = backend
+    return found
 
 
 def make_teacher(cfg, validate_params: dict, run_id: str = "run") -> Teacher:
     """The teacher a ``teacher`` config section names (an API teacher with ``batch.enabled``
     writes its requests down instead of sending them)."""
-    if cfg.kind == "template":
-        return TemplateTeacher()
-    from groundcot.transforms.teach.api import ApiTeacher
+    return backends()[cfg.kind].make(cfg, validate_params, run_id)
 
-    return ApiTeacher(cfg, validate_params, run_id)
+
+def is_api(cfg) -> bool:
+    """Whether a ``teacher`` section is the API teacher's (an endpoint, limits, cost, batch mode),
+    which the pre-run checks, the plan and stats.json describe; other backends call no one groundcot knows."""
+    from groundcot.transforms.teach.api import OpenAIConfig
+
+    return isinstance(cfg, OpenAIConfig)
 
 
 def configs() -> tuple:
     """Every backend's config section, for the job config's ``teacher`` union."""
-    from groundcot.transforms.teach.api import OpenAIConfig
-
-    return TemplateConfig, OpenAIConfig
+    return tuple(b.config for b in backends().values())
 
 
-__all__ = ["STAGE", "Teacher", "TemplateTeacher", "configs", "make_teacher", "write_template"]
+__all__ = ["GROUP", "STAGE", "Backend", "Teacher", "backends", "is_api", "TemplateTeacher", "configs", "make_teacher", "write_template"]

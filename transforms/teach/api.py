@@ -22,7 +22,7 @@ from groundcot.schemas.cot import CotError
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles import style_of
 from groundcot.transforms.styles.prefix import Pictures, Request, shared
-from groundcot.transforms.teach import STAGE
+from groundcot.transforms.teach.backend import STAGE, Backend
 from groundcot.transforms.teach.batch import Batch, BatchClient
 from groundcot.transforms.teach.client import ChatClient, Ledger, TeacherError
 from groundcot.transforms.teach.connection import Connection
@@ -216,3 +216,6 @@ class ApiTeacher:
         except TeacherError as err:
             record.reject(STAGE, err.reason, err.detail)
         return record
+
+
+BACKEND = Backend(OpenAIConfig, ApiTeacher)

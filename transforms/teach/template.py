@@ -1,12 +1,13 @@
 """The offline baseline teacher: each style's template turns, from what the record knows."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from groundcot.schemas.record import Record
 from groundcot.transforms.styles import style_of
+from groundcot.transforms.teach.backend import Backend
 from groundcot.transforms.teach.client import Ledger
 
 
@@ -14,6 +15,7 @@ class TemplateConfig(BaseModel):
     """``teacher: {kind: template}``."""
 
     model_config = ConfigDict(extra="forbid")
+    offline_baseline: ClassVar[bool] = True  # stats.json and the plan call it so
     kind: Literal["template"] = Field("template", description="template: offline deterministic baseline.")
 
 
@@ -51,3 +53,6 @@ class TemplateTeacher:
 
     def take_batch(self) -> list[dict]:
         return []
+
+
+BACKEND = Backend(TemplateConfig, lambda cfg, validate_params, run_id="run": TemplateTeacher())
