@@ -15,8 +15,8 @@ from groundcot.pipeline.config import JobConfig, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.pipeline.preflight import count_records, prepare
-from groundcot.pipeline.stats import (EmptyRun, beam_counters, check_not_empty, cross_check, quality, read_counts,
-                                      summarise, teacher_stats, versions)
+from groundcot.pipeline.stats import (EmptyRun, beam_counters, check_not_empty, cross_check, is_ledger, quality,
+                                      read_counts, summarise, teacher_stats, versions)
 from groundcot.runs.card import write_card
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.models import ResolvedModel
@@ -74,7 +74,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
         **{f"{stage}_model": None if stage not in models else {
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},
-        "counters": {k: v for k, v in counters.items() if not k.startswith("ledger.")},
+        "counters": {k: v for k, v in counters.items() if not is_ledger(k)},
         "config": echo(cfg), "versions": versions(),
     })
     with FileSystems.create(f"{staging}/stats.json") as handle:

@@ -29,7 +29,7 @@ def generate(out, cache, sources, *more):
 def calls(stats, stage):
     """(hits, misses) of a stage's cache, from the Beam counters in stats.json."""
     counters = stats["counters"]
-    return counters.get(f"cache.{stage}.hits", 0), counters.get(f"cache.{stage}.misses", 0)
+    return counters.get(f"{stage}.cache_hits", 0), counters.get(f"{stage}.cache_misses", 0)
 
 
 def rows(out):

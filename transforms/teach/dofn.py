@@ -104,7 +104,7 @@ class Teach(beam.DoFn):
     def _finished(self):
         done = [f for f in self.pending if f.done()]
         for name, n in self.teacher.ledger.take().items():  # Beam metrics live on this thread
-            Metrics.counter(NAMESPACE, f"ledger.{name}").inc(n)
+            Metrics.counter(NAMESPACE, f"{STAGE}.{name}").inc(n)
         for future in done:
             record = self.pending.pop(future)
             if (err := future.exception()) is not None:  # backstop: keep the record, name the failure
