@@ -37,13 +37,6 @@ def assert_adds_up(stats):
     assert stats["rejected"] == sum(stats["rejected_by_reason"].values())
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "-o", str(out)]) == 0  # the bundled demo job
-    return out
-
-
 def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
     stats = read_stats(demo_run)
     assert_adds_up(stats)
