@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from support import png_bytes, viscot_line
+from support import REPO, png_bytes, viscot_line
 
 
 class _Lines(logging.Handler):
@@ -49,6 +49,21 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
 def demo_run(demo_run_and_log) -> Path:
     """The folder of the shared demo run (see ``demo_run_and_log``)."""
     return demo_run_and_log[0]
+
+
+@pytest.fixture(scope="session")
+def small_depth_run(tmp_path_factory) -> Path:
+    """A small demo run with depth on and masks off (4 records; sif, textual, mgpo), once per test
+    process, for the sif depth image and the trainer tests. Read-only, as ``demo_run``."""
+    from groundcot.pipeline.cli import main
+
+    out = tmp_path_factory.mktemp("small_depth_run")
+    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
+                 "--set", "styles=[sif, textual, mgpo]", "--set", "masks.enabled=false"]) == 0
+    before = _files(out)
+    yield out
+    changed = sorted(set(before.items()) ^ set(_files(out).items()))
+    assert not changed, f"a test changed the shared small depth run (copy it first): {changed[:5]}"
 
 
 @pytest.fixture

@@ -157,6 +157,7 @@ def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, ima
     assert sorted(ds["image_path"]) == ["good1.png", "good2.png", "good3.png"]
 
 
+@pytest.mark.slow
 def test_two_local_worker_processes(tmp_path):
     out = tmp_path / "out"
     assert main(["generate", DEMO, "--out", str(out), "--set", "runner.workers=2",

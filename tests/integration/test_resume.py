@@ -99,6 +99,7 @@ def test_teacher_replies_go_to_the_jobs_cache_when_the_teacher_names_none(tmp_pa
     assert len(list((tmp_path / "cache" / "teacher").glob("*/*.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path):
     """kill -9 mid-teacher (depth, masks, API teacher on loopback), re-run: every (id, style) once,
     no depth map or mask computed again, at most the calls in flight asked twice; the previous

@@ -4,6 +4,7 @@ trainer uses schemas, prompts and transforms, never runs or pipeline."""
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_the_walk_finds_the_imports_it_should():
 
 def test_no_import_cycle():
     edges = graph()
-    cycles = [" -> ".join(f"{a} (line {edges[a][b]})" for a, b in zip(c, c[1:])) + f" -> {c[-1]}"
+    cycles = [" -> ".join(f"{a} (line {edges[a][b]})" for a, b in pairwise(c)) + f" -> {c[-1]}"
               for c in all_cycles(edges)]
     assert not cycles, "import cycles (even a function-level import closes one):\n" + "\n".join(cycles)
 
