@@ -68,7 +68,6 @@ def test_sif_rows_reach_sft_with_both_images_and_grpo_with_the_image_only(run):
         assert sifthinker.depth_reward([row["twin_text"]], [row["depth_map"]])[0] > 0
 
 
-@pytest.mark.slow
 def test_sft_one_step_with_lora_and_the_depth_image(run, model, tmp_path, monkeypatch):
     """The README's command from another folder: the bundled config, its relative data.runs and
     output_dir taken from the working directory, precision auto (fp32 on this CPU); the sif rows
@@ -105,7 +104,6 @@ def sft_like_adapter(model: str, path: str) -> str:
     return path
 
 
-@pytest.mark.slow
 def test_grpo_one_step_logs_every_reward_and_resumes(run, model, tmp_path):
     out = tmp_path / "grpo"  # -o overrides the config's output_dir
     grpo = {"num_generations": 2, "max_completion_length": 8}
@@ -125,7 +123,6 @@ def test_grpo_one_step_logs_every_reward_and_resumes(run, model, tmp_path):
     assert json.loads((out / "summary.json").read_text())["global_step"] == 2  # went on from checkpoint-1
 
 
-@pytest.mark.slow
 def test_grpo_one_step_with_the_sifthinker_reward_set(run, model, tmp_path):
     config = job_file(tmp_path, "train_grpo.yaml", model=model, output_dir=str(tmp_path / "out"),
                       data={"runs": [str(run)], "styles": ["sif"]}, train=SMALL,
