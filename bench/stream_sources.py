@@ -85,10 +85,10 @@ def child(kind: str, path: str) -> None:
         f = SimpleNamespace(balanced_only=False, structural=None, semantic=None, detailed=None)
         records = (read_json_items(p, path, "Read", "object", ("imageId", "question"))
                    | beam.MapTuple(lambda name, off, item: parse_question(name, off, item, "train", f)))
-    records | beam.Map(lambda r: Metrics.counter("bench", "records").inc())
+    records | beam.Map(lambda r: Metrics.counter("bench", "read.ok").inc())
     result = p.run()
     result.wait_until_finish()
-    counter = result.metrics().query(MetricsFilter().with_name("records"))["counters"][0]
+    counter = result.metrics().query(MetricsFilter().with_name("read.ok"))["counters"][0]
     print(counter.committed, time.monotonic() - started)
 
 

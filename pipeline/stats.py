@@ -1,5 +1,5 @@
 """stats.json: the outcome counts the job wrote, summed per source and style, checked against
-Beam's counters, with the teacher's ledger, the cache and the versions."""
+Beam's counters (named ``<stage>.<outcome>``), with the teacher's ledger, the cache and the versions."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ from importlib import metadata
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline.config import JobConfig
+from groundcot.transforms.teach import STAGE as TEACHER
 from groundcot.transforms.teach import is_api
 
 log = logging.getLogger("groundcot")
@@ -126,11 +127,15 @@ def versions() -> dict[str, str]:
     return found
 
 
-def is_ledger(counter: str) -> bool:
-    """Whether a counter is one of the teacher's ledger (``teacher.<x>`` other than its outcomes and
-    the per-style ``teacher.quality.*``)."""
-    name = counter.partition("teacher.")[2] if counter.startswith("teacher.") else ""
-    return bool(name) and name != "ok" and not name.startswith(("rejected.", "quality."))
+def is_ledger(name: str) -> bool:
+    """A counter of the teacher's ledger (``teacher.<x>``), not one of its stage outcomes
+    (``teacher.ok``, ``teacher.rejected.<reason>``).
+
+    >>> [is_ledger(n) for n in ("teacher.requests", "teacher.quality.sif.reasked", "teacher.ok",
+    ...                         "teacher.rejected.teacher_timeout", "validate.ok")]
+    [True, True, False, False, False]
+    """
+    return name.startswith(f"{TEACHER}.") and name != f"{TEACHER}.ok" and not name.startswith(f"{TEACHER}.rejected.")
 
 
 def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
@@ -138,7 +143,8 @@ def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
     info = {"kind": cfg.teacher.kind, "offline_baseline": getattr(cfg.teacher, "offline_baseline", False)}
     if not is_api(cfg.teacher):
         return info
-    ledger = {k[len("teacher."):]: v for k, v in counters.items() if is_ledger(k)}  # quality: per style, below
+    per_style = f"{TEACHER}.quality."  # in quality() below
+    ledger = {k[len(TEACHER) + 1:]: v for k, v in counters.items() if is_ledger(k) and not k.startswith(per_style)}
     ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
     info.update(model=cfg.teacher.connection.model, ledger=dict(sorted(ledger.items())))
     cost = cfg.teacher.cost
@@ -158,9 +164,9 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
     for style, entry in stats["by_style"].items():
         if style == "before_styles":
             continue
-        fixed = counters.get(f"teacher.quality.{style}.accepted_after_reask", 0)
+        fixed = counters.get(f"{TEACHER}.quality.{style}.accepted_after_reask", 0)
         out[style] = {"accepted_first_try": entry["written"] - fixed, "accepted_after_reask": fixed,
-                      "reasked": counters.get(f"teacher.quality.{style}.reasked", 0),
+                      "reasked": counters.get(f"{TEACHER}.quality.{style}.reasked", 0),
                       "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
     return out
 

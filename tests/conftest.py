@@ -1,11 +1,69 @@
 """pytest fixtures shared by every test; plain helpers are in ``support``."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
-from support import png_bytes, viscot_line
+from support import REPO, png_bytes, viscot_line
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="session")
+def demo_run_and_log(tmp_path_factory) -> tuple[Path, list[str]]:
+    """The bundled demo (``groundcot demo``), run once per test process, and the lines it logged at
+    INFO. Read-only for its users: a test that changes a run copies it first (``shutil.copytree``)."""
+    from groundcot.pipeline.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    logged, logger = _Lines(), logging.getLogger("groundcot")
+    level = logger.level
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)  # under pytest the root logger stays at WARNING
+    try:
+        assert main(["demo", "-o", str(out)]) == 0
+    finally:
+        logger.removeHandler(logged)
+        logger.setLevel(level)
+    before = _files(out)
+    yield out, logged.lines
+    changed = sorted(set(before.items()) ^ set(_files(out).items()))
+    assert not changed, f"a test changed the shared demo run (copy it first): {changed[:5]}"
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def demo_run(demo_run_and_log) -> Path:
+    """The folder of the shared demo run (see ``demo_run_and_log``)."""
+    return demo_run_and_log[0]
+
+
+@pytest.fixture(scope="session")
+def small_depth_run(tmp_path_factory) -> Path:
+    """A small demo run with depth on and masks off (4 records; sif, textual, mgpo), once per test
+    process, for the sif depth image and the trainer tests. Read-only, as ``demo_run``."""
+    from groundcot.pipeline.cli import main
+
+    out = tmp_path_factory.mktemp("small_depth_run")
+    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
+                 "--set", "styles=[sif, textual, mgpo]", "--set", "masks.enabled=false"]) == 0
+    before = _files(out)
+    yield out
+    changed = sorted(set(before.items()) ^ set(_files(out).items()))
+    assert not changed, f"a test changed the shared small depth run (copy it first): {changed[:5]}"
 
 
 @pytest.fixture

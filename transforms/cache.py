@@ -110,18 +110,16 @@ def with_teacher_cache(teacher_cfg, cache: str | None):
 
 
 def cache_stats(counters: dict[str, int]) -> dict[str, dict[str, int]]:
-    """``cache.<stage>.<hits|misses>`` counters (and the teacher ledger's) as {stage: {hits, misses}}.
+    """``<stage>.cache_hits`` and ``<stage>.cache_misses`` counters (the teacher's too) as {stage: {hits, misses}}.
 
-    >>> cache_stats({"cache.depth.hits": 3, "cache.depth.misses": 1, "teacher.cache_hits": 2, "x": 9})
+    >>> cache_stats({"depth.cache_hits": 3, "depth.cache_misses": 1, "teacher.cache_hits": 2, "depth.ok": 9})
     {'depth': {'hits': 3, 'misses': 1}, 'teacher': {'hits': 2, 'misses': 0}}
     """
     found: dict[str, dict[str, int]] = {}
     for name, n in counters.items():
-        parts = name.split(".")
-        if len(parts) == 3 and parts[0] == "cache" and parts[2] in ("hits", "misses"):
-            found.setdefault(parts[1], {"hits": 0, "misses": 0})[parts[2]] += n
-        elif name in ("teacher.cache_hits", "teacher.cache_misses"):
-            found.setdefault("teacher", {"hits": 0, "misses": 0})[name.rsplit("_", 1)[1]] += n
+        stage, _, outcome = name.rpartition(".")
+        if stage and outcome in ("cache_hits", "cache_misses"):
+            found.setdefault(stage, {"hits": 0, "misses": 0})[outcome.removeprefix("cache_")] += n
     return dict(sorted(found.items()))
 
 
@@ -153,8 +151,8 @@ class StageCache:
                 assign(record, found[key])
                 hits += 1
         if self.store.root:
-            Metrics.counter(NAMESPACE, f"cache.{self.stage}.hits").inc(hits)
-            Metrics.counter(NAMESPACE, f"cache.{self.stage}.misses").inc(len(pairs) - hits)
+            Metrics.counter(NAMESPACE, f"{self.stage}.cache_hits").inc(hits)
+            Metrics.counter(NAMESPACE, f"{self.stage}.cache_misses").inc(len(pairs) - hits)
         return misses
 
     def _read(self, key: str) -> object | None:

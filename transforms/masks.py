@@ -66,13 +66,16 @@ def build_tiny_random(path: str, seed: int = 0) -> str:
     )
 
     torch.manual_seed(seed)
+    size = 256  # not SAM2's 1024: the same steps on 1/16 of the pixels (the demo's masks are noise anyway)
     backbone = Sam2HieraDetConfig(hidden_size=8, num_attention_heads=1, blocks_per_stage=[1, 1, 2, 1],
                                   embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
-                                  window_size_per_stage=[8, 4, 14, 7], global_attention_blocks=[3])
+                                  window_size_per_stage=[8, 4, 14, 7], global_attention_blocks=[3],
+                                  image_size=[size, size])
+    features = [[size // 4 // 2**i] * 2 for i in range(3)]  # the backbone's three feature maps
     config = Sam2Config(
         vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                                       fpn_hidden_size=32),
-        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
+                                       fpn_hidden_size=32, backbone_feature_sizes=features),
+        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32, image_size=size),
         mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
                                                   iou_head_hidden_dim=32))
     Sam2Model(config).save_pretrained(path)

@@ -17,7 +17,7 @@ DEMO = str(REPO / "jobs" / "demo.yaml")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["generate", DEMO, "-o", str(out), "--set", "depth.enabled=false"]) == 0
+    assert main(["generate", DEMO, "-o", str(out), "--set", "depth.enabled=false", "--set", "masks.enabled=false"]) == 0
     return out
 
 

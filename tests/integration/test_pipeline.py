@@ -38,13 +38,6 @@ def assert_adds_up(stats):
     assert stats["rejected"] == sum(stats["rejected_by_reason"].values())
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "-o", str(out)]) == 0  # the bundled demo job
-    return out
-
-
 def test_demo_writes_a_dataset_that_loads_with_decoded_images(demo_run):
     stats = read_stats(demo_run)
     assert_adds_up(stats)
@@ -165,6 +158,7 @@ def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, ima
     assert sorted(ds["image_path"]) == ["good1.png", "good2.png", "good3.png"]
 
 
+@pytest.mark.slow
 def test_two_local_worker_processes(tmp_path):
     out = tmp_path / "out"
     assert main(["generate", DEMO, "--out", str(out), "--set", "runner.workers=2",

@@ -19,6 +19,7 @@ from groundcot.transforms.masks import build_tiny_random as build_sam2
 
 from support import REPO
 
+pytestmark = pytest.mark.slow  # a worker pool and two runs
 DEMO = str(REPO / "jobs" / "demo.yaml")
 # worker_pool_main binds every interface ('[::]:PORT') and has no flag for the address: the same
 # servicer, bound to loopback only

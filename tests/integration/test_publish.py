@@ -26,11 +26,9 @@ TOKEN = "hf_loopbackTestToken0123456789"
 GROUNDCOT = str(Path(sys.executable).with_name("groundcot"))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "-o", str(out)]) == 0
-    return out
+@pytest.fixture
+def run(demo_run):
+    return demo_run  # the session's demo run (conftest.py)
 
 
 def stats_of(run: Path) -> dict:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -52,30 +51,12 @@ def parse(index: Path) -> Page:
     return page
 
 
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
-    run = tmp_path_factory.mktemp("demo")
-    logged, logger = Lines(), logging.getLogger("groundcot")
-    level = logger.level
-    logger.addHandler(logged)
-    logger.setLevel(logging.INFO)  # under pytest the root logger stays at WARNING
-    try:
-        assert main(["demo", "-o", str(run)]) == 0
-    finally:
-        logger.removeHandler(logged)
-        logger.setLevel(level)
-    out = run / "inspect"
+def demo_report(demo_run_and_log, tmp_path_factory):
+    run, lines = demo_run_and_log  # the session's demo run (conftest.py), read-only
+    out = tmp_path_factory.mktemp("inspect")
     assert main(["inspect", str(run), "-o", str(out), "--per-style", str(PER_STYLE)]) == 0
-    return run, out, logged.lines
+    return run, out, lines
 
 
 def test_the_local_run_logs_one_progress_line_instead_of_per_stage_lines(demo_report):
@@ -114,10 +95,10 @@ def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reaso
         assert f"img/plot-{name}.png" in page.links
 
 
-def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report):
+def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report, tmp_path):
     run, out, _ = demo_report
-    again = run / "again"
-    other = run / "other"
+    again = tmp_path / "again"
+    other = tmp_path / "other"
     assert main(["inspect", str(run), "-o", str(again), "--per-style", str(PER_STYLE)]) == 0
     assert main(["inspect", str(run), "-o", str(other), "--per-style", str(PER_STYLE), "--seed", "7"]) == 0
     first = sorted(p.name for p in (out / "img").iterdir())

@@ -29,7 +29,7 @@ def generate(out, cache, sources, *more):
 def calls(stats, stage):
     """(hits, misses) of a stage's cache, from the Beam counters in stats.json."""
     counters = stats["counters"]
-    return counters.get(f"cache.{stage}.hits", 0), counters.get(f"cache.{stage}.misses", 0)
+    return counters.get(f"{stage}.cache_hits", 0), counters.get(f"{stage}.cache_misses", 0)
 
 
 def rows(out):
@@ -99,6 +99,7 @@ def test_teacher_replies_go_to_the_jobs_cache_when_the_teacher_names_none(tmp_pa
     assert len(list((tmp_path / "cache" / "teacher").glob("*/*.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path):
     """kill -9 mid-teacher (depth, masks, API teacher on loopback), re-run: every (id, style) once,
     no depth map or mask computed again, at most the calls in flight asked twice; the previous

@@ -13,17 +13,12 @@ from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.depth import render_depth
 from groundcot.schemas.runs import read_run
 
-from support import REPO
-
 LABELLED = "Original image: <image>\nDepth image: <image>\n"
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
-                 "--set", "styles=[sif, textual, mgpo]", "--set", "masks.enabled=false"]) == 0
-    return out
+@pytest.fixture
+def run(small_depth_run):
+    return small_depth_run  # shared with the other module that reads it (conftest.py)
 
 
 def test_sif_rows_carry_the_rendered_depth_image_second(run):

@@ -2,7 +2,6 @@
 import json
 import shutil
 
-
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import load_config
 from groundcot.schemas.runs import read_run

@@ -16,6 +16,7 @@ from groundcot.pipeline.cli import main
 from support import png_bytes, viscot_line
 from support.tiny_models import build_tiny_vlm
 
+pytestmark = pytest.mark.slow  # a real `transformers serve`
 pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is needed for this test")
 
 

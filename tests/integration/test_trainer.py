@@ -14,12 +14,9 @@ SMALL = {"batch_size": 2, "grad_accum": 1, "precision": "auto", "gradient_checkp
          "logging_steps": 1, "max_steps": 1, "max_length": 1024}
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
-                 "--set", "styles=[sif, textual]", "--set", "masks.enabled=false"]) == 0
-    return out
+@pytest.fixture
+def run(small_depth_run):
+    return small_depth_run  # shared with the other module that reads it (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +58,7 @@ def test_sif_rows_reach_sft_with_both_images_and_grpo_with_the_image_only(run):
         assert len(row["images"]) == 2 and row["images"][0].size == row["images"][1].size
         assert sum(p["type"] == "image" for m in row["messages"] for p in m["content"]) == 2
         assert row["messages"][0]["content"][0]["text"] == "Original image: "
-    from groundcot.trainer.rewards import sifthinker
-    from groundcot.trainer.rewards import depth_reward
+    from groundcot.trainer.rewards import depth_reward, sifthinker
 
     for row in grpo_dataset(Data(runs=[str(run)], styles=["sif"])):
         assert [p["type"] for p in row["prompt"][0]["content"]] == ["image", "text"] and len(row["images"]) == 1
