@@ -16,7 +16,7 @@ ALLOWED = {
     "schemas": set(),
     "prompts": {"schemas"},
     "transforms": {"schemas", "prompts"},
-    "runs": {"schemas", "prompts", "transforms"},
+    "runs": {"schemas", "prompts", "transforms", "trainer"},  # exports build the trainer's own rows
     "pipeline": {"schemas", "prompts", "transforms", "runs", "trainer"},
     "trainer": {"schemas", "prompts", "transforms"},
 }
