@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections import Counter, defaultdict
 
 from apache_beam.io.filesystems import FileSystems
 
-from groundcot.schemas.runs import style_shards
+from groundcot.schemas.runs import split_of, style_shards
 from groundcot.transforms.sources import Provenance, SourceError, get_source
 from groundcot.transforms.styles import STYLES, in_order
 
@@ -44,11 +43,6 @@ def read_text(path: str) -> str:
 def write_bytes(path: str, data: bytes) -> None:
     with FileSystems.create(path) as handle:
         handle.write(data)
-
-
-def split_of(path: str) -> str:
-    """``data/sif/train-00000-of-00001.parquet`` -> ``train``."""
-    return re.sub(r"-\d{5}-of-\d{5}\.parquet$", "", path.rsplit("/", 1)[-1])
 
 
 def scan(run: str) -> dict:

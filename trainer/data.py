@@ -19,7 +19,7 @@ RL_DEPTH_IMAGE = False
 
 def read_runs(data):
     """The rows of the job's runs (local folders or bucket prefixes), filtered as ``data`` says."""
-    return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit)
+    return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit, splits=data.splits)
 
 
 def _pil(image: dict) -> Image.Image:
@@ -58,8 +58,13 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None, depth_image: bool =
         single = ", ".join(name for name, style in STYLES.items() if style.single_turn)
         raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use {single})")
     prompt, images = rl_prompt(row, depth_image)
+    return {"prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
+            **reward_columns(row, twins)}
+
+
+def reward_columns(row: dict, twins: dict[str, str] | None = None) -> dict:
+    """What the reward functions read of a row, of any style (``groundcot eval`` scores multi-turn rows too)."""
     return {
-        "prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
         "answer": row["answer"], "id": row["id"],
         "question": row["question"],
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
