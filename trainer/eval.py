@@ -109,7 +109,9 @@ def endpoint_model(base_url: str, model: str, api_key_env: str | None, max_new_t
         return picture(data_url(pil(p["image"]), "png")) if p.get("type") == "image" else p
 
     def generate(messages: list[dict]) -> str:
-        sent = [{**m, "content": [part(p) for p in m["content"]]} if isinstance(m["content"], list) else m
+        # a tool's result (text, and the crop it made) goes back as a user turn: OpenAI's tool messages hold no image
+        sent = [{"role": "user" if m["role"] == "tool" else m["role"],
+                 "content": [part(p) for p in m["content"]] if isinstance(m["content"], list) else m["content"]}
                 for m in messages]
         reply = client.chat.completions.create(model=model, messages=sent, max_tokens=max_new_tokens, temperature=0)
         return reply.choices[0].message.content or ""
@@ -137,11 +139,8 @@ def answer(row: dict, generate, max_turns: int) -> dict:
     style = get_style(row["style"])
     if style.single_turn:
         return single_turn(row, generate)
-    try:
-        from groundcot.trainer.envs import rollout
-    except ImportError:
-        raise EvalError(f"style {style.name} is answered in several turns, through groundcot.trainer.envs.rollout, "
-                        "which this build lacks; evaluate the single-turn styles (--style sif --style textual)") from None
+    from groundcot.trainer.envs import rollout
+
     return rollout(style.name, row, generate, max_turns)
 
 

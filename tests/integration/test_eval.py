@@ -103,13 +103,30 @@ def test_a_run_without_the_split_is_one_line(run, tmp_path, capfd):
     assert err.startswith("groundcot: --split validation:") and "split.test_fraction" in err
 
 
-@pytest.mark.xfail(strict=True, reason="multi-turn eval needs groundcot.trainer.envs.rollout (issue 20 part 1), "
-                                       "not in this branch: mgpo exits 2 naming it")
-def test_mgpo_rolls_out_through_the_environments(run, tmp_path):
-    model = build_tiny_qwen25vl(str(tmp_path / "tiny"))
+def test_mgpo_rolls_out_through_its_environment(run, tmp_path):
+    """mgpo's first turn calls its crop tool; the crop comes back (as a user turn with the image) and the
+    second turn answers, right for half the rows: boxed_answer and tool calls per answer follow."""
+    rows = {(r["question"], r["image"].tobytes()): r for r in read_run(str(run), styles=["mgpo"], splits=["test"])}
+    right = set(sorted(rows)[::2])
+
+    def reply(body):
+        first = body["messages"][0]["content"]
+        text = next(p["text"] for p in first if p["type"] == "text")
+        url = first[0]["image_url"]["url"]
+        pixels = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB").tobytes()
+        key = next(k for k in rows if k[0] in text and k[1] == pixels)
+        if len(body["messages"]) == 1:
+            box = [round(v) for v in rows[key]["actions"][0]["bbox_2d"]]
+            return f'<tool_call>{{"name": "crop", "arguments": {{"bbox_2d": {box}}}}}</tool_call>'
+        tool_turn = body["messages"][2]
+        assert tool_turn["role"] == "user" and tool_turn["content"][0]["type"] == "image_url"
+        return "\\boxed{" + (rows[key]["answer"] if key in right else "zebra") + "}"
+
     out = tmp_path / "eval"
-    assert main(["eval", model, "--run", str(run), "--style", "mgpo", "--limit", "2", "--max-new-tokens", "16",
-                 "-o", str(out)]) == 0
-    result = json.loads((out / "eval.json").read_text())
-    assert "tool_calls_per_answer" in result["styles"]["mgpo"]
-    assert result["styles"]["mgpo"]["rewards"] == recomputed(out, run)["mgpo"]
+    with FakeOpenAI(reply_with=reply) as fake:
+        assert main(["eval", "served-model", "--run", str(run), "--style", "mgpo", "--base-url", fake.base_url,
+                     "-o", str(out)]) == 0
+    mgpo = json.loads((out / "eval.json").read_text())["styles"]["mgpo"]
+    assert mgpo["rows"] == len(rows) and mgpo["tool_calls_per_answer"] == 1.0
+    assert mgpo["rewards"]["boxed_answer"] == pytest.approx(len(right) / len(rows))
+    assert mgpo["rewards"] == recomputed(out, run)["mgpo"]
