@@ -75,17 +75,20 @@ def local_model(path: str, max_new_tokens: int):
 
     from groundcot.trainer.models import device_precision, load_model, load_processor
 
-    if not os.path.isdir(path):
-        raise EvalError(f"{path}: no such model folder (give --base-url to evaluate a model an endpoint serves)")
     adapter = Path(path) / "adapter_config.json"
     precision = device_precision("auto")
-    if adapter.is_file() and not (Path(path) / "config.json").is_file():
-        base = json.loads(adapter.read_text())["base_model_name_or_path"]
-        model = load_model(base, precision, init_adapter=path)
-    else:
-        model = load_model(path, precision)
+    try:
+        if adapter.is_file() and not (Path(path) / "config.json").is_file():
+            base = json.loads(adapter.read_text())["base_model_name_or_path"]
+            model = load_model(base, precision, init_adapter=path)
+        else:
+            model = load_model(path, precision)
+        processor = load_processor(path)
+    except (OSError, ValueError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise EvalError(f"{path}: cannot load a model there ({first}); give a model folder, a LoRA adapter folder "
+                        "or a Hub id, or --base-url for a model an endpoint serves") from None
     model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    processor = load_processor(path)
 
     def generate(messages: list[dict]) -> str:
         text = processor.apply_chat_template(plain(messages), add_generation_prompt=True)
@@ -103,7 +106,10 @@ def endpoint_model(base_url: str, model: str, api_key_env: str | None, max_new_t
     from groundcot.transforms.styles.pictures import data_url, picture
     from groundcot.transforms.teach.connection import Connection, make_client
 
-    client = make_client(Connection(base_url=base_url, model=model, api_key_env=api_key_env), asynchronous=False)
+    import openai
+
+    conn = Connection(base_url=base_url, model=model, api_key_env=api_key_env)
+    client = make_client(conn, asynchronous=False)
 
     def part(p: dict) -> dict:
         return picture(data_url(pil(p["image"]), "png")) if p.get("type") == "image" else p
@@ -113,7 +119,11 @@ def endpoint_model(base_url: str, model: str, api_key_env: str | None, max_new_t
         sent = [{"role": "user" if m["role"] == "tool" else m["role"],
                  "content": [part(p) for p in m["content"]] if isinstance(m["content"], list) else m["content"]}
                 for m in messages]
-        reply = client.chat.completions.create(model=model, messages=sent, max_tokens=max_new_tokens, temperature=0)
+        try:
+            reply = client.chat.completions.create(model=model, messages=sent, max_tokens=max_new_tokens,
+                                                   temperature=0)
+        except openai.OpenAIError as err:  # after the client's retries; never the key
+            raise EvalError(conn.redact(f"--base-url {base_url}: {type(err).__name__}: {err}")[:400]) from None
         return reply.choices[0].message.content or ""
 
     return generate

@@ -101,6 +101,20 @@ def test_a_run_without_the_split_is_one_line(run, tmp_path, capfd):
     assert main(["eval", str(tmp_path), "--run", str(run), "--split", "validation"]) == 2
     err = capfd.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("groundcot: --split validation:") and "split.test_fraction" in err
+    assert main(["eval", str(tmp_path / "nothing"), "--run", str(run), "--style", "textual"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"groundcot: {tmp_path / 'nothing'}: cannot load a model there") and "Traceback" not in err
+
+
+def test_an_endpoint_that_fails_is_one_line_without_the_key(run, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("EVAL_KEY", "sk-eval-secret")
+    with FakeOpenAI(reply_with=lambda body: "unused") as fake:
+        url = fake.base_url
+    assert main(["eval", "served-model", "--run", str(run), "--style", "textual", "--base-url", url,
+                 "--api-key-env", "EVAL_KEY", "-o", str(tmp_path / "eval")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith(f"groundcot: --base-url {url}: APIConnectionError")
+    assert "sk-eval-secret" not in err and "Traceback" not in err
 
 
 def test_mgpo_rolls_out_through_its_environment(run, tmp_path):
