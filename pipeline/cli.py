@@ -4,6 +4,7 @@
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...] [--rl-depth-image]
+    groundcot eval MODEL --run RUN [--split test] [--style S ...] [-o DIR] [--base-url URL] [--limit N] [--compare EVAL]
     groundcot tiny-model DIR [--kind {qwen25vl,llava}]
     groundcot publish RUN --repo-id USER/NAME [--private] [--revision R] [--dry-run]
     groundcot inspect RUN [-o DIR] [--per-style N] [--seed S]
@@ -17,6 +18,7 @@ and exit with 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -101,6 +103,27 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--rl-depth-image", action="store_true",
                      help="RL prompts (verl; trl's grpo/) show sif rows' depth image too (default: RGB only, "
                           "as in GRPO-SIF; the trainer's data.rl_depth_image)")
+
+    ev = sub.add_parser("eval", help="score a model on a run's held-out rows with the reward code",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+                            "example: groundcot eval out/sft --run out/demo --split test -o out/eval-sft "
+                            "--compare out/eval-base"))
+    ev.add_argument("model", help="a model folder, a LoRA adapter folder from `groundcot train`, or with --base-url "
+                                  "the model name the endpoint serves")
+    ev.add_argument("--run", required=True, help="the run's output folder (the one holding data/)")
+    ev.add_argument("--split", default="test", help="which split's rows to answer (default: test)")
+    ev.add_argument("--style", dest="styles", action="append", metavar="STYLE",
+                    help="evaluate only this style (repeatable; default: all the run has)")
+    ev.add_argument("-o", "--out", help="where eval.json, generations.jsonl, eval.html and eval.png go "
+                                        "(default: RUN/eval/<model folder name>)")
+    ev.add_argument("--base-url", help="an OpenAI-compatible endpoint serving MODEL, e.g. http://localhost:8000/v1")
+    ev.add_argument("--api-key-env", default="OPENAI_API_KEY", help="with --base-url: the environment variable "
+                                                                    "holding the key (default: OPENAI_API_KEY)")
+    ev.add_argument("--limit", type=int, metavar="N", help="at most N rows per style")
+    ev.add_argument("--max-new-tokens", type=int, default=512, metavar="N", help="tokens per turn (default: 512)")
+    ev.add_argument("--max-turns", type=int, default=4, metavar="N", help="mgpo/aperture: turns per rollout")
+    ev.add_argument("--compare", metavar="OTHER_EVAL", help="an earlier eval.json (or its folder): print both "
+                                                            "side by side")
 
     tiny = sub.add_parser("tiny-model", help="write a tiny random VLM for offline smoke tests of `train`")
     tiny.add_argument("out", metavar="DIR", help="the folder to write the model and its processor to")
@@ -250,6 +273,27 @@ def _export(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from groundcot.schemas.runs import RunNotFound
+    from groundcot.trainer import eval as E
+
+    if args.limit is not None and args.limit < 1:
+        return _fail(f"--limit: must be at least 1 (got {args.limit})", 2)
+    try:
+        other = E.read_eval(args.compare) if args.compare else None
+        result = E.evaluate(args.model, args.run, args.out or E.default_out(args.run, args.model), args.split,
+                            args.styles, args.limit, args.base_url, args.api_key_env, args.max_new_tokens,
+                            args.max_turns)
+    except RunNotFound as err:
+        return _fail(f"--run: {err}", 1)
+    except E.EvalError as err:
+        return _fail(str(err), 2)
+    print(json.dumps(result["styles"], indent=2))
+    if other is not None:
+        print(E.compare(result, other))
+    return 0
+
+
 def _report(stats: dict, out: str) -> None:
     log.info("done in %.1fs: %d records in, %d written, %d rejected -> %s",
              stats["elapsed_s"], stats["records_in"], stats["written"], stats["rejected"], out)
@@ -276,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return _prompts(args)
     if args.command == "train":
         return _train(args)
+    if args.command == "eval":
+        return _eval(args)
     if args.command == "tiny-model":
         from groundcot.trainer.tiny import BUILDERS
 

@@ -130,6 +130,15 @@ class Validate(Section):
     depth_tol: float = Field(0.1, ge=0, description="Max relative error of a stated depth vs the map.")
 
 
+class Split(Section):
+    test_fraction: float = Field(0.0, ge=0, lt=1, description="Share of images held out as the test split, "
+                                 "chosen by a seeded hash of each image's decoded pixels: every row of one image, "
+                                 "from any source, lands in the same split (0: the sources' splits as given).")
+    seed: int = Field(0, description="Changes which images are held out.")
+    keep_source: bool = Field(True, description="Keep a split a source gives other than train (val, test) and "
+                              "re-assign only train rows; false: the image hash decides every row.")
+
+
 class Output(Section):
     dir: str = Field("out", description="Output folder or bucket prefix.")
     num_shards: int = Field(0, ge=0, description="Parquet shards; 0 lets the runner choose (no shuffle).")
@@ -168,6 +177,7 @@ class JobConfig(Section):
                                            "name -> text, or {file: path}; `groundcot prompts list` names them.")
     sif: Sif = Sif()
     validate_: Validate = Field(Validate(), alias="validate")
+    split: Split = Split()
     output: Output = Output()
     runner: Runner = Runner()
     cache: Optional[str] = Field(

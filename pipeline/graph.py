@@ -1,11 +1,12 @@
 """The groundcot Beam graph, top to bottom.
 
   per source: read -> (limit) -> drop duplicates -> count in / count filtered -> load image  (then flattened)
+  -> held-out split by image content     [if split.test_fraction]
   -> depth (RunInference, batched)        [if depth.enabled]
   -> SAM2 masks (RunInference, batched)   [if masks.enabled]
   -> reverse expansion -> one record per style -> style plan (frame, actions, crops)
   -> teacher -> validation -> sif depth image          [if sif.depth_input]
-  -> Parquet shards | rejected JSONL | outcome counts -> OUT/_counts (read back for stats.json)
+  -> Parquet shards | rejected JSONL | outcome and per-split counts -> OUT/_counts (read back for stats.json)
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from groundcot.transforms.expand import expand_record
 from groundcot.transforms.images import load_image
 from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.models import ResolvedModel
-from groundcot.transforms.sink import WriteOutputs
+from groundcot.transforms.sink import WriteOutputs, split_name
 from groundcot.transforms.sources import get_source
 from groundcot.transforms.sources.common import DropDuplicates
+from groundcot.transforms.split import assign_split
 from groundcot.transforms.stage import Stage
 from groundcot.transforms.styles import fan_out, plan
 from groundcot.transforms.teach.dofn import Teach
@@ -59,6 +61,8 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
             stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every)))
     records = per_source | "MergeSources" >> beam.Flatten()
+    if cfg.split.test_fraction:
+        records = records | "Split" >> beam.ParDo(stage("split", partial(assign_split, **cfg.split.model_dump())))
     if cfg.depth.enabled:
         records = records | "Depth" >> RunInference(
             DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device, cache=cfg.cache,
@@ -78,6 +82,8 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
                | "Validate" >> beam.ParDo(stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every))
                | "DepthImage" >> beam.ParDo(stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
+    inputs.append(records | "CountSplits" >> beam.FlatMap(
+        lambda r: [] if r.rejection else [(f"{r.source}\tsplit\t{split_name(r.split)}\t{r.style}", 1)]))
     outcomes = records | "Write" >> WriteOutputs(
         out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb, prompt_texts(cfg))
     ((outcomes, *inputs)

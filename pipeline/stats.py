@@ -59,12 +59,18 @@ def read_counts(out: str) -> dict[tuple[str, str, str, str], int]:
 
 
 def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
-    """Totals per source and per style. A record rejected before styles were made counts once
-    (style ""); every other record counts once per style, written or rejected."""
+    """Totals per source and per style, and written rows per split. A record rejected before styles were
+    made counts once (style ""); every other record counts once per style, written or rejected."""
     by_source: dict = defaultdict(lambda: {"in": 0, "written": 0, "rejected": 0, "rejected_by_reason": Counter(),
                                            "filtered": 0, "filtered_by_reason": Counter()})
     by_style: dict = defaultdict(lambda: {"written": 0, "rejected": 0, "rejected_by_reason": Counter()})
+    by_split: dict = defaultdict(lambda: {"written": 0, "by_source": Counter(), "by_style": Counter()})
     for (source, kind, reason, style), n in counts.items():
+        if kind == "split":  # a written row's split (reason holds its name)
+            by_split[reason]["written"] += n
+            by_split[reason]["by_source"][source] += n
+            by_split[reason]["by_style"][style] += n
+            continue
         entry = by_source[source]
         entry[kind] += n
         if kind in ("rejected", "filtered"):
@@ -85,6 +91,8 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
         "by_source": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"]),
                           "filtered_by_reason": dict(e["filtered_by_reason"])} for s, e in by_source.items()},
         "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
+        "by_split": {s: {"written": e["written"], "by_source": dict(sorted(e["by_source"].items())),
+                         "by_style": dict(sorted(e["by_style"].items()))} for s, e in sorted(by_split.items())},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
     }

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections import Counter, defaultdict
 
 from apache_beam.io.filesystems import FileSystems
 
-from groundcot.schemas.runs import style_shards
+from groundcot.schemas.runs import split_of, style_shards
 from groundcot.transforms.sources import Provenance, SourceError, get_source
 from groundcot.transforms.styles import STYLES, in_order
 
@@ -44,11 +43,6 @@ def read_text(path: str) -> str:
 def write_bytes(path: str, data: bytes) -> None:
     with FileSystems.create(path) as handle:
         handle.write(data)
-
-
-def split_of(path: str) -> str:
-    """``data/sif/train-00000-of-00001.parquet`` -> ``train``."""
-    return re.sub(r"-\d{5}-of-\d{5}\.parquet$", "", path.rsplit("/", 1)[-1])
 
 
 def scan(run: str) -> dict:
@@ -226,6 +220,8 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
               [[src, *[found["by_source"][s][src] for s in styles],
                 stats.get("by_source", {}).get(src, {}).get("rejected", 0)]
                for src in sorted({*sources, *(k for s in styles for k in found["by_source"][s])})]),
+        "## Splits",
+        split_text(found, stats, styles),
         "![HIoU per style](figures/hiou.png)\n\n![Steps per trajectory](figures/chain_length.png)",
         "## Rejections",
         table(["reason", "records", "by style"],
@@ -256,6 +252,24 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
         "```bibtex\n" + "\n\n".join(cited(styles, provenances, cfg)) + "\n```",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def split_text(found: dict, stats: dict, styles: list[str]) -> str:
+    """Rows per split and style (from the shards) and per source (stats.json), and how the test split was made."""
+    split = stats.get("config", {}).get("split", {})
+    names = sorted({n for s in styles for n in found["splits"][s]})
+    by_split = stats.get("by_split", {})
+    rows = table(["split", *styles, "by source"],
+                 [[n, *[found["splits"][s][n] for s in styles],
+                   ", ".join(f"{src} {k}" for src, k in by_split.get(n, {}).get("by_source", {}).items())]
+                  for n in names])
+    if not split.get("test_fraction"):
+        return rows + "\n\nSplits as the sources give them (train where a source gives none)."
+    kept = ("; a val or test split a source gives is kept" if split.get("keep_source", True)
+            else "; the hash decides every row, whatever split a source gives")
+    return (rows + f"\n\n`test` holds out {split['test_fraction']:g} of the images, chosen by a seeded hash "
+            f"(seed {split.get('seed', 0)}) of each image's decoded pixels, so every row of one image, from any "
+            f"source, is in one split{kept}.")
 
 
 def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[str]:

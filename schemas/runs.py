@@ -9,6 +9,7 @@ A run is the folder ``groundcot generate`` wrote (local or a bucket prefix); eac
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from groundcot.schemas.columns import TRAIN_COLUMNS, empty_value
@@ -21,6 +22,15 @@ class RunNotFound(FileNotFoundError):
 def shards(run: str) -> str:
     """The glob of a run's dataset shards (every style, every split)."""
     return f"{run.rstrip('/')}/data/*/*.parquet"
+
+
+def split_of(path: str) -> str:
+    """The split a shard holds, from its name.
+
+    >>> split_of("data/sif/train-00000-of-00001.parquet")
+    'train'
+    """
+    return re.sub(r"-\d{5}-of-\d{5}\.parquet$", "", path.rsplit("/", 1)[-1])
 
 
 def style_shards(run: str) -> dict[str, list[str]]:
@@ -47,7 +57,7 @@ def style_shards(run: str) -> dict[str, list[str]]:
 
 
 def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-             limit: int | None = None, decode_images: bool = True):
+             limit: int | None = None, decode_images: bool = True, splits: Sequence[str] | None = None):
     """The rows of one or more runs as a ``datasets.Dataset``, filtered by style and source.
 
     The columns are every column a style can have (TRAIN_COLUMNS, so code reading ``crops`` or ``depth_map`` works
@@ -55,7 +65,7 @@ def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sou
     list columns and null otherwise. ``depth_map`` stays
     ``{"bytes", "path"}`` (a 16-bit PNG, decoded where it is used). With ``decode_images=False`` the
     image and crops do too, so they can be copied out unchanged. ``limit`` keeps the first N rows after
-    filtering. Rows come style by style: in the order of ``styles`` when given, else by style name.
+    filtering. ``splits`` keeps only those splits' shards (default: all). Rows come style by style: in the order of ``styles`` when given, else by style name.
     """
     import datasets
 
@@ -65,7 +75,7 @@ def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sou
     for run in ([runs] if isinstance(runs, str) else runs):
         for style, paths in style_shards(run).items():
             if not styles or style in styles:
-                files.setdefault(style, []).extend(paths)
+                files.setdefault(style, []).extend(p for p in paths if splits is None or split_of(p) in splits)
     files = {style: paths for style, paths in files.items() if paths}
     names = list(TRAIN_COLUMNS)
     union = features()

@@ -19,6 +19,8 @@ class Data(Section):
     runs: list[str] = Field(min_length=1, description="groundcot output folders (local or bucket), each holding data/<style>/*.parquet.")
     styles: list[str] = Field(["sif"], description="Styles to train on.")
     sources: list[str] | None = Field(None, description="Keep only these sources (default: all).")
+    splits: list[str] = Field(["train"], min_length=1, description="The runs' splits to train on (a test split "
+                              "held out with split.test_fraction is for `groundcot eval`).")
     depth_image: bool = Field(False, description="SFT: give sif rows written without a depth image "
                               "(sif.depth_input off) one, rendered from the depth map and labelled as in SIF-50K. "
                               "Rows written with one always carry it.")

@@ -19,7 +19,7 @@ RL_DEPTH_IMAGE = False
 
 def read_runs(data):
     """The rows of the job's runs (local folders or bucket prefixes), filtered as ``data`` says."""
-    return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit)
+    return read_run(data.runs, styles=data.styles, sources=data.sources, limit=data.limit, splits=data.splits)
 
 
 def _pil(image: dict) -> Image.Image:
@@ -56,15 +56,37 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None, depth_image: bool =
     row holds them), and what the rewards need."""
     if not get_style(row["style"]).single_turn:
         single = ", ".join(name for name, style in STYLES.items() if style.single_turn)
-        raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use {single})")
+        raise ValueError(f"a single-turn RL row cannot hold style {row['style']!r}, which needs several turns "
+                         f"(its rows go through multiturn_row; single-turn styles: {single})")
     prompt, images = rl_prompt(row, depth_image)
+    return {"prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
+            **reward_columns(row, twins)}
+
+
+def reward_columns(row: dict, twins: dict[str, str] | None = None) -> dict:
+    """What the reward functions read of a row, of any style (``groundcot eval`` scores multi-turn rows too)."""
     return {
-        "prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
         "answer": row["answer"], "id": row["id"],
         "question": row["question"],
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
         "depth_map": row["depth_map"]["bytes"] if row["depth_map"] else None,
         "twin_text": (twins or {}).get(row["id"], row["cot"]),  # textual rows: their grounded (sif) twin
+    }
+
+
+def multiturn_row(row: dict) -> dict:
+    """A multi-turn style's RL row: the prompt (the image and the style's tool words), the original
+    image (the environment crops from it), the frame the model's boxes are in, and what the rewards need."""
+    style = get_style(row["style"])
+    if style.single_turn or not getattr(style, "multiturn_prompt", ""):
+        raise ValueError(f"row {row['id']}: style {row['style']!r} has no multi-turn environment")
+    frame = list(row.get("frame") or (row["width"], row["height"]))
+    text = style.prompt(style.multiturn_prompt, question=row["question"], width=frame[0], height=frame[1])
+    return {
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+        "images": [row["image"] if not isinstance(row["image"], dict) else _pil(row["image"])],
+        "answer": row["answer"], "id": row["id"], "question": row["question"], "frame": frame,
+        "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
     }
 
 
@@ -75,6 +97,8 @@ def sft_dataset(data):
 
 def grpo_dataset(data):
     ds = read_runs(data)
+    if not all(get_style(s).single_turn for s in data.styles):
+        return ds.map(multiturn_row, remove_columns=ds.column_names)
     twins = None
     paired = sorted({get_style(s).twin for s in data.styles} - {None})  # e.g. textual rows pair with sif's
     if paired:

@@ -148,6 +148,8 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(fake, body)
 
     def _answer(self, fake, body):
+        if fake.reply_with is not None:  # a model under evaluation: the test says what it answers
+            return self._reply(fake.reply_with(body))
         first = body["messages"][0]["content"]
         if "Reference answer" in str(first):  # the judge
             return self._reply("yes" if "[[paraphrase]]" in str(first) else "no")
@@ -252,7 +254,8 @@ class FakeOpenAI:
     """``with FakeOpenAI() as fake: fake.base_url ...``; ``fake.requests`` records every call."""
 
     def __init__(self, latency: float = 0.0, max_concurrency: int = 1000, slow_s: float = 2.0,
-                 trickle_s: float = 3.0, key: str | None = None):
+                 trickle_s: float = 3.0, key: str | None = None, reply_with=None):
+        self.reply_with = reply_with  # body -> reply text, instead of the teacher's replies
         self.latency, self.slow_s, self.trickle_s, self.key = latency, slow_s, trickle_s, key
         self.health_checks = 0
         self.slots = threading.BoundedSemaphore(max_concurrency)
