@@ -56,7 +56,8 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None, depth_image: bool =
     row holds them), and what the rewards need."""
     if not get_style(row["style"]).single_turn:
         single = ", ".join(name for name, style in STYLES.items() if style.single_turn)
-        raise ValueError(f"GRPO here rolls out one turn; style {row['style']!r} needs several (use {single})")
+        raise ValueError(f"a single-turn RL row cannot hold style {row['style']!r}, which needs several turns "
+                         f"(its rows go through multiturn_row; single-turn styles: {single})")
     prompt, images = rl_prompt(row, depth_image)
     return {
         "prompt": prompt, "images": [_pil(i) if decode and isinstance(i, dict) else i for i in images],
@@ -68,6 +69,22 @@ def grpo_row(row: dict, twins: dict[str, str] | None = None, depth_image: bool =
     }
 
 
+def multiturn_row(row: dict) -> dict:
+    """A multi-turn style's RL row: the prompt (the image and the style's tool words), the original
+    image (the environment crops from it), the frame the model's boxes are in, and what the rewards need."""
+    style = get_style(row["style"])
+    if style.single_turn or not getattr(style, "multiturn_prompt", ""):
+        raise ValueError(f"row {row['id']}: style {row['style']!r} has no multi-turn environment")
+    frame = list(row.get("frame") or (row["width"], row["height"]))
+    text = style.prompt(style.multiturn_prompt, question=row["question"], width=frame[0], height=frame[1])
+    return {
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+        "images": [row["image"] if not isinstance(row["image"], dict) else _pil(row["image"])],
+        "answer": row["answer"], "id": row["id"], "question": row["question"], "frame": frame,
+        "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
+    }
+
+
 def sft_dataset(data):
     ds = read_runs(data)
     return ds.map(lambda r: sft_row(r, data.depth_image, data.depth_colormap), remove_columns=ds.column_names)
@@ -75,6 +92,8 @@ def sft_dataset(data):
 
 def grpo_dataset(data):
     ds = read_runs(data)
+    if not all(get_style(s).single_turn for s in data.styles):
+        return ds.map(multiturn_row, remove_columns=ds.column_names)
     twins = None
     paired = sorted({get_style(s).twin for s in data.styles} - {None})  # e.g. textual rows pair with sif's
     if paired:

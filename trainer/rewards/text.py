@@ -1,5 +1,8 @@
-"""What every reward reads from a completion: its text, and the row's depth map."""
+"""What every reward reads from a completion: its text, its tool calls, and the row's depth map."""
 from __future__ import annotations
+
+import json
+import re
 
 
 def text_of(completion) -> str:
@@ -25,3 +28,48 @@ def png_bytes(value) -> bytes | None:
 def per_depth_map(completions, depth_map, score) -> list[float | None]:
     """``score(completion, png)`` for each completion whose row has a depth map; None for the others."""
     return [None if png is None else score(c, png) for c, png in zip(completions, map(png_bytes, depth_map))]
+
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+
+
+def tool_calls(text: str) -> list[dict]:
+    """The ``<tool_call>{"name": .., "arguments": {..}}</tool_call>`` blocks of a model's text (the Hermes
+    form Qwen's templates and TRL's response parser use), each as {"name", "arguments"}; a block that is
+    not such JSON comes back as {"name": "", "arguments": {}, "error": why}."""
+    out = []
+    for raw in _TOOL_CALL.findall(text):
+        try:
+            call = json.loads(raw)
+            if not (isinstance(call, dict) and isinstance(call.get("name"), str)
+                    and isinstance(call.get("arguments", {}), dict)):
+                raise ValueError("not {name, arguments}")
+            out.append({"name": call["name"], "arguments": call.get("arguments", {})})
+        except ValueError as err:
+            out.append({"name": "", "arguments": {}, "error": f"unreadable tool call: {err}"})
+    return out
+
+
+def calls_of(completion) -> list[list[dict]]:
+    """Per assistant turn of a multi-turn completion, its tool calls as {"name", "arguments"}: TRL's parsed
+    ``tool_calls`` where present, else read from the turn's text."""
+    if isinstance(completion, str):
+        return [tool_calls(completion)]
+    turns = []
+    for message in completion:
+        if message.get("role", "assistant") != "assistant":
+            continue
+        parsed = message.get("tool_calls")
+        if parsed:
+            turns.append([{"name": c["function"]["name"], "arguments": c["function"].get("arguments") or {}}
+                          for c in parsed])
+        else:
+            turns.append(tool_calls(text_of([message])))
+    return turns
+
+
+def assistant_texts(completion) -> list[str]:
+    """The text of each assistant turn."""
+    if isinstance(completion, str):
+        return [completion]
+    return [text_of([m]) for m in completion if m.get("role", "assistant") == "assistant"]

@@ -105,6 +105,17 @@ class Aperture(Style):
     citation = ("TikArt", BIBTEX)
     teacher_prompt, train_prompt = "teacher_aperture", "aperture_train"
     plans_crops = True
+    # multi-turn RL (trainer/envs/aperture.py): the zoom and segment tools, their prompt words, AGRPO
+    multiturn_prompt, observe_prompt = "aperture_multiturn", "aperture_observe"
+    multiturn_reward_parts = ("agrpo",)
+    prompt_texts = {
+        "aperture_multiturn": (
+            "$question\nLook closer when you need to. In each turn think in <think></think>, then call a tool: "
+            "zoom to see a rectangle, or segment to see only the object there, the box normalised to [0, 1]:\n"
+            "<tool_call>\n{\"name\": \"zoom\", \"arguments\": {\"box\": [x1, y1, x2, y2]}}\n</tool_call>\n"
+            "You then get the crop; describe it in <observe></observe>. When you know, answer in <answer></answer>."),
+        "aperture_observe": "This is the $action crop. Describe it in <observe></observe>, then act again or answer.",
+    }
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
         steps = [s for s in record.chain if s.kind in FOCUS] or record.chain[-1:]

@@ -100,6 +100,19 @@ class Mgpo(Style):
     citation = ("MGPO", BIBTEX)
     teacher_prompt, train_prompt = "teacher_mgpo", "mgpo_train"
     plans_crops = True
+    # multi-turn RL (trainer/envs/mgpo.py): the crop tool, its prompt words, MGPO's rewards
+    multiturn_prompt, crop_prompt, full_image_prompt = "mgpo_multiturn", "mgpo_turn2", "mgpo_full_image"
+    multiturn_reward_parts = ("boxed_answer", "mgpo_format")
+    prompt_texts = {
+        "mgpo_multiturn": (
+            "$question\nFirst find the region of the image that answers the question: call the crop tool with "
+            "its box in pixel coordinates of this ${width}x${height} image, as\n<tool_call>\n{\"name\": \"crop\", "
+            "\"arguments\": {\"bbox_2d\": [x1, y1, x2, y2], \"label\": \"what it is\"}}\n</tool_call>\n"
+            "You then get that region cropped from the full-resolution image."),
+        # MGPO's fallback when the box is unusable: the whole image again (its ori_image_token_prompt)
+        "mgpo_full_image": ("That region could not be cropped, so here is the whole image again. $question\n"
+                            "Reason about it, then give the final answer as \\boxed{answer}."),
+    }
 
     def plan(self, record: Record, image: Image.Image | None, crops: CropSettings) -> None:
         fw, fh = model_frame(record.width, record.height, crops.frame, crops.min_pixels, crops.max_pixels)
