@@ -132,7 +132,7 @@ def test_one_multiturn_step_from_the_installed_wheel(run, model, sam2, tmp_path,
     config = job(tmp_path, run, model, style, sam2)
     env = {**os.environ, "PYTHONPATH": str(installed)}
     done = subprocess.run([sys.executable, "-m", "groundcot", "train", "grpo", config], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     where = subprocess.run([sys.executable, "-c", "import groundcot; print(groundcot.__file__)"], cwd=work,
                            env=env, capture_output=True, text=True, check=True).stdout

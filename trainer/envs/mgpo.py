@@ -17,7 +17,7 @@ class MgpoEnv(Environment):
     def reset(self, **row) -> None:
         super().reset(**row)
         frame = row.get("frame")
-        self.frame = tuple(frame) if frame else self.image.size
+        self.frame = tuple(int(v) for v in frame) if frame is not None and len(frame) else self.image.size
 
     def crop(self, bbox_2d: list[int], label: str = "") -> list:
         """Crop the key region from the full-resolution image.

@@ -30,7 +30,7 @@ def per_depth_map(completions, depth_map, score) -> list[float | None]:
     return [None if png is None else score(c, png) for c, png in zip(completions, map(png_bytes, depth_map))]
 
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 def tool_calls(text: str) -> list[dict]:
@@ -43,14 +43,14 @@ def tool_calls(text: str) -> list[dict]:
             call = json.loads(raw)
             if not (isinstance(call, dict) and isinstance(call.get("name"), str)
                     and isinstance(call.get("arguments", {}), dict)):
-                raise ValueError("not {name, arguments}")
+                raise TypeError("not {name, arguments}")
             out.append({"name": call["name"], "arguments": call.get("arguments", {})})
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             out.append({"name": "", "arguments": {}, "error": f"unreadable tool call: {err}"})
     return out
 
 
-_TOOL_RESPONSE = re.compile(r"<tool_response>.*?</tool_response>", re.S)
+_TOOL_RESPONSE = re.compile(r"<tool_response>.*?</tool_response>", re.DOTALL)
 _ROLE_MARKS = re.compile(r"<\|im_(?:start|end)\|>")
 
 
