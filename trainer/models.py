@@ -147,3 +147,21 @@ def train_and_save(trainer, job) -> None:
     trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
     trainer.save_model(job.output_dir)
     trainer.processing_class.save_pretrained(job.output_dir)
+
+
+def with_tool_template(processor):
+    """The processor, with a chat template that renders tool calls and tool results (TRL's multi-turn
+    rollouts need one). A Qwen-VL processor whose own template has no tools (Qwen2.5-VL's does not)
+    gets TRL's Qwen3-VL template: the same vision tokens, Hermes ``<tool_call>`` JSON, and a response
+    parser TRL knows. Any other model without one is a ValueError."""
+    from trl.chat_template_utils import qwen3_vl_chat_template, supports_tool_calling
+
+    if supports_tool_calling(processor):
+        return processor
+    vocab = processor.tokenizer.get_vocab()
+    if not all(t in vocab for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|im_start|>")):
+        raise ValueError("the model's chat template cannot render tool calls, which multi-turn GRPO needs: "
+                         "give a model whose processor's chat_template does")
+    log.info("the chat template has no tool calls: using TRL's Qwen3-VL template (same vision tokens)")
+    processor.chat_template = processor.tokenizer.chat_template = qwen3_vl_chat_template
+    return processor

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image
 
@@ -108,7 +109,7 @@ class Aperture(Style):
     # multi-turn RL (trainer/envs/aperture.py): the zoom and segment tools, their prompt words, AGRPO
     multiturn_prompt, observe_prompt = "aperture_multiturn", "aperture_observe"
     multiturn_reward_parts = ("agrpo",)
-    prompt_texts = {
+    prompt_texts: ClassVar[dict[str, str]] = {
         "aperture_multiturn": (
             "$question\nLook closer when you need to. In each turn think in <think></think>, then call a tool: "
             "zoom to see a rectangle, or segment to see only the object there, the box normalised to [0, 1]:\n"
