@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from groundcot.pipeline.config import JobConfig
+from groundcot.pipeline.stats import NoteVersions
 from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.depth import DepthHandler
 from groundcot.transforms.depth_image import attach_depth_image
@@ -77,6 +78,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
                | "Validate" >> beam.ParDo(stage("validate", partial(
                    validate, **cfg.validate_.model_dump()), every))
                | "DepthImage" >> beam.ParDo(stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
+    records = records | "NoteVersions" >> beam.ParDo(NoteVersions())  # each worker's groundcot, Beam, torch
     outcomes = records | "Write" >> WriteOutputs(
         out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb)
     ((outcomes, *inputs)

@@ -11,12 +11,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from groundcot.pipeline import progress
-from groundcot.pipeline.config import JobConfig, echo, on_cluster
+from groundcot.pipeline.config import JobConfig, absolute_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.pipeline.preflight import count_records, prepare
 from groundcot.pipeline.stats import (EmptyRun, beam_counters, check_not_empty, cross_check, quality, read_counts,
-                                      summarise, teacher_stats, versions)
+                                      summarise, teacher_stats, versions, worker_versions)
 from groundcot.runs.card import write_card
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.models import ResolvedModel
@@ -33,6 +33,7 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
     out = (out or cfg.output.dir).rstrip("/")
     runner, options, models = prepare(cfg, out, out_key, overwrite)
+    out = absolute_paths(cfg, out)  # checked as written, run as absolute: workers have other working folders
     run_id = uuid.uuid4().hex
     folder = OutputFolder(out, run_id, overwrite)
     with folder as staging:
@@ -63,7 +64,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
         result = p.run()
         if live is None:  # a cluster job: the same figures from Beam's counters
             progress.follow(result, lambda: beam_counters(result), total, every)
-        result.wait_until_finish()
+        result.wait_until_finish()  # counters are read only now: a running job's are partial
     stats = summarise(read_counts(staging), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
     cross_check(stats, beam_counters(result, committed_only=True), staging)
@@ -75,7 +76,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},
         "counters": {k: v for k, v in counters.items() if not k.startswith("ledger.")},
-        "config": echo(cfg), "versions": versions(),
+        "config": echo(cfg), "versions": versions(), "worker_versions": worker_versions(result),
     })
     with FileSystems.create(f"{staging}/stats.json") as handle:
         handle.write(json.dumps(stats, indent=2).encode())
