@@ -1,6 +1,7 @@
 """The ``groundcot`` command line. What a command writes is always ``-o/--out``.
 
     groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty] [--check]
+                       [--dry-run [FILE]]
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...] [--rl-depth-image]
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="check the config, paths (per runner), sources, secrets, the teacher endpoint and "
                           "models, print the plan, and exit (0: all passed, 2: one line naming what failed); "
                           "nothing runs and nothing is written")
+    gen.add_argument("--dry-run", nargs="?", const="groundcot-job.json", metavar="FILE",
+                     help="build the job (on Dataflow: the job Dataflow would get) and write its graph and "
+                          "options, secrets removed, to FILE (default: groundcot-job.json); submits nothing")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
     demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
@@ -186,10 +190,11 @@ def _fail(message: str, code: int) -> int:
 
 
 def _generate(config: str, out: str | None, limit: int | None, overrides: list[str], *,
-              overwrite: bool = False, allow_empty: bool = False, check: bool = False) -> int:
+              overwrite: bool = False, allow_empty: bool = False, check: bool = False,
+              dry_run: str | None = None) -> int:
     from groundcot.pipeline.config import ConfigError, load_config
     from groundcot.pipeline.outputs import OutputRefused
-    from groundcot.pipeline.run import run
+    from groundcot.pipeline.run import describe, run
 
     try:
         if limit is not None and limit < 1:
@@ -200,6 +205,9 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
                 src.limit = min(src.limit or limit, limit)
         if check:
             return _check(cfg, out, overwrite)
+        if dry_run:
+            print(f"the job, not submitted: {describe(cfg, out, dry_run)}")
+            return 0
         out = out or cfg.output.dir
         stats = run(cfg, out, overwrite=overwrite, allow_empty=allow_empty)
     except ConfigError as err:
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         return _fail(f"config error: {err}", 2)
     return _generate(config, args.out, args.limit, args.overrides, overwrite=args.overwrite,
-                     allow_empty=args.allow_empty, check=args.check)
+                     allow_empty=args.allow_empty, check=args.check, dry_run=args.dry_run)
 
 
 if __name__ == "__main__":

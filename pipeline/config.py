@@ -148,13 +148,16 @@ class Output(Section):
 
 
 class Runner(Section):
-    name: str = Field("local", description="local (in-process, offline) or a Beam runner: "
-                                           "DataflowRunner, FlinkRunner, SparkRunner, ...")
+    name: str = Field("local", description="local (in-process, offline), dask (a dask.distributed cluster: "
+                                           "options.dask_client_address) or a Beam runner: DataflowRunner, "
+                                           "FlinkRunner, SparkRunner, PortableRunner, ...")
     workers: int = Field(1, ge=1, description="local only: worker processes.")
     log_every_s: float = Field(10.0, ge=0, description="Progress line interval: the local runner's line when "
                                "not on a terminal (on one it is redrawn every second), and on cluster runners "
                                "the driver's line from Beam's counters and each worker's per-stage lines (0 = off).")
-    options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options.")
+    options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options, by "
+                                       "flag name (dask_client_address, sdk_worker_parallelism) or Beam's "
+                                       "attribute name.")
     shared_paths: list[str] = Field(default_factory=list, description="Local folders the workers see at the "
                                     "same path as the submitting machine (an NFS mount, a baked-in folder). On "
                                     "Dataflow, Flink, Spark and portable non-LOOPBACK runners every source, "
@@ -339,12 +342,16 @@ CLUSTER_RUNNERS = ("DataflowRunner", "TestDataflowRunner", "FlinkRunner", "Spark
 def on_cluster(runner: Runner) -> bool:
     """Whether the runner's workers may not see the submitting machine's disk.
 
-    Dataflow, Flink and Spark, and the portable runner unless its environment is LOOPBACK (its
+    Dataflow, Flink and Spark, Dask given a scheduler (address or file; without one it starts a
+    cluster on this machine), and the portable runner unless its environment is LOOPBACK (its
     default is DOCKER). The in-process runners share the driver's disk.
     """
     name = runner.name.rsplit(".", 1)[-1]
     if name in CLUSTER_RUNNERS:
         return True
+    if name == "dask":
+        return any(runner.options.get(k) for k in ("dask_client_address", "address", "dask_scheduler_file",
+                                                   "scheduler_file"))
     return name == "PortableRunner" and str(runner.options.get("environment_type", "DOCKER")).upper() != "LOOPBACK"
 
 
@@ -364,6 +371,22 @@ def under(path: str, folders: list[str]) -> bool:
     """Whether local ``path`` lies in one of ``folders``."""
     path = os.path.abspath(path)
     return any(os.path.commonpath([path, os.path.abspath(f)]) == os.path.abspath(f) for f in folders)
+
+
+def local_path(path: str | None) -> str | None:
+    """A local path made absolute against this working folder (a worker's is another); URLs as they are."""
+    return path if not path or "://" in path else os.path.abspath(path)
+
+
+def absolute_paths(cfg: JobConfig, out: str) -> str:
+    """Make the cache, teacher cache, shared paths and output folder absolute on the driver, before the job
+    is built (a cluster worker would read a relative path against its own folder); returns ``out`` so."""
+    cfg.cache = local_path(cfg.cache)
+    if getattr(cfg.teacher, "cache", None):
+        cfg.teacher.cache = local_path(cfg.teacher.cache)
+    cfg.runner.shared_paths = [local_path(p) for p in cfg.runner.shared_paths]
+    cfg.output.dir = local_path(cfg.output.dir)
+    return local_path(out)
 
 
 def check_worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> None:

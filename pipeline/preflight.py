@@ -3,6 +3,7 @@ the runner and its options, the per-runner paths, secrets, sources, the teacher'
 output folder and the models; and what can be known of the input before reading it."""
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 
@@ -24,38 +25,69 @@ from groundcot.transforms.teach.connection import check_endpoint
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
-    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline).
+    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline), ``dask``
+    groundcot's Dask runner (``pipeline/dask_runner.py``), ``PortableRunner`` Beam's with
+    ``sdk_worker_parallelism`` honoured by the embedded job server (``pipeline/portable.py``).
 
     Called before anything else runs, so a runner that cannot be used here is one ConfigError line.
     """
-    extra = dict(cfg.runner.options)
     name = cfg.runner.name
+    if name == "dask":
+        try:
+            from groundcot.pipeline.dask_runner import DaskRunner
+        except ImportError as err:
+            raise ConfigError(f"runner.name: dask needs dask and distributed (pip install 'groundcot[dask]'): "
+                              f"{err}") from None
+        return DaskRunner(), _options(cfg.runner.options)
     if name == "local":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
-        return FnApiRunner(), _options(direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+        return FnApiRunner(), _options(cfg.runner.options, direct_num_workers=cfg.runner.workers,
+                                       direct_running_mode=mode)
+    if name == "PortableRunner":
+        from groundcot.pipeline.portable import PortableRunner
+
+        return PortableRunner(), _options(cfg.runner.options, runner=name)
     known = StandardOptions.KNOWN_RUNNER_NAMES
     if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
-        close = difflib.get_close_matches(name, ["local", *known], n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, ["local", "dask", *known], n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, one of {', '.join(known)}, "
+        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, dask, one of {', '.join(known)}, "
                           "or a runner's full dotted class name")
+    if name.rsplit(".", 1)[-1] == "DaskRunner":
+        raise ConfigError(f"runner.name: {name} cannot run groundcot's graph (it drops tagged outputs, side "
+                          "inputs and counters); use runner.name: dask")
     try:
         runner = create_runner(name)
     except (ImportError, ValueError, AttributeError) as err:
         raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
-    return runner, _options(runner=name, **extra)
+    return runner, _options(cfg.runner.options, runner=name)
 
 
-def _options(**values) -> PipelineOptions:
-    """Beam's options; a key no registered option class knows is a ConfigError, not silently dropped."""
-    options = PipelineOptions(flags=[], **values)
-    unknown = sorted(set(values) - set(options.get_all_options(retain_unknown_options=False)))
+def beam_flags() -> dict[str, str]:
+    """Every registered option's flag name (``dask_client_address``) -> its attribute (``address``)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:  # one class registered twice
+            continue
+    return {flag[2:]: action.dest for action in parser._actions for flag in action.option_strings
+            if flag.startswith("--") and not isinstance(action, argparse._StoreFalseAction)}  # --no_x: not x
+
+
+def _options(given: dict, **values) -> PipelineOptions:
+    """Beam's options from ``runner.options`` (by flag name, ``dask_client_address``, or attribute name,
+    ``address``) and ``values``; a key no registered option class knows is a ConfigError, not dropped."""
+    flags = beam_flags()
+    known = set(flags.values())
+    unknown = sorted(k for k in given if k not in known and k not in flags)
     if unknown:
         raise ConfigError(f"runner.options: Beam knows no option {', '.join(unknown)} (see the runner's "
                           "pipeline options for the names)")
-    return options
+    values.update({k if k in known else flags[k]: v for k, v in given.items()})
+    return PipelineOptions(flags=[], **values)
 
 
 def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
