@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from groundcot.transforms.secrets import scrub_url
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
 from groundcot.transforms.teach import configs as teacher_configs
@@ -239,7 +240,7 @@ def _describe(error: dict) -> str:
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
-    got = "" if error["type"] in ("missing", "moved") else f" (got {value!r})"  # moved: a renamed key
+    got = "" if error["type"] in ("missing", "moved") else f" (got {scrub_url(repr(value))})"  # moved: a renamed key
     return f"{key}: {error['msg']}{got}"
 
 

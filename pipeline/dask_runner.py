@@ -28,7 +28,6 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 import dask.distributed as ddist
 from apache_beam import DoFn, ParDo, WindowInto, pvalue
-from apache_beam.io import iobase
 from apache_beam.metrics.execution import MetricKey, MetricResult, MetricsContainer
 from apache_beam.metrics.metric import MetricResults
 from apache_beam.metrics.metricbase import MetricName

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -124,6 +125,55 @@ def check_sources(cfg: JobConfig, offline: bool = False) -> None:
                     raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
 
 
+IMAGE_SAMPLE = 8  # records per source whose images --check looks for
+SAMPLE_MAX_BYTES = 256 << 20  # sources with more annotation bytes than this are not sampled
+_sampled: list = []  # the in-process pipeline of sample_records hands its records back here
+
+
+def _keep(records) -> None:
+    _sampled.extend(records)
+
+
+def sample_records(src, n: int = IMAGE_SAMPLE) -> list:
+    """The ``n`` records with the smallest ids that the source gives (those ``limit: n`` would read),
+    read by the source's own reader in an in-process pipeline."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    _sampled.clear()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = (p | "Read" >> get_source(src.kind).read(src)
+             | "Kept" >> beam.Filter(lambda r: not r.filtered)
+             | "Smallest" >> beam.combiners.Top.Smallest(n, key=lambda r: r.id)
+             | "Keep" >> beam.Map(_keep))
+    found = list(_sampled)
+    _sampled.clear()
+    return found
+
+
+def check_images(cfg: JobConfig, offline: bool = False) -> None:
+    """Some of each local source's first records have their image under ``image_root``: a root that
+    matches no image fails here, not as a run of ``missing_image`` rejections."""
+    from groundcot.transforms.images import dataset_root, resolve
+
+    for i, src in enumerate(cfg.sources):
+        globs = [g for gs in get_source(src.kind).paths(src).values() for g in gs]
+        if not src.image_root or (offline and (unlistable(src.image_root) or any(map(unlistable, globs)))):
+            continue
+        files = [m for g in globs for m in FileSystems.match([g])[0].metadata_list]
+        if sum(m.size_in_bytes for m in files) > SAMPLE_MAX_BYTES:
+            continue
+        wanted = []
+        for record in sample_records(src):
+            if record.image is None and record.image_path and not record.rejection:
+                root = dataset_root(src.image_root, record.dataset)
+                wanted.append(resolve(root, record.image_path) if root is not None else None)
+        if wanted and not any(path and FileSystems.exists(path) for path in wanted):
+            example = next((path for path in wanted if path), "")
+            raise ConfigError(f"sources.{i}.image_root: none of the {len(wanted)} first records' images is under "
+                              f"{src.image_root} (e.g. {example} does not exist)")
+
+
 def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """Everything that can be checked before the job touches its output folder.
 
@@ -132,17 +182,31 @@ def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """
     key = check_secrets(cfg)
     check_sources(cfg, offline)
+    check_images(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
     if is_api(cfg.teacher) and not cfg.teacher.batch.enabled and (key is None or key[1]):
         check_endpoint(cfg.teacher.connection)
 
 
 def check_output(out: str, out_key: str, overwrite: bool) -> None:
-    """The output folder can be listed from here and would not be refused; reads it, writes nothing."""
+    """The output folder can be listed from here, would not be refused and (on local disk) can be
+    written: a file is created and removed in it, or in the folder it would be made in."""
     try:
         OutputFolder(out, "check", overwrite).refuse_foreign()
     except (OSError, ValueError) as err:  # a filesystem this machine lacks, no access
         raise ConfigError(f"{out_key}: cannot list {out}: {err}".replace("\n", " ")) from None
+    if "://" in out:
+        return
+    there = os.path.abspath(out)
+    while not os.path.exists(there):
+        there = os.path.dirname(there)
+    try:
+        if not os.path.isdir(there):
+            raise NotADirectoryError(f"{there} is a file")
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{out_key}: cannot write in {there} ({err.strerror or err})") from None
 
 
 def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,

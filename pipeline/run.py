@@ -33,6 +33,7 @@ from groundcot.pipeline.stats import (
     worker_versions,
 )
 from groundcot.runs.card import write_card
+from groundcot.runs.publish import known_secrets, scrub
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.models import ResolvedModel
 
@@ -59,8 +60,9 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
                 check_not_empty(stats)
             except EmptyRun as err:
                 folder.keep_staging = True
-                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
-                               f"{staging}); pass --allow-empty to publish such a run") from None
+                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
+                               f"rejections: groundcot inspect {staging}); pass --allow-empty to publish such a "
+                               "run") from None
         write_card(staging)  # README.md + figures/: the folder is Hub-ready
         folder.publish()
     return stats
@@ -129,7 +131,8 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},
         "counters": {k: v for k, v in counters.items() if not is_ledger(k)},
-        "config": echo(cfg), "versions": versions(), "worker_versions": worker_versions(result),
+        "config": scrub(config := echo(cfg), known_secrets(None, config)),
+        "versions": versions(), "worker_versions": worker_versions(result),
     })
     with FileSystems.create(f"{staging}/stats.json") as handle:
         handle.write(json.dumps(stats, indent=2).encode())

@@ -230,10 +230,15 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
 
 
 def check_not_empty(stats: dict) -> None:
-    """A run that read nothing, or whose every record met one infrastructure failure, made nothing."""
+    """A run that wrote no row made nothing: it read nothing, or every record was rejected (the
+    rejections are in the kept staging folder, or published with --allow-empty)."""
     if stats["records_in"] == 0:
         raise EmptyRun(f"the sources gave 0 records ({stats['filtered_out']} filtered out)")
+    if stats["written"] > 0:
+        return
     reasons = stats["rejected_by_reason"]
-    if stats["written"] == 0 and reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
+    shown = ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+    if reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
         raise EmptyRun(f"every one of {stats['records_in']} records was rejected with "
                        f"{', '.join(sorted(reasons))}: nothing could be made")
+    raise EmptyRun(f"0 rows written: every one of {stats['records_in']} records was rejected ({shown})")

@@ -20,7 +20,7 @@ import sys
 from bisect import bisect_right
 from collections import defaultdict
 
-from groundcot.schemas.runs import RunNotFound, style_shards
+from groundcot.schemas.runs import RunChanging, RunNotFound, consistent, style_shards
 from groundcot.transforms.styles import STYLES, in_order
 
 MAX_SIDE = 480  # gallery images are downscaled to this (boxes are normalised: unaffected)
@@ -35,8 +35,8 @@ def main(args) -> int:
     # the report is written here; a run in a bucket gets its report in the working directory
     out = args.out or (f"{run.rsplit('/', 1)[-1]}-report" if "://" in run else f"{run}/report")
     try:
-        index = write_report(run, out, per_style=args.per_style, seed=args.seed)
-    except (RunNotFound, FileNotFoundError) as err:
+        index = consistent(run, lambda: write_report(run, out, per_style=args.per_style, seed=args.seed))
+    except (RunNotFound, FileNotFoundError, RunChanging) as err:
         print(f"groundcot inspect: {err}", file=sys.stderr)
         return 2
     print(f"report: {index}")
@@ -412,7 +412,7 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
 
     run = run.rstrip("/")
     stats = read_stats(run)
-    found = style_shards(run)
+    found = style_shards(run, required=False)  # a run whose every record was rejected shows its rejections
     shards = {style: found[style] for style in in_order(found)}
     folder = Folder(out)
 

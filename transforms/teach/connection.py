@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from typing import Optional
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Connection(BaseModel):
@@ -27,6 +28,14 @@ class Connection(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
     max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
                                                   "(exponential backoff with jitter, Retry-After honoured).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_userinfo(cls, url: str) -> str:
+        if urlsplit(url).username is not None:  # the clients would send it on some calls and fail others
+            raise ValueError("holds user:password@; the clients cannot use credentials in the URL: remove them "
+                             "and put the key in an environment variable named by api_key_env")
+        return url
 
     def key(self) -> str | None:
         """The API key: from the secret reference when there is one, else the environment variable."""
