@@ -194,6 +194,20 @@ def test_malformed_replies_are_named_retried_and_counted(tmp_path, key):
     assert stats["rejected_by_reason"] == {"teacher_bad_reply": len(broken)}
 
 
+def test_a_refusal_keeps_the_reason_the_server_gave(tmp_path, key):
+    # FastAPI's {"detail": ...} (transformers serve) and OpenAI's {"error": {"message": ...}}
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        assert main(["generate", job(tmp_path, fake, ["unprocessable", "echo_auth"]), "--out", str(out),
+                     "--allow-empty"]) == 0
+    _, _, rejected = outcome(out)
+    fates = {mode_of(q): (r["reason"], r["detail"]) for q, r in rejected.items()}
+    assert fates["unprocessable"] == ("teacher_http_422", "UnprocessableEntityError: HTTP 422: Unexpected fields "
+                                                          "in the request: {'top_k'}")
+    assert fates["echo_auth"][0] == "teacher_http_400" and "bad request; you sent Bearer ***" in fates["echo_auth"][1]
+    assert KEY not in json.dumps(fates)
+
+
 def test_timeout_bounds_the_whole_reply_not_each_read(tmp_path, key):
     # 20 pieces 0.1 s apart: no single read waits 0.5 s, the whole reply takes 2 s
     with FakeOpenAI(trickle_s=2.0) as fake:

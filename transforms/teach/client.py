@@ -10,6 +10,7 @@ from anything this module reports.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
 
@@ -74,6 +75,28 @@ def spend(run_id: str, cap: float | None, usd: float = 0.0) -> bool:
         spent = _SPENT.setdefault(run_id, [0.0])
         spent[0] += usd
         return cap is None or spent[0] < cap
+
+
+def error_body(err: Exception) -> str:
+    """The reason an endpoint gave in a refusal's body: OpenAI's ``{"error": {"message"}}``,
+    FastAPI's ``{"detail": ...}`` (text or a list of field errors), or the body's text; "" if none.
+
+    >>> class E(Exception): body = {"detail": "Unexpected fields in the request: {'top_k'}"}
+    >>> error_body(E())
+    "Unexpected fields in the request: {'top_k'}"
+    >>> E.body = {"detail": [{"loc": ["body", "model"], "msg": "Field required"}]}
+    >>> error_body(E())
+    'body.model: Field required'
+    """
+    body = getattr(err, "body", None)  # openai's APIStatusError: the JSON body ("error" unwrapped) or its text
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("detail") or body.get("error") or body
+    if isinstance(body, list):  # FastAPI's validation errors
+        body = "; ".join(".".join(map(str, e.get("loc", ()))) + ": " + str(e.get("msg", e)) if isinstance(e, dict)
+                         else str(e) for e in body)
+    if isinstance(body, dict):
+        body = body.get("message") or json.dumps(body)
+    return " ".join(str(body).split()) if body else ""
 
 
 class ChatClient:
@@ -189,5 +212,7 @@ class ChatClient:
     def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:
         self.ledger.inc(f"failures.{kind}")
         text = f"{type(err).__name__}: {str(err) or f'no whole reply within timeout_s={self.conn.timeout_s}'}"
+        if isinstance(getattr(err, "status_code", None), int) and (reason := error_body(err)):
+            text = f"{type(err).__name__}: HTTP {err.status_code}: {reason}"
         tried = f" (after {attempts} attempts)" if attempts > 1 else ""
         return TeacherError(f"teacher_{kind}", self.redact(text)[:400] + tried)
