@@ -15,9 +15,9 @@ train_sft.yaml or train_sft) when no such file exists. Errors are one line.
 
 exit codes (every command):
   0    done
-  1    the run failed (an endpoint, the Hub, a disk or a worker failed, or a run made nothing)
-  2    usage or config error (a bad argument or key, or a file, folder, model or variable it names
-       that is not there); nothing was run
+  1    the run failed after it started (a worker, the disk, the Hub; a run that made nothing)
+  2    usage or config error, or a check before the start failed (a bad argument or key; a file,
+       folder, model, variable or endpoint it names that is not there); nothing was run or written
   130  interrupted (Ctrl-C)
 """
 from __future__ import annotations
@@ -133,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(missing images, an unreachable teacher); without it such a run exits 1")
     gen.add_argument("--check", action="store_true",
                      help="check the config, paths (per runner), sources, secrets, the teacher endpoint and "
-                          "models, print the plan, and exit (0: all passed; else one line naming what failed, with "
-                          "the exit code the run would give); "
+                          "models, print the plan, and exit (0: all passed; 2: one line naming what failed, as the "
+                          "run would fail before it starts); "
                           "nothing runs and nothing is written")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
@@ -227,6 +227,7 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
               overwrite: bool = False, allow_empty: bool = False, check: bool = False) -> int:
     from groundcot.pipeline.config import ConfigError, load_config
     from groundcot.pipeline.outputs import OutputRefused
+    from groundcot.pipeline.preflight import CheckFailed
     from groundcot.pipeline.run import run
 
     try:
@@ -242,7 +243,7 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
         stats = run(cfg, out, overwrite=overwrite, allow_empty=allow_empty)
     except ConfigError as err:
         return _fail(f"config error: {err}", USAGE)
-    except OutputRefused as err:
+    except (OutputRefused, CheckFailed) as err:  # found before anything ran, as --check finds it
         return _fail(str(err), USAGE)
     except RuntimeError as err:
         return _fail(str(err), RUN_FAILED)
@@ -254,22 +255,18 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
 
 
 def _check(cfg, out: str | None, overwrite: bool) -> int:
-    """``--check``: print the plan (exit 0), or one line naming the first check that fails, with the
-    exit code the run would give (see the module's table)."""
+    """``--check``: print the plan (exit 0), or one line naming the first check that fails (exit 2, as
+    the run would exit when the same check stops it)."""
     from groundcot.pipeline.check import check_job
     from groundcot.pipeline.config import ConfigError
 
     out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
-    from groundcot.pipeline.outputs import OutputRefused
-
     try:
         lines = check_job(cfg, (out or cfg.output.dir).rstrip("/"), out_key, overwrite)
-    except ConfigError as err:  # also an unset key variable, a model the endpoint does not serve
+    except ConfigError as err:
         return _fail(f"config error: {err}", USAGE)
-    except OutputRefused as err:
+    except RuntimeError as err:  # OutputRefused, CheckFailed: what a run would refuse to start with
         return _fail(str(err), USAGE)
-    except RuntimeError as err:  # an unreachable endpoint, a model that cannot be loaded: as the run would
-        return _fail(str(err), RUN_FAILED)
     print("\n".join(lines))
     return 0
 

@@ -12,7 +12,7 @@ from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
-from groundcot.pipeline.outputs import OutputFolder
+from groundcot.pipeline.outputs import OutputFolder, OutputRefused
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
@@ -92,12 +92,21 @@ def check_sources(cfg: JobConfig, offline: bool = False) -> None:
                     raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
 
 
+def check_batch_cache(cfg: JobConfig) -> None:
+    """Batch mode needs a response cache: ``teacher collect`` puts the replies there for the next run."""
+    if is_api(cfg.teacher) and cfg.teacher.batch.enabled and not (cfg.teacher.cache or cfg.cache):
+        raise ConfigError("teacher.batch.enabled: batch mode needs a response cache (set cache or teacher.cache): "
+                          "`groundcot teacher collect` imports the replies into it and the next generate reads them "
+                          "from there")
+
+
 def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """Everything that can be checked before the job touches its output folder.
 
     The runner and config were checked when the options were built; here: secrets, sources and
     the teacher's endpoint. A failure here leaves the output folder as it was.
     """
+    check_batch_cache(cfg)
     key = check_secrets(cfg)
     check_sources(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
@@ -113,22 +122,31 @@ def check_output(out: str, out_key: str, overwrite: bool) -> None:
         raise ConfigError(f"{out_key}: cannot list {out}: {err}".replace("\n", " ")) from None
 
 
+class CheckFailed(RuntimeError):
+    """A check before the run failed (a secret, the endpoint, a model): nothing ran (exit 2, as --check)."""
+
+
 def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
             offline: bool = False) -> tuple[object, PipelineOptions, dict]:
     """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
     skipping bucket paths it has no credentials for), then the runner, its options and the models
-    the workers will load."""
+    the workers will load. Raises ConfigError, OutputRefused or CheckFailed."""
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
-    preflight(cfg, offline)
-    if not (offline and unlistable(out)):
-        check_output(out, out_key, overwrite)
-    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
-    models: dict[str, ResolvedModel] = {}
-    if cfg.depth.enabled:
-        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
-    if cfg.masks.enabled:
-        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    try:
+        preflight(cfg, offline)
+        if not (offline and unlistable(out)):
+            check_output(out, out_key, overwrite)
+        local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
+        models: dict[str, ResolvedModel] = {}
+        if cfg.depth.enabled:
+            models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+        if cfg.masks.enabled:
+            models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    except OutputRefused:
+        raise
+    except RuntimeError as err:  # an unset key, an unreachable endpoint, a model it does not serve or lacks
+        raise CheckFailed(str(err)) from None
     return runner, options, models
 
 

@@ -148,6 +148,9 @@ class ChatClient:
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
+            if cached.get("via") == "batch":  # a batch reply: this run is the one that asked for it
+                self.ledger.inc("batch_replies")
+                self.count_usage(cached.get("usage") or {})
             return self.redact(cached["content"])  # entries written before redaction existed
         self.ledger.inc("cache_misses")
         content = await self.ask(key, body, sizes)
@@ -167,17 +170,21 @@ class ChatClient:
             for name, n in image_cost(sizes, self.cost.image_token_rule).items():
                 self.ledger.inc(name, n)
             content, usage = await self._call(body)
+        self.count_usage(usage)
+        content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
+        if not content.strip():
+            raise self._failure("empty_reply", ValueError("the reply has no text"), 1)
+        return content
+
+    def count_usage(self, usage: dict) -> None:
+        """A reply's ``usage`` into the ledger and the job's spending."""
         prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-        spend(self.run_id, cap, call_cost(self.cost, prompt, completion))
+        spend(self.run_id, self.cost.max_cost_usd, call_cost(self.cost, prompt, completion))
         self.ledger.inc("prompt_tokens", prompt)
         self.ledger.inc("completion_tokens", completion)
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens"):
             self.ledger.inc("cached_prompt_tokens", details["cached_tokens"])
-        content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
-        if not content.strip():
-            raise self._failure("empty_reply", ValueError("the reply has no text"), 1)
-        return content
 
     async def _call(self, body: dict) -> tuple[str, dict]:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
