@@ -280,6 +280,9 @@ def _train(args) -> int:
     try:
         config = resolve_config(args.config)
         tree = read_tree(config, args.overrides)
+        if "sources" in tree:
+            raise ConfigError(f"{config} is a `groundcot generate` job config (it has sources); run it with "
+                              f"`groundcot generate {config}`")
         if args.out:
             tree["output_dir"] = args.out
         job = validated(SftJob if args.method == "sft" else GrpoJob, tree, config)

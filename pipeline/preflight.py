@@ -37,8 +37,8 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
         return FnApiRunner(), _options(direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
     known = StandardOptions.KNOWN_RUNNER_NAMES
     if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
-        close = difflib.get_close_matches(name, ["local", *known], n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
+        close = runner_like(name, ["local", *known])
+        hint = f"did you mean {close}? " if close else ""
         raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, one of {', '.join(known)}, "
                           "or a runner's full dotted class name")
     try:
@@ -46,6 +46,20 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
     except (ImportError, ValueError, AttributeError) as err:
         raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
     return runner, _options(runner=name, **extra)
+
+
+def runner_like(name: str, names: list[str]) -> str | None:
+    """The runner ``name`` most likely means, ignoring case and a "Runner" suffix.
+
+    >>> runner_like("spark", ["local", "SparkRunner"]), runner_like("Localrunner", ["local", "SparkRunner"])
+    ('SparkRunner', 'local')
+    """
+    def bare(text: str) -> str:
+        return text.lower().removesuffix("runner") or text.lower()
+
+    by_bare = {bare(n): n for n in names}
+    close = difflib.get_close_matches(bare(name), list(by_bare), n=1, cutoff=0.75)
+    return by_bare[close[0]] if close else None
 
 
 def _options(**values) -> PipelineOptions:
