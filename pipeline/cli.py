@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = Parser(prog="groundcot", description=__doc__, epilog=f"example:\n  {EXAMPLES['generate']}")
     parser.add_argument("--version", action="version", version=f"groundcot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of these (each has its own --help, with an example)")
     sets = dict(dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                 help="override a config value with a dotted key and a YAML value (repeatable)")
 
@@ -181,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--seed", type=int, default=0, help="seed of the gallery's sample")
 
     teach = sub.add_parser("teacher", help="work with the teacher: try prompts, drive batch jobs")
-    tsub = teach.add_subparsers(dest="action", required=True)
+    tsub = teach.add_subparsers(dest="action", required=True, help="what to do")
     tried = tsub.add_parser("try", help="run the teacher on N records and print each reply with its verdict")
     tried.add_argument("config", help="job YAML (or a bundled job's name)")
     tried.add_argument("--records", type=at_least_one, default=3, metavar="N",
@@ -197,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--set", **sets)
 
     prom = sub.add_parser("prompts", help="the default prompts a job's `prompts:` section can replace")
-    psub = prom.add_subparsers(dest="action", required=True)
+    psub = prom.add_subparsers(dest="action", required=True, help="what to do")
     psub.add_parser("list", help="each prompt's name, what it is for and its placeholders")
     shown = psub.add_parser("show", help="a prompt's default text, ready to copy into a file")
     shown.add_argument("name", help="the prompt's name, as `groundcot prompts list` shows it")
@@ -347,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    run = getattr(args, "run", None)
+    if run is not None and "://" not in run and not Path(run).is_dir():  # export, inspect, publish
+        return _fail(f"{args.command}: {run}: no such folder (RUN is a run's output folder, the one holding "
+                     "data/ and stats.json)", USAGE)
     if args.command in MODULES:
         import importlib
 
