@@ -1,6 +1,7 @@
 """Job configuration: YAML validated into typed sections; errors name the key and the fix."""
 from __future__ import annotations
 
+import difflib
 import os
 import typing
 from pathlib import Path
@@ -233,15 +234,53 @@ def _resolve_paths(cfg: JobConfig, base: Path) -> None:
             setattr(src, key, fix(getattr(src, key)))
 
 
-def _describe(error: dict) -> str:
-    """One pydantic error as 'key: problem (got value)', keys as the user wrote them."""
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models inside a field's type (through Optional, list, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def known_keys(model: type[BaseModel], loc: list) -> list[str]:
+    """The keys the section at ``loc`` (a pydantic error's path, union tags included) accepts."""
+    current, mapping = [model], False
+    for part in loc:
+        if isinstance(part, int) or mapping:  # an item of a list, a name in a mapping (prompts)
+            mapping = False
+            continue
+        tagged = [m for m in current if "kind" in m.model_fields and part in typing.get_args(
+            m.model_fields["kind"].annotation)]
+        fields = [field for m in current for name, field in m.model_fields.items() if part in (name, field.alias)]
+        mapping = any(typing.get_origin(f.annotation) is dict for f in fields)
+        current = tagged or [sub for field in fields for sub in _models_in(field.annotation)]
+    return sorted({field.alias or name for m in current for name, field in m.model_fields.items()})
+
+
+def _describe(error: dict, model: type[BaseModel] | None = None) -> str:
+    """One pydantic error as 'key: problem (got value)', keys as the user wrote them; an unknown
+    key with the nearest known one ("did you mean").
+
+    >>> _describe({"loc": ("depth", "batchsize"), "input": 4, "type": "extra_forbidden",
+    ...            "msg": "Extra inputs are not permitted"}, JobConfig)
+    'depth.batchsize: unknown key; did you mean batch_size? (got 4)'
+    """
     loc, value = list(error["loc"]), error["input"]
+    known = known_keys(model, loc[:-1]) if model is not None and error["type"] == "extra_forbidden" else []
     loc = [x for x in loc if x not in union_tags()]  # discriminated unions put the kind into the path
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
     got = "" if error["type"] in ("missing", "moved") else f" (got {scrub_url(repr(value))})"  # moved: a renamed key
-    return f"{key}: {error['msg']}{got}"
+    message = error["msg"]
+    if known:
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        message = f"unknown key; did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(known)})"
+    return f"{key}: {message}{got}"
+
+
+def training_config(tree: dict) -> bool:
+    """Whether a config tree is a ``groundcot train`` config (model, data, output_dir; no sources)."""
+    return "sources" not in tree and {"data", "output_dir"} <= set(tree)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -293,10 +332,13 @@ def validated(model: type[BaseModel], tree: dict, path: str):
     """``model`` built from ``tree``, or one ConfigError line naming every bad key."""
     if model is JobConfig:
         sync_sources()
+        if training_config(tree):
+            raise ConfigError(f"{path} is a `groundcot train` config (it has data and output_dir, no sources); "
+                              f"run it with `groundcot train sft {path}` (or grpo)")
     try:
         return model.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in err.errors())) from None
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e, model) for e in err.errors())) from None
 
 
 def load_config(path: str, overrides: list[str] = ()) -> JobConfig:

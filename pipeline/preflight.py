@@ -14,7 +14,7 @@ from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
-from groundcot.pipeline.outputs import OutputFolder
+from groundcot.pipeline.outputs import OutputFolder, OutputRefused
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
@@ -52,8 +52,8 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
         return PortableRunner(), _options(cfg.runner.options, runner=name)
     known = StandardOptions.KNOWN_RUNNER_NAMES
     if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
-        close = difflib.get_close_matches(name, ["local", "dask", *known], n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
+        close = runner_like(name, ["local", "dask", *known])
+        hint = f"did you mean {close}? " if close else ""
         raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, dask, one of {', '.join(known)}, "
                           "or a runner's full dotted class name")
     if name.rsplit(".", 1)[-1] == "DaskRunner":
@@ -64,6 +64,20 @@ def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
     except (ImportError, ValueError, AttributeError) as err:
         raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
     return runner, _options(cfg.runner.options, runner=name)
+
+
+def runner_like(name: str, names: list[str]) -> str | None:
+    """The runner ``name`` most likely means, ignoring case and a "Runner" suffix.
+
+    >>> runner_like("spark", ["local", "SparkRunner"]), runner_like("Localrunner", ["local", "SparkRunner"])
+    ('SparkRunner', 'local')
+    """
+    def bare(text: str) -> str:
+        return text.lower().removesuffix("runner") or text.lower()
+
+    by_bare = {bare(n): n for n in names}
+    close = difflib.get_close_matches(bare(name), list(by_bare), n=1, cutoff=0.75)
+    return by_bare[close[0]] if close else None
 
 
 def beam_flags() -> dict[str, str]:
@@ -174,12 +188,21 @@ def check_images(cfg: JobConfig, offline: bool = False) -> None:
                               f"{src.image_root} (e.g. {example} does not exist)")
 
 
+def check_batch_cache(cfg: JobConfig) -> None:
+    """Batch mode needs a response cache: ``teacher collect`` puts the replies there for the next run."""
+    if is_api(cfg.teacher) and cfg.teacher.batch.enabled and not (cfg.teacher.cache or cfg.cache):
+        raise ConfigError("teacher.batch.enabled: batch mode needs a response cache (set cache or teacher.cache): "
+                          "`groundcot teacher collect` imports the replies into it and the next generate reads them "
+                          "from there")
+
+
 def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """Everything that can be checked before the job touches its output folder.
 
     The runner and config were checked when the options were built; here: secrets, sources and
     the teacher's endpoint. A failure here leaves the output folder as it was.
     """
+    check_batch_cache(cfg)
     key = check_secrets(cfg)
     check_sources(cfg, offline)
     check_images(cfg, offline)
@@ -209,22 +232,31 @@ def check_output(out: str, out_key: str, overwrite: bool) -> None:
         raise ConfigError(f"{out_key}: cannot write in {there} ({err.strerror or err})") from None
 
 
+class CheckFailed(RuntimeError):
+    """A check before the run failed (a secret, the endpoint, a model): nothing ran (exit 2, as --check)."""
+
+
 def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
             offline: bool = False) -> tuple[object, PipelineOptions, dict]:
     """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
     skipping bucket paths it has no credentials for), then the runner, its options and the models
-    the workers will load."""
+    the workers will load. Raises ConfigError, OutputRefused or CheckFailed."""
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
-    preflight(cfg, offline)
-    if not (offline and unlistable(out)):
-        check_output(out, out_key, overwrite)
-    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
-    models: dict[str, ResolvedModel] = {}
-    if cfg.depth.enabled:
-        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
-    if cfg.masks.enabled:
-        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    try:
+        preflight(cfg, offline)
+        if not (offline and unlistable(out)):
+            check_output(out, out_key, overwrite)
+        local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
+        models: dict[str, ResolvedModel] = {}
+        if cfg.depth.enabled:
+            models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+        if cfg.masks.enabled:
+            models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    except OutputRefused:
+        raise
+    except RuntimeError as err:  # an unset key, an unreachable endpoint, a model it does not serve or lacks
+        raise CheckFailed(str(err)) from None
     return runner, options, models
 
 

@@ -86,7 +86,8 @@ class EndpointError(RuntimeError):
 
 
 def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "teacher.connection") -> None:
-    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached or refuses the key.
+    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached, refuses the key, or
+    lists models without ``conn.model``.
 
     Any other answer (even a 404 from a server without ``/models``) counts as reachable: the
     run's own retries deal with what is transient.
@@ -108,3 +109,18 @@ def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "t
         source = conn.api_key_secret or conn.api_key_env
         whose = f"the key in {source}" if key else f"requests without a key (set {key_name}.api_key_env)"
         raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")
+    served = served_models(response)
+    if served is not None and conn.model not in served:
+        listed = ", ".join(sorted(served)[:20]) or "none"
+        raise EndpointError(f"{key_name}.model: {conn.model!r} is not served by {shown} (it serves: {listed})")
+
+
+def served_models(response) -> list[str] | None:
+    """The model ids a ``GET /models`` answer lists, or None when it is no such list (no check then)."""
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()["data"]
+        return [str(m["id"]) for m in data]
+    except (ValueError, KeyError, TypeError):
+        return None
