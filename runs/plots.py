@@ -32,7 +32,7 @@ def _series(values) -> dict[str, list[float]]:
     return {"": [float(v) for v in values if v is not None]}
 
 
-def _drawn(path: str, title: str, draw: Callable, counts: str = "y", width: float = 6.4, height: float = 3.6):
+def _drawn(path: str, title: str, draw: Callable, counts: str = "y", width: float = 5.6, height: float = 3.4):
     """Run ``draw(ax)`` on a new figure, title it, make the ``counts`` axis tick whole numbers, save."""
     from matplotlib.ticker import MaxNLocator
 
@@ -42,8 +42,8 @@ def _drawn(path: str, title: str, draw: Callable, counts: str = "y", width: floa
         draw(ax)
         ax.set_title(title)
         (ax.yaxis if counts == "y" else ax.xaxis).set_major_locator(MaxNLocator(integer=True))
-        if ax.get_legend_handles_labels()[1]:
-            ax.legend()
+        if ax.get_legend_handles_labels()[1]:  # beside the axes: never over the bars
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         fig.tight_layout()
         fig.savefig(path, format="png")
