@@ -88,8 +88,8 @@ def scan(run: str) -> dict:
                 found["datasets"][source].add(dataset)
             if style not in found["examples"] and pf.metadata.num_rows:
                 columns = [c for c in EXAMPLE_COLUMNS if c in pf.schema_arrow.names]
-                with fsspec.open(path, "rb") as handle:
-                    first = pq.ParquetFile(handle).read_row_group(0, columns=columns).slice(0, 1)
+                with fsspec.open(path, "rb") as handle:  # one row: its image, not the row group's
+                    first = next(pq.ParquetFile(handle).iter_batches(batch_size=1, columns=columns))
                 found["examples"][style] = first.to_pylist()[0]
     return found
 
@@ -265,7 +265,8 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
 def figure_line(name: str, alt: str | None = None, title: str | None = None) -> str:
     """A figure as Markdown: ``![alt](figures/NAME "title")`` (the title shows on hover and in the DOM)."""
     title = title or FIGURE_TITLES[name]
-    return f'![{alt or title}]({FIGURES}/{name} "{title.replace(chr(34), chr(39))}")'
+    alt = re.sub(r"([\\\[\]])", r"\\\1", alt or title)  # brackets in a path would end the alt text
+    return f'![{alt}]({FIGURES}/{name} "{title.replace(chr(34), chr(39))}")'
 
 
 def fenced(text: str, info: str = "text") -> str:
@@ -284,7 +285,13 @@ def example(style: str, row: dict) -> str:
                            f"{style}: the first row's image, focus steps boxed and numbered")
                if row.get("image") else "(this row holds no image)")
     text = f"Q: {row['question']}\nA: {row['answer']}\nGT boxes: {row['gt_boxes']}\n\n{cot}"
-    return f"### `{style}`\n\n{picture}\n\nFrom {row['source']}/{row['dataset']}, `{row['image_path']}`.\n\n{fenced(text)}"
+    return f"### `{style}`\n\n{picture}\n\nFrom {row['source']}/{row['dataset']}, {code(row['image_path'])}.\n\n{fenced(text)}"
+
+
+def code(text: str) -> str:
+    """Inline code that survives backticks in ``text``."""
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}" if ticks != "`" else f"`{text}`"
 
 
 def example_figure(style: str) -> str:
