@@ -24,8 +24,6 @@ import zlib
 
 import dask
 import dask.bag as db
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 import dask.distributed as ddist
 from apache_beam import DoFn, ParDo, WindowInto, pvalue
 from apache_beam.metrics.execution import MetricKey, MetricResult, MetricsContainer
@@ -34,14 +32,23 @@ from apache_beam.metrics.metricbase import MetricName
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, Receiver, _OutputHandler
 from apache_beam.runners.dask.dask_runner import DaskOptions
-from apache_beam.runners.dask.overrides import (_Create, _Flatten, _GroupAlsoByWindow, _GroupByKeyOnly, _Read,
-                                                _Reshuffle, dask_overrides)
+from apache_beam.runners.dask.overrides import (
+    _Create,
+    _Flatten,
+    _GroupAlsoByWindow,
+    _GroupByKeyOnly,
+    _Read,
+    _Reshuffle,
+    dask_overrides,
+)
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils import counters
 from apache_beam.utils.windowed_value import WindowedValue
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 BUNDLE_BYTES = 8 << 20  # a Read's split size
 

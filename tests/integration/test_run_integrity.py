@@ -2,8 +2,8 @@
 re-publish, secrets in URLs, a cut shard, --check's image and output checks, publish with a judge."""
 import json
 import os
-import shutil
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
