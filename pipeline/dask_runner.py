@@ -245,6 +245,14 @@ class DaskResult(PipelineResult):
         super().__init__(PipelineState.RUNNING)
         self.client, self.futures, self.cluster, self.found = client, futures, cluster, None
 
+    @property
+    def state(self):
+        """RUNNING until every future has ended (the progress loop polls this before wait_until_finish)."""
+        if self._state == PipelineState.RUNNING and all(f.done() for f in self.futures):
+            failed = any(f.status != "finished" for f in self.futures)
+            return PipelineState.FAILED if failed else PipelineState.DONE
+        return self._state
+
     def close(self):
         self.client.close()
         if self.cluster is not None:

@@ -114,7 +114,7 @@ def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):
 
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capfd):
     missing = str(tmp_path / "nothing")
-    assert main(["export", missing, "--format", "trl"]) == 1
+    assert main(["export", missing, "--format", "trl"]) == 2  # a usage error: no such run
     err = capfd.readouterr().err.strip()
     assert "no run to export" in err and f"{missing}/data/*/*.parquet" in err and "\n" not in err
 

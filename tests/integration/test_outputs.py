@@ -143,7 +143,7 @@ def test_a_stale_lock_is_taken_over(job, caplog):
 def test_a_killed_run_leaves_the_previous_outputs_and_a_rerun_succeeds(job, capfd):
     config, out = job
     with FakeOpenAI(latency=0.5) as fake:  # 6 teacher calls, 0.5 s each, one at a time
-        teacher = (f"{{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, api_key_env: null}}, "
+        teacher = (f"{{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, api_key_env: null}}, "
                    "limits: {max_concurrency: 1}}")
         Path(config).write_text(Path(config).read_text() + f"teacher: {teacher}\n")
         assert generate(config, out, "--set", "teacher={kind: template}") == 0
@@ -203,7 +203,7 @@ def test_a_run_whose_teacher_always_fails_fails(tmp_path, image_root, capfd):
     with FakeOpenAI() as fake:
         config = tmp_path / "job.yaml"
         config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n"
-                          f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+                          f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, "
                           "api_key_env: null, max_retries: 0}}\n")
         assert generate(str(config), tmp_path / "out") == 1
         assert "every one of 3 records was rejected with teacher_server_error" in one_line(capfd)
@@ -217,8 +217,10 @@ def test_a_partly_good_run_is_published(job, image_root):
 
 
 @pytest.mark.parametrize("limit", ["0", "-1"])
-def test_a_limit_below_one_is_a_config_error(job, capfd, limit):
+def test_a_limit_below_one_is_a_usage_error(job, capfd, limit):
     config, out = job
-    assert generate(config, out, "--limit", limit) == 2
-    assert f"--limit: must be at least 1 (got {limit})" in one_line(capfd)
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error, as from the command line
+        generate(config, out, "--limit", limit)
+    assert usage.value.code == 2
+    assert f"argument --limit: must be at least 1 (got {limit})" in one_line(capfd)
     assert not out.exists()

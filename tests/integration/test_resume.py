@@ -114,7 +114,7 @@ def test_a_killed_run_resumes_with_nothing_lost_and_nothing_paid_twice(tmp_path)
     assert main(["generate", DEMO, *base]) == 0  # a previous, finished run (template teacher)
     previous = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with FakeOpenAI(latency=0.4) as fake:
-        teacher = (f"teacher={{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+        teacher = (f"teacher={{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, "
                    f"api_key_env: null}}, limits: {{max_concurrency: {concurrency}}}}}")
         cmd = [sys.executable, "-m", "groundcot", "generate", DEMO, *base, "--set", teacher]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -100,7 +100,7 @@ def test_secrets_in_base_url_are_scrubbed_from_stats_and_the_published_config(tm
     with FakeOpenAI() as fake:
         url = f"{fake.base_url}?api-version=1&api-key=sk-query-secret-123"
         config = write_job(tmp_path, image_root, [[10, 10, 30, 30]], n=2, extra=(
-            f"teacher: {{kind: openai, connection: {{base_url: '{url}', model: fake, api_key_env: null}}, "
+            f"teacher: {{kind: openai, connection: {{base_url: '{url}', model: fake-vlm, api_key_env: null}}, "
             "judge: {enabled: true}}\n"))
         out = tmp_path / "out"
         assert generate(config, out) == 0

@@ -54,8 +54,7 @@ def server(tmp_path_factory):
             proc.kill()
 
 
-def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
-    base_url, model = server
+def job_for(tmp_path, base_url, model, **request) -> Path:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(png_bytes(64, 48))
     (tmp_path / "images" / "b.png").write_bytes(png_bytes(48, 64, (20, 200, 40)))
@@ -70,12 +69,22 @@ def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
         "teacher": {"kind": "openai", "limits": {"max_concurrency": 2},
                     "connection": {"base_url": base_url, "model": model, "api_key_env": None, "timeout_s": 120,
                                    "max_retries": 0},
-                    "request": {"max_tokens": 16, "temperature": 0.0, "image_max_side": 56, "image_format": "png"}}}))
+                    "request": {"max_tokens": 16, "temperature": 0.0, "image_max_side": 56, "image_format": "png",
+                                **request}}}))
+    return job
+
+
+def rejected_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+
+
+def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
+    job = job_for(tmp_path, *server)
     out = tmp_path / "out"
-    assert main(["generate", str(job), "--out", str(out)]) == 0
+    assert main(["generate", str(job), "--out", str(out), "--allow-empty"]) == 0  # no row passes: noise
     stats = json.loads((out / "stats.json").read_text())
     assert stats["balanced"] and stats["records_in"] == 3 and stats["written"] == 0
-    rows = [json.loads(l) for f in (out / "rejected").glob("*.jsonl") for l in f.read_text().splitlines()]
+    rows = rejected_rows(out)
     assert len(rows) == 3
     for row in rows:  # noise fails validation, with the rule named
         assert row["stage"] == "validate" and row["reason"].startswith(("grammar_", "chain_", "answer_"))
@@ -83,3 +92,23 @@ def test_noise_from_a_real_server_is_rejected_with_reasons(tmp_path, server):
     ledger = stats["teacher"]["ledger"]
     assert ledger["requests"] == ledger["status_200"] == 6  # each record asked twice (one re-ask)
     assert ledger["prompt_tokens"] > 0 and ledger["completion_tokens"] > 0
+
+
+def test_a_request_the_server_refuses_keeps_the_servers_reason(tmp_path, server, capfd):
+    """A parameter the server does not take (FastAPI's 422 body, `detail`) reaches each rejection's detail."""
+    job = job_for(tmp_path, *server, extra_body={"top_k": 5})
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "--out", str(out)]) == 1  # nothing written: the run failed
+    assert "every one of 3 records was rejected with teacher_http_422" in capfd.readouterr().err
+    assert main(["generate", str(job), "--out", str(out), "--allow-empty"]) == 0
+    rows = rejected_rows(out)
+    assert len(rows) == 3 and {r["reason"] for r in rows} == {"teacher_http_422"}
+    assert all("top_k" in r["detail"] for r in rows), rows[0]["detail"]
+
+
+def test_check_names_a_model_the_server_does_not_serve(tmp_path, server, capfd):
+    base_url, _ = server
+    job = job_for(tmp_path, base_url, "nobody/not-served")
+    assert main(["generate", str(job), "--check"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nobody/not-served" in err[0], err
