@@ -2,8 +2,8 @@
 # The installed package as a user gets it: build the wheel from this checkout, install it (not
 # editable) into a fresh virtual environment outside the checkout, and from a directory outside
 # the checkout run the demo, load it with datasets, inspect it, dry-run publish, one SFT and
-# one GRPO step with a tiny random Qwen2.5-VL, and every
-# export format. Usage: .ci/wheel_smoke.sh [WORKDIR] (default: a temporary folder, removed after).
+# one GRPO step (and one multi-turn mgpo step) with a tiny random Qwen2.5-VL, eval on a held-out
+# split, and every export format. Usage: .ci/wheel_smoke.sh [WORKDIR] (default: a temporary folder, removed after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if [[ $# -gt 0 ]]; then
@@ -62,6 +62,19 @@ step "groundcot train grpo (bundled config, one step, from the SFT adapter)"
     --set init_adapter=out/train/sft --set train.batch_size=2 --set grpo.num_generations=2 \
     --set grpo.max_completion_length=16
 test -f out/train/grpo/summary.json
+
+step "groundcot train grpo, multi-turn mgpo (README: Multi-turn training)"
+"$gc" train grpo jobs/train_grpo_mgpo.yaml --set model="$work/qwen" --set train.max_steps=1 --set train.batch_size=2 \
+    --set grpo.num_generations=2 --set grpo.max_completion_length=64
+test -f out/train/grpo_mgpo/summary.json
+
+step "groundcot eval on a held-out split (README: Evaluate), then compared"
+"$gc" generate jobs/demo.yaml -o out/demo-split --set split.test_fraction=0.3 --set depth.enabled=false \
+    --set masks.enabled=false --overwrite
+"$gc" eval "$work/qwen" --run out/demo-split --style sif --style textual --max-new-tokens 16 -o out/eval/base
+"$gc" eval out/train/sft --run out/demo-split --style sif --style textual --max-new-tokens 16 -o out/eval/sft \
+    --compare out/eval/base
+test -f out/eval/sft/eval.json
 
 for format in trl llamafactory verl; do
   step "groundcot export --format $format"

@@ -222,5 +222,7 @@ def test_a_limit_below_one_is_a_usage_error(job, capfd, limit):
     with pytest.raises(SystemExit) as usage:  # argparse's usage error, as from the command line
         generate(config, out, "--limit", limit)
     assert usage.value.code == 2
-    assert f"argument --limit: must be at least 1 (got {limit})" in one_line(capfd)
+    err = capfd.readouterr().err.strip()
+    assert err == f"groundcot generate: error: argument --limit: must be at least 1 (got {limit}) " \
+                  "(see groundcot generate --help)"
     assert not out.exists()

@@ -152,9 +152,9 @@ def test_without_a_token_publish_says_so_in_one_line(run, tmp_path):
 
 
 def test_missing_run_is_one_line(tmp_path, capfd):
-    assert main(["publish", str(tmp_path / "nothing"), "--repo-id", "me/x", "--dry-run"]) == 1
+    assert main(["publish", str(tmp_path / "nothing"), "--repo-id", "me/x", "--dry-run"]) == 2
     err = capfd.readouterr().err.strip()
-    assert "not a groundcot run" in err and "\n" not in err
+    assert "nothing: no such folder" in err and "\n" not in err
 
 
 def test_scrub_removes_secrets_but_keeps_variable_names(monkeypatch):

@@ -2,6 +2,7 @@
 hosting a tiny random VLM on loopback. Its replies are noise, so every record must be
 rejected with a clear reason, and none lost."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,11 +29,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    model = build_tiny_vlm(str(tmp_path_factory.mktemp("tiny-llava")))
-    port = free_port()
+    # the tiny model in a Hub-cache layout: `transformers serve` lists (GET /v1/models) only what its cache holds
+    hub = tmp_path_factory.mktemp("hub")
+    repo, revision = hub / "models--groundcot--tiny-vlm", "0" * 40
+    build_tiny_vlm(str(repo / "snapshots" / revision))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    model, port = "groundcot/tiny-vlm", free_port()
     cli = Path(sys.executable).parent / "transformers"
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 180
         while True:
