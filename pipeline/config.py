@@ -9,6 +9,9 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from groundcot.transforms.critic import CriticConfig
+from groundcot.transforms.dedup import NearDuplicates
+from groundcot.transforms.mix import Mix
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
 from groundcot.transforms.teach import configs as teacher_configs
@@ -139,6 +142,21 @@ class Split(Section):
                               "re-assign only train rows; false: the image hash decides every row.")
 
 
+class Quality(Section):
+    near_duplicates: NearDuplicates = Field(NearDuplicates(), description="Near-identical images across "
+                                            "sources (perceptual hash): the held-out split's identity, and "
+                                            "duplicates rejected when enabled.")
+    critic: CriticConfig = Field(CriticConfig(), description="A VLM grading every validated trace.")
+    min_score: Optional[float] = Field(None, ge=0, le=1, description="Reject rows the critic scores below "
+                                       "this as `low_quality`, its reason kept (needs critic.enabled).")
+
+    @model_validator(mode="after")
+    def _needs_critic(self):
+        if self.min_score is not None and not self.critic.enabled:
+            raise ValueError("min_score needs critic.enabled")
+        return self
+
+
 class Output(Section):
     dir: str = Field("out", description="Output folder or bucket prefix.")
     num_shards: int = Field(0, ge=0, description="Parquet shards; 0 lets the runner choose (no shuffle).")
@@ -178,6 +196,9 @@ class JobConfig(Section):
     sif: Sif = Sif()
     validate_: Validate = Field(Validate(), alias="validate")
     split: Split = Split()
+    quality: Quality = Quality()
+    mix: Mix = Field(Mix(), description="How many records per source and difficulty bucket, chosen before the "
+                     "model stages (transforms/mix.py).")
     output: Output = Output()
     runner: Runner = Runner()
     cache: Optional[str] = Field(
@@ -187,6 +208,13 @@ class JobConfig(Section):
                           "`teacher.cache` is set. A local path is relative to the working directory.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _critic_endpoint(self):
+        if self.quality.critic.enabled and self.quality.critic.connection is None and not is_api(self.teacher):
+            raise ValueError(f"quality.critic.connection: the {self.teacher.kind} teacher calls no endpoint; "
+                             "give the critic one")
+        return self
 
 
 def sync_sources() -> None:

@@ -65,7 +65,18 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
                                            "filtered": 0, "filtered_by_reason": Counter()})
     by_style: dict = defaultdict(lambda: {"written": 0, "rejected": 0, "rejected_by_reason": Counter()})
     by_split: dict = defaultdict(lambda: {"written": 0, "by_source": Counter(), "by_style": Counter()})
+    distinct: Counter = Counter()
+    mix: dict = defaultdict(lambda: {"wanted": 0, "available": 0, "kept": 0, "kept_by_source": Counter()})
     for (source, kind, reason, style), n in counts.items():
+        if kind == "distinct_images":  # image groups (near-identical images as one) a source reached
+            distinct[source] += n
+            continue
+        if kind.startswith("mix_"):  # reason holds the mix group
+            what = kind.removeprefix("mix_")
+            mix[reason][what] += n
+            if what == "kept":
+                mix[reason]["kept_by_source"][source] += n
+            continue
         if kind == "split":  # a written row's split (reason holds its name)
             by_split[reason]["written"] += n
             by_split[reason]["by_source"][source] += n
@@ -93,6 +104,8 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
         "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
         "by_split": {s: {"written": e["written"], "by_source": dict(sorted(e["by_source"].items())),
                          "by_style": dict(sorted(e["by_style"].items()))} for s, e in sorted(by_split.items())},
+        "distinct_images": dict(sorted(distinct.items())),
+        "mix": {g: {**e, "kept_by_source": dict(sorted(e["kept_by_source"].items()))} for g, e in sorted(mix.items())},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
     }
@@ -101,11 +114,11 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
 def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
     """The counts read back agree with Beam's committed counters, where the runner reports them.
 
-    Every record that reached the image stage was counted in, and every row validate passed was
-    written: fewer read back means the counts file did not hold what the job did.
+    Every record that reached the image stage was counted in, and every row validate (and the critic)
+    passed was written: fewer read back means the counts file did not hold what the job did.
     """
     loaded = sum(n for k, n in counters.items() if k == "image.ok" or k.startswith("image.rejected."))
-    passed = counters.get("validate.ok", 0)
+    passed = counters.get("validate.ok", 0) - sum(n for k, n in counters.items() if k.startswith("critic.rejected."))
     if stats["records_in"] < loaded or stats["written"] < passed:
         raise CountsUnreadable(
             f"the counts read back from {staging}/_counts say {stats['records_in']} records in and "
@@ -177,6 +190,30 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
                       "reasked": counters.get(f"{TEACHER}.quality.{style}.reasked", 0),
                       "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
     return out
+
+
+def critic_stats(cfg: JobConfig, stats: dict, counters: dict[str, int]) -> dict | None:
+    """The critic's model, its ledger (``critic.<x>`` counters) and what it rejected per style (None when off)."""
+    from groundcot.transforms.critic import STAGE as CRITIC
+
+    critic = cfg.quality.critic
+    if not critic.enabled:
+        return None
+    prefix = f"{CRITIC}."
+    ledger = {k[len(prefix):]: v for k, v in counters.items()
+              if k.startswith(prefix) and k != f"{CRITIC}.ok" and not k.startswith(f"{CRITIC}.rejected.")}
+    rejected = {k.removeprefix(f"{CRITIC}.rejected."): v for k, v in counters.items()
+                if k.startswith(f"{CRITIC}.rejected.")}
+    return {"model": critic.model or (critic.connection or cfg.teacher.connection).model,
+            "min_score": cfg.quality.min_score, "graded_ok": counters.get(f"{CRITIC}.ok", 0),
+            "rejected_by_reason": dict(sorted(rejected.items())), "ledger": dict(sorted(ledger.items()))}
+
+
+def mix_stats(cfg: JobConfig, stats: dict) -> dict | None:
+    """The mix asked for (the config) and obtained (per group: available, wanted, kept); None when no mix."""
+    from groundcot.transforms.mix import asked
+
+    return {"asked": asked(cfg.mix), "obtained": stats["mix"]} if cfg.mix.groups else None
 
 
 def check_not_empty(stats: dict) -> None:

@@ -43,6 +43,9 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "crops": (["image"], "Crops shown in later turns (mgpo: the region; aperture: one per action), PNG."),
     "teacher": ("string", "Who wrote the CoT, e.g. template (the offline baseline) or a model name."),
     "hiou": ("float64", "HIoU of the CoT's last area against the GT boxes."),
+    "critic_score": ("float64", "The critic's grade of the trace in [0, 1]: each step's text true of its region, "
+                                "the chain leading to the answer (null when quality.critic is off)."),
+    "critic_reason": ("string", "The critic's one-line reason for its score (null when quality.critic is off)."),
     "depth_map": ("image", "Depth map, 16-bit PNG, min-max normalised, 0 = nearest (null when depth is off)."),
     "depth_image": ("image", "sif: the depth map rendered as the second input image (`sif.depth_colormap`, PNG), "
                              "the second image placeholder of `messages` (null when `sif.depth_input` or depth is off)."),

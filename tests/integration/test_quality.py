@@ -1,0 +1,136 @@
+"""Quality a builder chooses, through ``groundcot generate``: the critic's scores and ``min_score``, near-duplicate
+images across sources (re-encoded and resized) rejected and kept in one split, and a 2:1 mix filled before depth."""
+import io
+import json
+import random
+import re
+from collections import Counter, defaultdict
+
+from PIL import Image, ImageDraw
+
+from groundcot.pipeline.cli import main
+from groundcot.schemas.runs import read_run
+
+from support import viscot_line
+from support.fake_openai import FakeOpenAI
+
+
+def picture(i: int, size=(96, 80)) -> Image.Image:
+    """A picture of a few shapes on a background (what a perceptual hash sees), different for each ``i``."""
+    rng = random.Random(i)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = rng.randrange(size[0] - 20), rng.randrange(size[1] - 20)
+        box = [x, y, x + rng.randrange(15, 50), y + rng.randrange(15, 40)]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(rng.randrange(256) for _ in range(3)))
+    return image
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def viscot_source(tmp_path, name: str, questions: list[str], box=(10, 10, 60, 50)) -> str:
+    """A viscot source over PNG pictures 0..n-1, one question each; its YAML entry."""
+    (tmp_path / name).mkdir()
+    lines = []
+    for i, question in enumerate(questions):
+        (tmp_path / name / f"img_{i}.png").write_bytes(encoded(picture(i), "PNG"))
+        lines.append(viscot_line(f"img_{i}.png", 96, 80, [list(box)], question=question))
+    (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return f"{{kind: viscot, path: {name}.jsonl, image_root: {name}}}"
+
+
+def run(tmp_path, sources: list[str], extra: str, styles="[sif]") -> tuple[dict, list[dict], list[dict]]:
+    job = tmp_path / "job.yaml"
+    job.write_text("sources:\n" + "".join(f"  - {s}\n" for s in sources) + f"styles: {styles}\n{extra}\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(job), "-o", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+    return stats, list(read_run(str(out))) if stats["written"] else [], rejected
+
+
+def grade(body: dict) -> str:
+    """The critic stand-in: the score depends on the question it was sent (``n=<digit>`` -> n/10)."""
+    n = int(re.search(r"n=(\d)", body["messages"][0]["content"]).group(1))
+    assert body["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    return json.dumps({"score": n / 10, "reason": f"step texts fit for n={n}"})
+
+
+def test_critic_scores_every_row_and_min_score_rejects_those_below_with_the_reason(tmp_path):
+    source = viscot_source(tmp_path, "a", [f"What is shown, n={i}?" for i in range(8)])
+    with FakeOpenAI(reply_with=grade) as fake:
+        critic = (f"quality: {{min_score: 0.45, critic: {{enabled: true, connection: "
+                  f"{{base_url: '{fake.base_url}', model: fake-critic, api_key_env: null}}}}}}\n"
+                  "depth: {enabled: false}")
+        stats, rows, rejected = run(tmp_path, [source], critic, styles="[sif, textual]")
+        calls = len(fake.requests)
+    n_of = {row["question"]: int(row["question"][-2]) for row in rows}
+    assert sorted({row["critic_score"] for row in rows}) == [0.5, 0.6, 0.7]  # n 5..7 kept; 4 is below 0.45
+    assert all(row["critic_score"] == n_of[row["question"]] / 10 and
+               row["critic_reason"] == f"step texts fit for n={n_of[row['question']]}" for row in rows)
+    low = sorted((r["question"], r["style"], r["detail"]) for r in rejected if r["reason"] == "low_quality")
+    assert len(low) == 10 and {r[1] for r in low} == {"sif", "textual"}
+    assert all(d.startswith(f"score 0.{q[-2]} < min_score 0.45: step texts fit for n={q[-2]}") for q, _, d in low)
+    assert stats["written"] == 6 and stats["rejected_by_reason"] == {"low_quality": 10}
+    assert calls == 16 == stats["critic"]["ledger"]["requests"] == stats["critic"]["ledger"]["graded"]
+    assert stats["critic"]["rejected_by_reason"] == {"low_quality": 10} and stats["critic"]["model"] == "fake-critic"
+
+
+def test_a_re_encoded_copy_through_another_source_is_a_duplicate_and_never_straddles_the_split(tmp_path):
+    n = 16
+    first = viscot_source(tmp_path, "a", [f"What is {i}?" for i in range(n)])
+    (tmp_path / "b").mkdir()
+    rows = []
+    for i in range(n):  # the same pictures, smaller and at JPEG quality 55, under other names
+        small = picture(i).resize((72, 60), Image.Resampling.LANCZOS)
+        (tmp_path / "b" / f"copy-{n - i}.jpg").write_bytes(encoded(small, "JPEG", quality=55))
+        question = f"  what is {i}" if i < n // 2 else f"Where is {i}?"  # the first half: the same question
+        rows.append({"id": f"b-{i}", "image": f"copy-{n - i}.jpg", "question": question, "answer": "red",
+                     "boxes": [[8, 8, 45, 38]]})
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = "{kind: grounded, path: b.jsonl, image_root: b, card: {name: b, license: cc-by-4.0}}"
+    stats, written, rejected = run(tmp_path, [first, second], "depth: {enabled: false}\nquality: "
+                                   "{near_duplicates: {enabled: true}}\nsplit: {test_fraction: 0.5, seed: 1}")
+    duplicates = [r for r in rejected if r["reason"] == "duplicate"]
+    assert len(duplicates) == n // 2 and stats["rejected_by_reason"] == {"duplicate": n // 2}
+    kept = {r["question"].strip("? ").lower(): r["id"] for r in written}
+    for r in duplicates:  # the pair's smaller id stays
+        assert r["stage"] == "dedup" and r["id"] > kept[r["question"].strip("? ").lower()]
+    splits, sources = defaultdict(set), defaultdict(set)
+    for row in written:
+        picture_of = int(row["question"].strip("? ").split()[-1])
+        splits[picture_of].add(row["split"])
+        sources[picture_of].add(row["source"])
+    assert all(len(s) == 1 for s in splits.values()), splits
+    assert {"train", "test"} == set().union(*splits.values())
+    assert sum(s == {"viscot", "grounded"} for s in sources.values()) == n // 2  # the pairs kept, one split each
+    assert stats["distinct_images"] == {"grounded": n // 2, "viscot": n}
+
+
+def test_a_two_to_one_mix_between_two_sources_is_filled_before_depth(tmp_path):
+    first = viscot_source(tmp_path, "a", [f"What is {i}?" for i in range(10)])
+    (tmp_path / "b").mkdir()
+    rows = []
+    for i in range(7):
+        (tmp_path / "b" / f"p{i}.png").write_bytes(encoded(picture(100 + i), "PNG"))
+        rows.append({"id": f"b-{i}", "image": f"p{i}.png", "question": f"Which {i}?", "answer": "red",
+                     "boxes": [[8, 8, 45, 38]]})
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = "{kind: grounded, path: b.jsonl, image_root: b, card: {name: b, license: cc-by-4.0}}"
+    mix = ("mix: {seed: 5, groups: [{source: viscot, share: 2}, {source: grounded, share: 1}]}\n"
+           "depth: {fallback: tiny_random}")
+    stats, written, rejected = run(tmp_path, [first, second], mix)
+    per_source = Counter(row["source"] for row in written)
+    assert abs(per_source["viscot"] - 2 * per_source["grounded"]) <= 1 and sum(per_source.values()) == 15
+    assert stats["records_in"] == 17 and stats["rejected_by_reason"] == {"mix_full": 2}
+    assert {r["reason"] for r in rejected} == {"mix_full"} and {r["source"] for r in rejected} == {"grounded"}
+    assert stats["counters"]["depth.records"] == 15  # depth saw only the records kept
+    assert stats["mix"]["asked"]["groups"] == {"source=viscot": {"share": 2.0}, "source=grounded": {"share": 1.0}}
+    assert stats["mix"]["obtained"]["source=grounded"] == {"available": 7, "wanted": 5, "kept": 5,
+                                                           "kept_by_source": {"grounded": 5}}
+    assert stats["mix"]["obtained"]["source=viscot"]["kept"] == 10
