@@ -12,6 +12,7 @@ from groundcot.pipeline.config import JobConfig, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.preflight import check_secrets, count_records, prepare
 from groundcot.transforms.models import ResolvedModel
+from groundcot.transforms.secrets import scrub_url
 from groundcot.transforms.sources.common import patterns
 from groundcot.transforms.styles import get_style
 from groundcot.transforms.teach import is_api
@@ -97,7 +98,8 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
     for stage in ("depth", "masks"):
         lines.append(f"{stage}: " + (f"on, {models[stage]}" if stage in models else "off"))
     teacher = cfg.teacher
-    lines.append(f"teacher: {teacher.kind}, model {teacher.connection.model} at {teacher.connection.base_url}"
+    where = scrub_url(teacher.connection.base_url) if is_api(teacher) else ""
+    lines.append(f"teacher: {teacher.kind}, model {teacher.connection.model} at {where}"
                  if is_api(teacher) else f"teacher: {teacher.kind}" + (
                      " (offline baseline)" if getattr(teacher, "offline_baseline", False) else ""))
     lines.append(f"runner: {cfg.runner.name}, " + workers(cfg))

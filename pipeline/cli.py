@@ -1,6 +1,7 @@
-"""The ``groundcot`` command line. What a command writes is always ``-o/--out``.
+"""The `groundcot` command line. What a command writes is always -o/--out.
 
     groundcot generate CONFIG [-o DIR] [--limit N] [--set KEY=VALUE ...] [--overwrite] [--allow-empty] [--check]
+                       [--dry-run [FILE]]
     groundcot demo [-o DIR] [--overwrite]
     groundcot train {sft,grpo} CONFIG [-o DIR] [--set KEY=VALUE ...]
     groundcot export RUN --format {trl,llamafactory,verl} [-o DIR] [--style S ...] [--rl-depth-image]
@@ -11,9 +12,15 @@
     groundcot teacher {try,submit,status,collect} CONFIG ...
     groundcot prompts list | show NAME
 
-CONFIG is a YAML file, or the name of a job bundled with groundcot (``jobs/train_sft.yaml``,
-``train_sft.yaml`` or ``train_sft``) when no such file exists. Config errors are one line
-and exit with 2.
+CONFIG is a YAML file, or the name of a job bundled with groundcot (jobs/train_sft.yaml,
+train_sft.yaml or train_sft) when no such file exists. Errors are one line.
+
+exit codes (every command):
+  0    done
+  1    the run failed after it started (a worker, the disk, the Hub; a run that made nothing)
+  2    usage or config error, or a check before the start failed (a bad argument or key; a file,
+       folder, model, variable or endpoint it names that is not there); nothing was run or written
+  130  interrupted (Ctrl-C)
 """
 from __future__ import annotations
 
@@ -26,6 +33,53 @@ from pathlib import Path, PurePath
 
 log = logging.getLogger("groundcot")
 EXPORT_FORMATS = ("trl", "llamafactory", "verl")
+RUN_FAILED, USAGE, INTERRUPTED = 1, 2, 130
+
+# An example for every command's --help (a command's own lines, under "example:").
+EXAMPLES = {
+    "generate": "groundcot generate jobs/demo.yaml -o out/demo --limit 20 --set teacher.reask=false\n"
+                "  groundcot generate my_job.yaml --check",
+    "demo": "groundcot demo -o out/demo --overwrite",
+    "train": "groundcot train sft train_sft -o out/sft --set train.max_steps=10",
+    "export": "groundcot export out/demo --format trl -o out/demo-trl --style sif",
+    "tiny-model": "groundcot tiny-model models/tiny-qwen",
+    "publish": "groundcot publish out/demo --repo-id me/groundcot-demo --dry-run",
+    "inspect": "groundcot inspect out/demo --per-style 4   # then open out/demo/report/index.html",
+    "teacher": "groundcot teacher try my_job.yaml --records 2",
+    "try": "groundcot teacher try my_job.yaml --records 2 --set teacher.request.temperature=0.2",
+    "submit": "groundcot teacher submit my_job.yaml -o out/run",
+    "status": "groundcot teacher status my_job.yaml -o out/run",
+    "collect": "groundcot teacher collect my_job.yaml -o out/run",
+    "prompts": "groundcot prompts list\n  groundcot prompts show teacher_system > system.txt",
+    "list": "groundcot prompts list",
+    "show": "groundcot prompts show teacher_system > system.txt",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit 2) and an example under every command's help."""
+
+    def __init__(self, *args, **kwargs):
+        name = kwargs.get("prog", "").split()[-1] if kwargs.get("prog") else ""
+        if name in EXAMPLES and "epilog" not in kwargs:
+            kwargs["epilog"] = f"example:\n  {EXAMPLES[name]}"
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n".replace("\n", " ").rstrip()
+                  + "\n")
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def _setup_logging() -> None:
@@ -61,16 +115,19 @@ def resolve_config(name: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="groundcot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from groundcot import __version__
+
+    parser = Parser(prog="groundcot", description=__doc__, epilog=f"example:\n  {EXAMPLES['generate']}")
+    parser.add_argument("--version", action="version", version=f"groundcot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of these (each has its own --help, with an example)")
     sets = dict(dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                 help="override a config value with a dotted key and a YAML value (repeatable)")
 
     gen = sub.add_parser("generate", help="run a job config and write a dataset")
     gen.add_argument("config", help="job YAML, e.g. jobs/demo.yaml (or a bundled job's name)")
     gen.add_argument("-o", "--out", help="output folder or bucket prefix (default: the config's output.dir)")
-    gen.add_argument("--limit", type=int, help="at most N records per source (the N smallest ids)")
+    gen.add_argument("--limit", type=at_least_one, help="at most N records per source (the N smallest ids)")
     gen.add_argument("--set", **sets)
     overwrite = dict(action="store_true", help="write into an output folder that holds files groundcot did not "
                                                "write (they are left alone)")
@@ -80,15 +137,21 @@ def _parser() -> argparse.ArgumentParser:
                           "(missing images, an unreachable teacher); without it such a run exits 1")
     gen.add_argument("--check", action="store_true",
                      help="check the config, paths (per runner), sources, secrets, the teacher endpoint and "
-                          "models, print the plan, and exit (0: all passed, 2: one line naming what failed); "
+                          "models, print the plan, and exit (0: all passed; 2: one line naming what failed, as the "
+                          "run would fail before it starts); "
                           "nothing runs and nothing is written")
+    gen.add_argument("--dry-run", nargs="?", const="groundcot-job.json", metavar="FILE",
+                     help="build the job (on Dataflow: the job Dataflow would get) and write its graph and "
+                          "options, secrets removed, to FILE (default: groundcot-job.json); submits nothing")
 
     demo = sub.add_parser("demo", help="run the bundled demo job on the bundled sample data (offline)")
     demo.add_argument("-o", "--out", help="output folder (default: out/demo)")
     demo.add_argument("--overwrite", **overwrite)
 
     train = sub.add_parser("train", help="fine-tune a VLM on groundcot rows (TRL + peft)")
-    train.add_argument("method", choices=["sft", "grpo"])
+    train.add_argument("method", choices=["sft", "grpo"],
+                       help="sft: supervised fine-tuning on the rows' CoT; grpo: reinforcement learning with "
+                            "the styles' rewards")
     train.add_argument("config", help="training YAML, e.g. jobs/train_sft.yaml (or a bundled job's name)")
     train.add_argument("-o", "--out", help="where the adapter, checkpoints and summary.json go "
                                            "(default: the config's output_dir)")
@@ -96,7 +159,9 @@ def _parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a run's rows in the layout a trainer reads")
     exp.add_argument("run", help="the run's output folder (the one holding data/)")
-    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS,
+                     help="trl: Hugging Face datasets for TRL's SFT/GRPO trainers; llamafactory: ShareGPT JSON with "
+                          "a dataset_info.json; verl: Parquet prompts with reward_model ground truth")
     exp.add_argument("-o", "--out", help="where to write (default: RUN/exports/FORMAT)")
     exp.add_argument("--style", dest="styles", action="append", metavar="STYLE",
                      help="keep only this style (repeatable; default: all)")
@@ -140,29 +205,30 @@ def _parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="write a static HTML report of a run (opens from disk)")
     ins.add_argument("run", help="the run's output folder")
     ins.add_argument("-o", "--out", help="report folder (default: RUN/report)")
-    ins.add_argument("--per-style", type=int, default=6, metavar="N", help="gallery rows per style")
+    ins.add_argument("--per-style", type=at_least_one, default=6, metavar="N", help="gallery rows per style")
     ins.add_argument("--seed", type=int, default=0, help="seed of the gallery's sample")
 
     teach = sub.add_parser("teacher", help="work with the teacher: try prompts, drive batch jobs")
-    tsub = teach.add_subparsers(dest="action", required=True)
+    tsub = teach.add_subparsers(dest="action", required=True, help="what to do")
     tried = tsub.add_parser("try", help="run the teacher on N records and print each reply with its verdict")
-    tried.add_argument("config")
-    tried.add_argument("--records", type=int, default=3, metavar="N")
+    tried.add_argument("config", help="job YAML (or a bundled job's name)")
+    tried.add_argument("--records", type=at_least_one, default=3, metavar="N",
+                       help="records to try, per source (default: 3); each is asked once per style")
     tried.add_argument("--set", **sets)
     for action, what in (("submit", "upload the job's batch request shards and create the batches"),
                          ("status", "show the state of the job's batches"),
                          ("collect", "download finished batches' results into the response cache")):
         cmd = tsub.add_parser(action, help=what)
-        cmd.add_argument("config")
+        cmd.add_argument("config", help="job YAML (or a bundled job's name)")
         cmd.add_argument("-o", "--out", help="the run folder the batch shards were written to "
                                              "(default: the config's output.dir)")
         cmd.add_argument("--set", **sets)
 
     prom = sub.add_parser("prompts", help="the default prompts a job's `prompts:` section can replace")
-    psub = prom.add_subparsers(dest="action", required=True)
+    psub = prom.add_subparsers(dest="action", required=True, help="what to do")
     psub.add_parser("list", help="each prompt's name, what it is for and its placeholders")
     shown = psub.add_parser("show", help="a prompt's default text, ready to copy into a file")
-    shown.add_argument("name")
+    shown.add_argument("name", help="the prompt's name, as `groundcot prompts list` shows it")
     return parser
 
 
@@ -186,10 +252,12 @@ def _fail(message: str, code: int) -> int:
 
 
 def _generate(config: str, out: str | None, limit: int | None, overrides: list[str], *,
-              overwrite: bool = False, allow_empty: bool = False, check: bool = False) -> int:
+              overwrite: bool = False, allow_empty: bool = False, check: bool = False,
+              dry_run: str | None = None) -> int:
     from groundcot.pipeline.config import ConfigError, load_config
     from groundcot.pipeline.outputs import OutputRefused
-    from groundcot.pipeline.run import run
+    from groundcot.pipeline.preflight import CheckFailed
+    from groundcot.pipeline.run import describe, run
 
     try:
         if limit is not None and limit < 1:
@@ -200,14 +268,17 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
                 src.limit = min(src.limit or limit, limit)
         if check:
             return _check(cfg, out, overwrite)
+        if dry_run:
+            print(f"the job, not submitted: {describe(cfg, out, dry_run)}")
+            return 0
         out = out or cfg.output.dir
         stats = run(cfg, out, overwrite=overwrite, allow_empty=allow_empty)
     except ConfigError as err:
-        return _fail(f"config error: {err}", 2)
-    except OutputRefused as err:
-        return _fail(str(err), 2)
+        return _fail(f"config error: {err}", USAGE)
+    except (OutputRefused, CheckFailed) as err:  # found before anything ran, as --check finds it
+        return _fail(str(err), USAGE)
     except RuntimeError as err:
-        return _fail(str(err), 1)
+        return _fail(str(err), RUN_FAILED)
     _report(stats, out)
     if not stats["balanced"]:
         log.error("stats do not add up: %d in; per style: %s", stats["records_in"], stats["by_style"])
@@ -216,7 +287,8 @@ def _generate(config: str, out: str | None, limit: int | None, overrides: list[s
 
 
 def _check(cfg, out: str | None, overwrite: bool) -> int:
-    """``--check``: print the plan (exit 0), or one line naming the first check that fails (exit 2)."""
+    """``--check``: print the plan (exit 0), or one line naming the first check that fails (exit 2, as
+    the run would exit when the same check stops it)."""
     from groundcot.pipeline.check import check_job
     from groundcot.pipeline.config import ConfigError
 
@@ -224,9 +296,9 @@ def _check(cfg, out: str | None, overwrite: bool) -> int:
     try:
         lines = check_job(cfg, (out or cfg.output.dir).rstrip("/"), out_key, overwrite)
     except ConfigError as err:
-        return _fail(f"config error: {err}", 2)
-    except RuntimeError as err:  # also OutputRefused, an unset key, an unreachable endpoint, a missing model
-        return _fail(str(err), 2)
+        return _fail(f"config error: {err}", USAGE)
+    except RuntimeError as err:  # OutputRefused, CheckFailed: what a run would refuse to start with
+        return _fail(str(err), USAGE)
     print("\n".join(lines))
     return 0
 
@@ -235,17 +307,23 @@ def _train(args) -> int:
     from groundcot.pipeline.config import ConfigError, read_tree, validated
     from groundcot.schemas.runs import RunNotFound
     from groundcot.trainer.config import GrpoJob, SftJob
-    from groundcot.trainer.models import with_device_precision
+    from groundcot.trainer.models import ModelMissing, check_model, with_device_precision
 
     try:
         config = resolve_config(args.config)
         tree = read_tree(config, args.overrides)
+        if "sources" in tree:
+            raise ConfigError(f"{config} is a `groundcot generate` job config (it has sources); run it with "
+                              f"`groundcot generate {config}`")
         if args.out:
             tree["output_dir"] = args.out
         job = validated(SftJob if args.method == "sft" else GrpoJob, tree, config)
         job = with_device_precision(job)
+        check_model(job.model)  # before the data and the libraries' minutes of Hub retries
     except (ConfigError, ValueError) as err:
-        return _fail(f"config error: {err}", 2)
+        return _fail(f"config error: {err}", USAGE)
+    except ModelMissing as err:
+        return _fail(str(err), USAGE)
     if args.method == "sft":
         from groundcot.trainer.sft import run_sft as run
     else:
@@ -253,7 +331,9 @@ def _train(args) -> int:
     try:
         summary = run(job)
     except RunNotFound as err:
-        return _fail(f"data.runs: {err}", 1)
+        return _fail(f"data.runs: {err}", USAGE)
+    except ModelMissing as err:
+        return _fail(str(err), USAGE)
     log.info("trained %s for %d steps on %d rows -> %s", args.method, summary["global_step"], summary["rows"],
              job.output_dir)
     for name, value in summary["reward_means"].items():
@@ -266,10 +346,10 @@ def _export(args) -> int:
 
     try:
         export(args.run, args.format, args.out, args.styles, args.rl_depth_image)
-    except FileNotFoundError as err:
-        return _fail(f"no run to export: {err}", 1)
+    except FileNotFoundError as err:  # the RUN argument names no run: a usage error, as for inspect
+        return _fail(f"no run to export: {err}", USAGE)
     except ValueError as err:
-        return _fail(f"nothing to export: {err}", 1)
+        return _fail(f"nothing to export: {err}", RUN_FAILED)
     return 0
 
 
@@ -310,6 +390,20 @@ MODULES = {"publish": "groundcot.runs.publish", "inspect": "groundcot.runs.inspe
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        # the pending teacher calls' tasks are dropped with the loop: no "Task was destroyed" lines
+        logging.getLogger("asyncio").disabled = True
+        return _fail("interrupted; the output folder is as it was (a partial run stays in its staging folder, "
+                     "and the caches keep what was done)", INTERRUPTED)
+
+
+def _dispatch(args) -> int:
+    run = getattr(args, "run", None)
+    if run is not None and "://" not in run and not Path(run).is_dir():  # export, inspect, publish
+        return _fail(f"{args.command}: {run}: no such folder (RUN is a run's output folder, the one holding "
+                     "data/ and stats.json)", USAGE)
     if args.command in MODULES:
         import importlib
 
@@ -334,9 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve_config(args.config)
     except ConfigError as err:
-        return _fail(f"config error: {err}", 2)
+        return _fail(f"config error: {err}", USAGE)
     return _generate(config, args.out, args.limit, args.overrides, overwrite=args.overwrite,
-                     allow_empty=args.allow_empty, check=args.check)
+                     allow_empty=args.allow_empty, check=args.check, dry_run=args.dry_run)
 
 
 if __name__ == "__main__":

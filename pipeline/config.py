@@ -1,6 +1,7 @@
 """Job configuration: YAML validated into typed sections; errors name the key and the fix."""
 from __future__ import annotations
 
+import difflib
 import os
 import typing
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from groundcot.transforms.critic import CriticConfig
 from groundcot.transforms.dedup import NearDuplicates
 from groundcot.transforms.mix import Mix
+from groundcot.transforms.secrets import scrub_url
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
 from groundcot.transforms.teach import configs as teacher_configs
@@ -166,13 +168,16 @@ class Output(Section):
 
 
 class Runner(Section):
-    name: str = Field("local", description="local (in-process, offline) or a Beam runner: "
-                                           "DataflowRunner, FlinkRunner, SparkRunner, ...")
+    name: str = Field("local", description="local (in-process, offline), dask (a dask.distributed cluster: "
+                                           "options.dask_client_address) or a Beam runner: DataflowRunner, "
+                                           "FlinkRunner, SparkRunner, PortableRunner, ...")
     workers: int = Field(1, ge=1, description="local only: worker processes.")
     log_every_s: float = Field(10.0, ge=0, description="Progress line interval: the local runner's line when "
                                "not on a terminal (on one it is redrawn every second), and on cluster runners "
                                "the driver's line from Beam's counters and each worker's per-stage lines (0 = off).")
-    options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options.")
+    options: dict[str, object] = Field(default_factory=dict, description="Extra Beam pipeline options, by "
+                                       "flag name (dask_client_address, sdk_worker_parallelism) or Beam's "
+                                       "attribute name.")
     shared_paths: list[str] = Field(default_factory=list, description="Local folders the workers see at the "
                                     "same path as the submitting machine (an NFS mount, a baked-in folder). On "
                                     "Dataflow, Flink, Spark and portable non-LOOPBACK runners every source, "
@@ -257,15 +262,53 @@ def _resolve_paths(cfg: JobConfig, base: Path) -> None:
             setattr(src, key, fix(getattr(src, key)))
 
 
-def _describe(error: dict) -> str:
-    """One pydantic error as 'key: problem (got value)', keys as the user wrote them."""
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models inside a field's type (through Optional, list, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def known_keys(model: type[BaseModel], loc: list) -> list[str]:
+    """The keys the section at ``loc`` (a pydantic error's path, union tags included) accepts."""
+    current, mapping = [model], False
+    for part in loc:
+        if isinstance(part, int) or mapping:  # an item of a list, a name in a mapping (prompts)
+            mapping = False
+            continue
+        tagged = [m for m in current if "kind" in m.model_fields and part in typing.get_args(
+            m.model_fields["kind"].annotation)]
+        fields = [field for m in current for name, field in m.model_fields.items() if part in (name, field.alias)]
+        mapping = any(typing.get_origin(f.annotation) is dict for f in fields)
+        current = tagged or [sub for field in fields for sub in _models_in(field.annotation)]
+    return sorted({field.alias or name for m in current for name, field in m.model_fields.items()})
+
+
+def _describe(error: dict, model: type[BaseModel] | None = None) -> str:
+    """One pydantic error as 'key: problem (got value)', keys as the user wrote them; an unknown
+    key with the nearest known one ("did you mean").
+
+    >>> _describe({"loc": ("depth", "batchsize"), "input": 4, "type": "extra_forbidden",
+    ...            "msg": "Extra inputs are not permitted"}, JobConfig)
+    'depth.batchsize: unknown key; did you mean batch_size? (got 4)'
+    """
     loc, value = list(error["loc"]), error["input"]
+    known = known_keys(model, loc[:-1]) if model is not None and error["type"] == "extra_forbidden" else []
     loc = [x for x in loc if x not in union_tags()]  # discriminated unions put the kind into the path
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
-    got = "" if error["type"] in ("missing", "moved") else f" (got {value!r})"  # moved: a renamed key
-    return f"{key}: {error['msg']}{got}"
+    got = "" if error["type"] in ("missing", "moved") else f" (got {scrub_url(repr(value))})"  # moved: a renamed key
+    message = error["msg"]
+    if known:
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        message = f"unknown key; did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(known)})"
+    return f"{key}: {message}{got}"
+
+
+def training_config(tree: dict) -> bool:
+    """Whether a config tree is a ``groundcot train`` config (model, data, output_dir; no sources)."""
+    return "sources" not in tree and {"data", "output_dir"} <= set(tree)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -317,10 +360,13 @@ def validated(model: type[BaseModel], tree: dict, path: str):
     """``model`` built from ``tree``, or one ConfigError line naming every bad key."""
     if model is JobConfig:
         sync_sources()
+        if training_config(tree):
+            raise ConfigError(f"{path} is a `groundcot train` config (it has data and output_dir, no sources); "
+                              f"run it with `groundcot train sft {path}` (or grpo)")
     try:
         return model.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in err.errors())) from None
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e, model) for e in err.errors())) from None
 
 
 def load_config(path: str, overrides: list[str] = ()) -> JobConfig:
@@ -367,12 +413,16 @@ CLUSTER_RUNNERS = ("DataflowRunner", "TestDataflowRunner", "FlinkRunner", "Spark
 def on_cluster(runner: Runner) -> bool:
     """Whether the runner's workers may not see the submitting machine's disk.
 
-    Dataflow, Flink and Spark, and the portable runner unless its environment is LOOPBACK (its
+    Dataflow, Flink and Spark, Dask given a scheduler (address or file; without one it starts a
+    cluster on this machine), and the portable runner unless its environment is LOOPBACK (its
     default is DOCKER). The in-process runners share the driver's disk.
     """
     name = runner.name.rsplit(".", 1)[-1]
     if name in CLUSTER_RUNNERS:
         return True
+    if name == "dask":
+        return any(runner.options.get(k) for k in ("dask_client_address", "address", "dask_scheduler_file",
+                                                   "scheduler_file"))
     return name == "PortableRunner" and str(runner.options.get("environment_type", "DOCKER")).upper() != "LOOPBACK"
 
 
@@ -392,6 +442,22 @@ def under(path: str, folders: list[str]) -> bool:
     """Whether local ``path`` lies in one of ``folders``."""
     path = os.path.abspath(path)
     return any(os.path.commonpath([path, os.path.abspath(f)]) == os.path.abspath(f) for f in folders)
+
+
+def local_path(path: str | None) -> str | None:
+    """A local path made absolute against this working folder (a worker's is another); URLs as they are."""
+    return path if not path or "://" in path else os.path.abspath(path)
+
+
+def absolute_paths(cfg: JobConfig, out: str) -> str:
+    """Make the cache, teacher cache, shared paths and output folder absolute on the driver, before the job
+    is built (a cluster worker would read a relative path against its own folder); returns ``out`` so."""
+    cfg.cache = local_path(cfg.cache)
+    if getattr(cfg.teacher, "cache", None):
+        cfg.teacher.cache = local_path(cfg.teacher.cache)
+    cfg.runner.shared_paths = [local_path(p) for p in cfg.runner.shared_paths]
+    cfg.output.dir = local_path(cfg.output.dir)
+    return local_path(out)
 
 
 def check_worker_paths(cfg: JobConfig, out: str, out_key: str = "output.dir") -> None:

@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from groundcot.pipeline.config import JobConfig, prompt_texts
+from groundcot.pipeline.stats import NoteVersions
 from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.critic import Critique, client_config
 from groundcot.transforms.dedup import Grouped
@@ -110,6 +111,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
                | "DepthImage" >> beam.ParDo(stage("depth_image", partial(attach_depth_image, **cfg.sif.model_dump()))))
     inputs.append(records | "CountSplits" >> beam.FlatMap(
         lambda r: [] if r.rejection else [(f"{r.source}\tsplit\t{split_name(r.split)}\t{r.style}", 1)]))
+    records = records | "NoteVersions" >> beam.ParDo(NoteVersions())  # each worker's groundcot, Beam, torch
     outcomes = records | "Write" >> WriteOutputs(
         out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb, prompt_texts(cfg))
     ((outcomes, *inputs)

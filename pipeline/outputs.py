@@ -5,7 +5,9 @@
     OUT/.groundcot-staging/<run_id>/  where a run writes until it publishes
 
 A run writes only into its staging folder. At the end it moves its files into OUT and removes
-the files the previous manifest listed that it did not write again. Only files a manifest lists
+the files the previous manifest listed that it did not write again. While it does, the manifest
+says ``"state": "publishing"``: readers wait for ``published`` and repeat a read that a publish
+overlapped (schemas/runs.py ``consistent``), so they see one run whole. Only files a manifest lists
 are ever replaced or removed; anything else under OUT is left alone. Everything goes through
 Beam's ``FileSystems``, so OUT may be a bucket prefix. The lock is exclusive on local disk
 (``O_EXCL``); on a bucket it is check-then-write, best effort.
@@ -22,8 +24,10 @@ from datetime import datetime, timezone
 
 from apache_beam.io.filesystems import FileSystems
 
+from groundcot.schemas.runs import MANIFEST
+
 log = logging.getLogger("groundcot")
-MANIFEST, LOCK, STAGING = "_groundcot.json", ".groundcot.lock", ".groundcot-staging"
+LOCK, STAGING = ".groundcot.lock", ".groundcot-staging"
 OWN = {MANIFEST, LOCK, STAGING, f"{MANIFEST}.tmp"}
 TOP_FILES = ("README.md", "stats.json")  # files every run writes at OUT's top (the card, the counts)
 UNREADABLE_LOCK_GRACE_S = 30  # a lock file still empty after this long was left by a killed run

@@ -3,8 +3,10 @@ the runner and its options, the per-runner paths, secrets, sources, the teacher'
 output folder and the models; and what can be known of the input before reading it."""
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
+import tempfile
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -12,7 +14,7 @@ from apache_beam.runners.runner import create_runner
 
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
-from groundcot.pipeline.outputs import OutputFolder
+from groundcot.pipeline.outputs import OutputFolder, OutputRefused
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
@@ -24,38 +26,83 @@ from groundcot.transforms.teach.connection import check_endpoint
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
-    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline).
+    """The runner and its options; ``local`` is Beam's in-process FnApiRunner (works offline), ``dask``
+    groundcot's Dask runner (``pipeline/dask_runner.py``), ``PortableRunner`` Beam's with
+    ``sdk_worker_parallelism`` honoured by the embedded job server (``pipeline/portable.py``).
 
     Called before anything else runs, so a runner that cannot be used here is one ConfigError line.
     """
-    extra = dict(cfg.runner.options)
     name = cfg.runner.name
+    if name == "dask":
+        try:
+            from groundcot.pipeline.dask_runner import DaskRunner
+        except ImportError as err:
+            raise ConfigError(f"runner.name: dask needs dask and distributed (pip install 'groundcot[dask]'): "
+                              f"{err}") from None
+        return DaskRunner(), _options(cfg.runner.options)
     if name == "local":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         mode = "multi_processing" if cfg.runner.workers > 1 else "in_memory"
-        return FnApiRunner(), _options(direct_num_workers=cfg.runner.workers, direct_running_mode=mode, **extra)
+        return FnApiRunner(), _options(cfg.runner.options, direct_num_workers=cfg.runner.workers,
+                                       direct_running_mode=mode)
+    if name == "PortableRunner":
+        from groundcot.pipeline.portable import PortableRunner
+
+        return PortableRunner(), _options(cfg.runner.options, runner=name)
     known = StandardOptions.KNOWN_RUNNER_NAMES
     if name not in known and "." not in name:  # Beam itself would accept any case, then fail far from here
-        close = difflib.get_close_matches(name, ["local", *known], n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, one of {', '.join(known)}, "
+        close = runner_like(name, ["local", "dask", *known])
+        hint = f"did you mean {close}? " if close else ""
+        raise ConfigError(f"runner.name: unknown runner {name!r}; {hint}use local, dask, one of {', '.join(known)}, "
                           "or a runner's full dotted class name")
+    if name.rsplit(".", 1)[-1] == "DaskRunner":
+        raise ConfigError(f"runner.name: {name} cannot run groundcot's graph (it drops tagged outputs, side "
+                          "inputs and counters); use runner.name: dask")
     try:
         runner = create_runner(name)
     except (ImportError, ValueError, AttributeError) as err:
         raise ConfigError(f"runner.name: {name} cannot be used here: {err}".replace("\n", " ")) from None
-    return runner, _options(runner=name, **extra)
+    return runner, _options(cfg.runner.options, runner=name)
 
 
-def _options(**values) -> PipelineOptions:
-    """Beam's options; a key no registered option class knows is a ConfigError, not silently dropped."""
-    options = PipelineOptions(flags=[], **values)
-    unknown = sorted(set(values) - set(options.get_all_options(retain_unknown_options=False)))
+def runner_like(name: str, names: list[str]) -> str | None:
+    """The runner ``name`` most likely means, ignoring case and a "Runner" suffix.
+
+    >>> runner_like("spark", ["local", "SparkRunner"]), runner_like("Localrunner", ["local", "SparkRunner"])
+    ('SparkRunner', 'local')
+    """
+    def bare(text: str) -> str:
+        return text.lower().removesuffix("runner") or text.lower()
+
+    by_bare = {bare(n): n for n in names}
+    close = difflib.get_close_matches(bare(name), list(by_bare), n=1, cutoff=0.75)
+    return by_bare[close[0]] if close else None
+
+
+def beam_flags() -> dict[str, str]:
+    """Every registered option's flag name (``dask_client_address``) -> its attribute (``address``)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:  # one class registered twice
+            continue
+    return {flag[2:]: action.dest for action in parser._actions for flag in action.option_strings
+            if flag.startswith("--") and not isinstance(action, argparse._StoreFalseAction)}  # --no_x: not x
+
+
+def _options(given: dict, **values) -> PipelineOptions:
+    """Beam's options from ``runner.options`` (by flag name, ``dask_client_address``, or attribute name,
+    ``address``) and ``values``; a key no registered option class knows is a ConfigError, not dropped."""
+    flags = beam_flags()
+    known = set(flags.values())
+    unknown = sorted(k for k in given if k not in known and k not in flags)
     if unknown:
         raise ConfigError(f"runner.options: Beam knows no option {', '.join(unknown)} (see the runner's "
                           "pipeline options for the names)")
-    return options
+    values.update({k if k in known else flags[k]: v for k, v in given.items()})
+    return PipelineOptions(flags=[], **values)
 
 
 def check_secrets(cfg: JobConfig) -> tuple[str, bool] | None:
@@ -92,43 +139,124 @@ def check_sources(cfg: JobConfig, offline: bool = False) -> None:
                     raise ConfigError(f"sources.{i}.{key}: {pattern} matches no file")
 
 
+IMAGE_SAMPLE = 8  # records per source whose images --check looks for
+SAMPLE_MAX_BYTES = 256 << 20  # sources with more annotation bytes than this are not sampled
+_sampled: list = []  # the in-process pipeline of sample_records hands its records back here
+
+
+def _keep(records) -> None:
+    _sampled.extend(records)
+
+
+def sample_records(src, n: int = IMAGE_SAMPLE) -> list:
+    """The ``n`` records with the smallest ids that the source gives (those ``limit: n`` would read),
+    read by the source's own reader in an in-process pipeline."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    _sampled.clear()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = (p | "Read" >> get_source(src.kind).read(src)
+             | "Kept" >> beam.Filter(lambda r: not r.filtered)
+             | "Smallest" >> beam.combiners.Top.Smallest(n, key=lambda r: r.id)
+             | "Keep" >> beam.Map(_keep))
+    found = list(_sampled)
+    _sampled.clear()
+    return found
+
+
+def check_images(cfg: JobConfig, offline: bool = False) -> None:
+    """Some of each local source's first records have their image under ``image_root``: a root that
+    matches no image fails here, not as a run of ``missing_image`` rejections."""
+    from groundcot.transforms.images import dataset_root, resolve
+
+    for i, src in enumerate(cfg.sources):
+        globs = [g for gs in get_source(src.kind).paths(src).values() for g in gs]
+        if not src.image_root or (offline and (unlistable(src.image_root) or any(map(unlistable, globs)))):
+            continue
+        files = [m for g in globs for m in FileSystems.match([g])[0].metadata_list]
+        if sum(m.size_in_bytes for m in files) > SAMPLE_MAX_BYTES:
+            continue
+        wanted = []
+        for record in sample_records(src):
+            if record.image is None and record.image_path and not record.rejection:
+                root = dataset_root(src.image_root, record.dataset)
+                wanted.append(resolve(root, record.image_path) if root is not None else None)
+        if wanted and not any(path and FileSystems.exists(path) for path in wanted):
+            example = next((path for path in wanted if path), "")
+            raise ConfigError(f"sources.{i}.image_root: none of the {len(wanted)} first records' images is under "
+                              f"{src.image_root} (e.g. {example} does not exist)")
+
+
+def check_batch_cache(cfg: JobConfig) -> None:
+    """Batch mode needs a response cache: ``teacher collect`` puts the replies there for the next run."""
+    if is_api(cfg.teacher) and cfg.teacher.batch.enabled and not (cfg.teacher.cache or cfg.cache):
+        raise ConfigError("teacher.batch.enabled: batch mode needs a response cache (set cache or teacher.cache): "
+                          "`groundcot teacher collect` imports the replies into it and the next generate reads them "
+                          "from there")
+
+
 def preflight(cfg: JobConfig, offline: bool = False) -> None:
     """Everything that can be checked before the job touches its output folder.
 
     The runner and config were checked when the options were built; here: secrets, sources and
     the teacher's endpoint. A failure here leaves the output folder as it was.
     """
+    check_batch_cache(cfg)
     key = check_secrets(cfg)
     check_sources(cfg, offline)
+    check_images(cfg, offline)
     # after the secret it needs is set; a key only the workers can read: their first calls check it
     if is_api(cfg.teacher) and not cfg.teacher.batch.enabled and (key is None or key[1]):
         check_endpoint(cfg.teacher.connection)
 
 
 def check_output(out: str, out_key: str, overwrite: bool) -> None:
-    """The output folder can be listed from here and would not be refused; reads it, writes nothing."""
+    """The output folder can be listed from here, would not be refused and (on local disk) can be
+    written: a file is created and removed in it, or in the folder it would be made in."""
     try:
         OutputFolder(out, "check", overwrite).refuse_foreign()
     except (OSError, ValueError) as err:  # a filesystem this machine lacks, no access
         raise ConfigError(f"{out_key}: cannot list {out}: {err}".replace("\n", " ")) from None
+    if "://" in out:
+        return
+    there = os.path.abspath(out)
+    while not os.path.exists(there):
+        there = os.path.dirname(there)
+    try:
+        if not os.path.isdir(there):
+            raise NotADirectoryError(f"{there} is a file")
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{out_key}: cannot write in {there} ({err.strerror or err})") from None
+
+
+class CheckFailed(RuntimeError):
+    """A check before the run failed (a secret, the endpoint, a model): nothing ran (exit 2, as --check)."""
 
 
 def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
             offline: bool = False) -> tuple[object, PipelineOptions, dict]:
     """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
     skipping bucket paths it has no credentials for), then the runner, its options and the models
-    the workers will load."""
+    the workers will load. Raises ConfigError, OutputRefused or CheckFailed."""
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
-    preflight(cfg, offline)
-    if not (offline and unlistable(out)):
-        check_output(out, out_key, overwrite)
-    local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
-    models: dict[str, ResolvedModel] = {}
-    if cfg.depth.enabled:
-        models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
-    if cfg.masks.enabled:
-        models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    try:
+        preflight(cfg, offline)
+        if not (offline and unlistable(out)):
+            check_output(out, out_key, overwrite)
+        local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
+        models: dict[str, ResolvedModel] = {}
+        if cfg.depth.enabled:
+            models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
+        if cfg.masks.enabled:
+            models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
+    except OutputRefused:
+        raise
+    except RuntimeError as err:  # an unset key, an unreachable endpoint, a model it does not serve or lacks
+        raise CheckFailed(str(err)) from None
     return runner, options, models
 
 

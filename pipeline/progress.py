@@ -1,4 +1,5 @@
-"""Progress of a running job: records read, rows written, rejected, rate, and ETA when the input size is known.
+"""Progress of a running job: its phase, records read, rows per stage, rate, and an ETA from the
+slowest stage's remaining work when the input size is known.
 
 Local runner: each stage, in whichever worker process runs it, keeps its counts in a small JSON file
 in a folder the driver made (``transforms.stage.Tally``); a driver thread sums them into one live
@@ -22,6 +23,7 @@ from typing import Self
 
 log = logging.getLogger("groundcot")
 READ, LAST = "image", "depth_image"  # the first per-record stage, and the last before the sink
+PLANNED, CHECKED = "styles", "validate"  # row stages (after the fan-out: one row per record and style)
 
 
 def duration(seconds: float) -> str:
@@ -36,30 +38,76 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def figures(counters: dict[str, int], total: int | None, elapsed: float) -> str:
-    """One line from the stages' counters (``<stage>.ok``, ``<stage>.rejected.<reason>``).
+def _seen(counters: dict[str, int], stage: str) -> int:
+    return counters.get(f"{stage}.ok", 0) + _rejected(counters, stage)
 
-    >>> figures({"image.ok": 40, "image.rejected.missing_image": 10, "depth_image.ok": 120}, 100, 10.0)
-    'read 50/100 records, written 120 rows, rejected 10, 5.0 records/s, ETA 10s'
+
+def _rejected(counters: dict[str, int], stage: str) -> int:
+    return sum(n for k, n in counters.items() if k.startswith(f"{stage}.rejected."))
+
+
+def _eta(done: int, total: int, elapsed: float) -> float | None:
+    return (total - done) / (done / elapsed) if done and elapsed > 0 else None
+
+
+def figures(counters: dict[str, int], total: int | None, elapsed: float, final: bool = False) -> str:
+    """One line from the stages' counters (``<stage>.ok``, ``<stage>.rejected.<reason>``): records
+    read, rows per stage, the rate of finished rows, and an ETA from the slowest stage's remaining
+    work (shown once rows finish: before that it would only know the reading). ``final``: the
+    run has ended, so no estimates.
+
+    >>> figures({"image.ok": 40, "image.rejected.missing_image": 10, "expand.ok": 40, "styles.ok": 80,
+    ...          "validate.ok": 60, "validate.rejected.chain_box_mismatch": 10, "depth_image.ok": 60,
+    ...          "depth_image.arrived_rejected": 20}, 100, 10.0)
+    'read 50/100 records; rows: 80 planned, 70 validated, 80/190 finished (60 kept, 20 rejected); 8.0 rows/s; ETA 13s'
     """
-    read = sum(n for k, n in counters.items() if k == f"{READ}.ok" or k.startswith(f"{READ}.rejected."))
-    rejected = sum(n for k, n in counters.items() if ".rejected." in k)  # Beam's counters: every stage's
-    if f"{LAST}.arrived_rejected" in counters:  # the local tallies: what the last stage saw (teacher's too)
-        rejected = counters[f"{LAST}.arrived_rejected"] + sum(
-            n for k, n in counters.items() if k.startswith(f"{LAST}.rejected."))
-    rate = read / elapsed if elapsed > 0 else 0.0
-    parts = [f"read {read}" + (f"/{total}" if total else "") + " records",
-             f"written {counters.get(f'{LAST}.ok', 0)} rows", f"rejected {rejected}", f"{rate:.1f} records/s"]
-    if total and rate > 0 and read < total:
-        parts.append(f"ETA {duration((total - read) / rate)}")
-    return ", ".join(parts)
+    # a stage's counts can lag the next stage's by a flush: never fewer read than went on
+    read = max(_seen(counters, READ), _seen(counters, "expand"))
+    kept = counters.get(f"{LAST}.ok", 0)
+    parts = [f"read {read}" + (f"/{total}" if total else "") + " records"]
+    if f"{LAST}.arrived_rejected" not in counters and not _seen(counters, PLANNED):  # Beam's counters
+        rejected = sum(n for k, n in counters.items() if ".rejected." in k)
+        parts.append(f"rows: {kept} kept, {rejected} rejected (records and rows)")
+        eta = _eta(read, total, elapsed) if total else None
+        if eta:
+            parts.append(f"ETA {duration(eta)} to read")
+        return "; ".join(parts)
+    rejected = counters.get(f"{LAST}.arrived_rejected", 0) + _rejected(counters, LAST)
+    finished = kept + rejected
+    expected = None
+    ok_expanded = counters.get("expand.ok", 0)
+    if total and ok_expanded and not final:  # rows per record so far; records rejected before the fan-out stay one row
+        before = _rejected(counters, READ) + _rejected(counters, "expand")
+        expected = max(finished, round(before + (total - before) * _seen(counters, PLANNED) / ok_expanded))
+    parts.append(f"rows: {_seen(counters, PLANNED)} planned, {_seen(counters, CHECKED)} validated, "
+                  f"{finished}" + (f"/{expected}" if expected else "") + f" finished ({kept} kept, {rejected} rejected)")
+    parts.append(f"{finished / elapsed if elapsed > 0 else 0.0:.1f} rows/s")
+    etas = [_eta(read, total, elapsed) if total else None, _eta(finished, expected, elapsed) if expected else None]
+    if not final and finished and etas[-1] is not None and max(etas[-1], etas[0] or 0) > 0:
+        parts.append(f"ETA {duration(max(e for e in etas if e is not None))}")
+    return "; ".join(parts)
+
+
+def phase(counters: dict[str, int], total: int | None) -> str:
+    """What the job is doing: loading models (no record through yet), reading, or writing (every
+    record read, rows still on their way to the writer).
+
+    >>> phase({}, 10), phase({"image.ok": 3}, 10), phase({"image.ok": 10}, 10)
+    ('loading models', 'reading', 'writing')
+    """
+    read = max(_seen(counters, READ), _seen(counters, "expand"))
+    if not read:
+        return "loading models"
+    return "writing" if total is not None and read >= total else "reading"
 
 
 class Live:
     """The local runner's live line, for the ``with`` block that runs the job.
 
-    ``folder`` is where the stages write their counts (give it to the graph). On a terminal the
-    line is redrawn every second; elsewhere it is logged every ``every_s`` (0: only at the end).
+    ``folder`` is where the stages write their counts (give it to the graph). The first line comes
+    at once; on a terminal the line is redrawn every second, elsewhere logged every ``every_s``
+    (0: only the first and the last). The last line says done or failed, never what a failed run
+    would have written.
     """
 
     def __init__(self, total: int | None, every_s: float, stream=None):
@@ -69,6 +117,7 @@ class Live:
         self.folder = tempfile.mkdtemp(prefix="groundcot-progress-")
         self.stop = threading.Event()
         self.started = time.monotonic()
+        self.first_count: float | None = None  # when the first record got through: rates count from there
 
     def counters(self) -> Counter:
         found: Counter = Counter()
@@ -80,15 +129,25 @@ class Live:
                 continue
         return found
 
-    def line(self) -> str:
-        return figures(self.counters(), self.total, time.monotonic() - self.started)
+    def line(self, ending: str | None = None) -> str:
+        """The line now; ``ending`` ("done", "failed") for the last one."""
+        counters, now = self.counters(), time.monotonic()
+        if counters and self.first_count is None:
+            self.first_count = now
+        took = duration(now - self.started)
+        if not counters and ending is None:
+            return f"{phase(counters, self.total)} ({took})"
+        head = f"{ending} after {took}" if ending else f"{phase(counters, self.total)} ({took})"
+        elapsed = now - (self.first_count or self.started)
+        text = f"{head}: {figures(counters, self.total, elapsed, final=ending is not None)}"
+        return text + ("; nothing published" if ending == "failed" else "")
 
-    def _show(self, final: bool = False) -> None:
+    def _show(self, ending: str | None = None) -> None:
         if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line() + ("\n" if final else ""))
+            self.stream.write("\r\x1b[2K" + self.line(ending) + ("\n" if ending else ""))
             self.stream.flush()
-        elif final or self.every_s:
-            log.info("progress: %s", self.line())
+        else:
+            log.info("progress: %s", self.line(ending))
 
     def _loop(self) -> None:
         interval = 1.0 if self.tty else self.every_s
@@ -97,14 +156,16 @@ class Live:
 
     def __enter__(self) -> Self:
         self.started = time.monotonic()
+        self._show()  # at once: loading the models can take a while
         self.thread = threading.Thread(target=self._loop, name="groundcot-progress", daemon=True)
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
-        self._show(final=True)
+        if kind is not KeyboardInterrupt:
+            self._show("failed" if kind else "done")
         for _ in range(20):  # a worker process may still be rewriting its file
             shutil.rmtree(self.folder, ignore_errors=True)
             if not os.path.exists(self.folder):

@@ -4,14 +4,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
 import time
 import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import TestOptions
+from google.protobuf import json_format
 
 from groundcot.pipeline import progress
-from groundcot.pipeline.config import JobConfig, echo, on_cluster
+from groundcot.pipeline.config import JobConfig, absolute_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
 from groundcot.pipeline.outputs import OutputFolder
 from groundcot.pipeline.preflight import count_records, prepare
@@ -28,8 +32,10 @@ from groundcot.pipeline.stats import (
     summarise,
     teacher_stats,
     versions,
+    worker_versions,
 )
 from groundcot.runs.card import write_card
+from groundcot.runs.publish import known_secrets, scrub
 from groundcot.transforms.cache import cache_stats
 from groundcot.transforms.models import ResolvedModel
 
@@ -45,6 +51,7 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
     out = (out or cfg.output.dir).rstrip("/")
     runner, options, models = prepare(cfg, out, out_key, overwrite)
+    out = absolute_paths(cfg, out)  # checked as written, run as absolute: workers have other working folders
     run_id = uuid.uuid4().hex
     folder = OutputFolder(out, run_id, overwrite)
     with folder as staging:
@@ -55,11 +62,50 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
                 check_not_empty(stats)
             except EmptyRun as err:
                 folder.keep_staging = True
-                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs: "
-                               f"{staging}); pass --allow-empty to publish such a run") from None
+                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
+                               f"rejections: groundcot inspect {staging}); pass --allow-empty to publish such a "
+                               "run") from None
         write_card(staging)  # README.md + figures/: the folder is Hub-ready
         folder.publish()
     return stats
+
+
+SECRET_OPTION = re.compile(r"password|secret|token|credential|api_?key", re.IGNORECASE)
+
+
+def redact(options: dict) -> dict:
+    return {k: "<removed>" if SECRET_OPTION.search(k) else v for k, v in options.items()}
+
+
+def describe(cfg: JobConfig, out: str | None, path: str) -> str:
+    """Build the job as ``run`` would and write its description to the local file ``path`` without
+    running or submitting it: the runner, its options and the graph (on Dataflow the job Dataflow
+    would receive, from Beam's ``dry_run``). Options named like secrets, and the teacher key's value,
+    are removed. Returns the file's absolute path."""
+    out_key = "output.dir" if out in (None, cfg.output.dir) else "--out"
+    out = (out or cfg.output.dir).rstrip("/")
+    runner, options, models = prepare(cfg, out, out_key, overwrite=True, offline=True)
+    out = absolute_paths(cfg, out)
+    dataflow = type(runner).__name__ == "DataflowRunner"
+    options.view_as(TestOptions).dry_run = dataflow  # before the pipeline: its checks then stay offline
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, cfg, f"{out}/.groundcot-staging/dry-run", models, run_id="dry-run")
+    if dataflow:
+        job = p.run().job
+        graph = {"job": json.loads(job.json()), "pipeline": json_format.MessageToDict(job.proto_pipeline)}
+    else:
+        graph = {"pipeline": json_format.MessageToDict(p.to_runner_api())}
+    config = echo(cfg)
+    config["runner"]["options"] = redact(config["runner"]["options"])
+    given = redact(options.get_all_options(drop_default=True, retain_unknown_options=True))
+    text = json.dumps({"runner": cfg.runner.name, "config": config, "graph": graph, "options": given},
+                      indent=1, default=str)
+    key = os.environ.get(getattr(cfg.teacher, "api_key_env", None) or "", "")
+    if len(key) >= 8:
+        text = text.replace(key, "<removed>")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return os.path.abspath(path)
 
 
 def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], runner, options,
@@ -75,7 +121,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
         result = p.run()
         if live is None:  # a cluster job: the same figures from Beam's counters
             progress.follow(result, lambda: beam_counters(result), total, every)
-        result.wait_until_finish()
+        result.wait_until_finish()  # counters are read only now: a running job's are partial
     stats = summarise(read_counts(staging), list(cfg.styles), time.monotonic() - started)
     counters = beam_counters(result)
     cross_check(stats, beam_counters(result, committed_only=True), staging)
@@ -88,7 +134,8 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},
         "counters": {k: v for k, v in counters.items() if not is_ledger(k)},
-        "config": echo(cfg), "versions": versions(),
+        "config": scrub(config := echo(cfg), known_secrets(None, config)),
+        "versions": versions(), "worker_versions": worker_versions(result),
     })
     with FileSystems.create(f"{staging}/stats.json") as handle:
         handle.write(json.dumps(stats, indent=2).encode())

@@ -8,13 +8,17 @@ import platform
 from collections import Counter, defaultdict
 from importlib import metadata
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from groundcot.pipeline.config import JobConfig
 from groundcot.transforms.teach import STAGE as TEACHER
 from groundcot.transforms.teach import is_api
 
 log = logging.getLogger("groundcot")
+NAMESPACE = "groundcot"
+WORKER_PACKAGES = ("groundcot", "apache-beam", "torch")  # what a worker must share with the driver
 PACKAGES = ("groundcot", "apache-beam", "transformers", "torch", "datasets", "pyarrow", "pillow", "numpy", "openai")
 
 
@@ -126,11 +130,20 @@ def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
             f"{passed} rows validated: {UNREADABLE_HINT}")
 
 
+def job_metrics(result):
+    """The job's metrics as they are now. Beam's portable result (also Flink's and Spark's) keeps its
+    first answer (``portable_runner.PipelineResult.metrics`` caches it), which is empty while the job
+    runs: that cache is dropped so each call asks the job service again."""
+    if hasattr(result, "_metrics"):
+        result._metrics = None
+    return result.metrics().query()
+
+
 def beam_counters(result, committed_only: bool = False) -> dict[str, int]:
     """groundcot's counters summed over steps: committed values, else attempted ones (unless ``committed_only``)."""
     totals: Counter = Counter()
     try:
-        for c in result.metrics().query()["counters"]:
+        for c in job_metrics(result)["counters"]:
             if c.key.metric.namespace.startswith("groundcot"):
                 totals[c.key.metric.name] += c.committed or (0 if committed_only else c.attempted) or 0
     except Exception as err:  # noqa: BLE001 - some runners cannot report metrics
@@ -157,6 +170,43 @@ def is_ledger(name: str) -> bool:
     [True, True, False, False, False]
     """
     return name.startswith(f"{TEACHER}.") and name != f"{TEACHER}.ok" and not name.startswith(f"{TEACHER}.rejected.")
+
+
+def here() -> str:
+    """This process's versions of WORKER_PACKAGES, as one string: "groundcot=0.1.0 apache-beam=2.77.0 ..."."""
+    found = versions()
+    return " ".join(f"{name}={found[name]}" for name in WORKER_PACKAGES)
+
+
+class NoteVersions(beam.DoFn):
+    """Pass-through: each worker process records ``here()`` in a Beam string set, read back by
+    ``worker_versions``."""
+
+    def setup(self):
+        self.seen = Metrics.string_set(NAMESPACE, "worker_versions")
+        self.line = here()
+
+    def start_bundle(self):
+        self.seen.add(self.line)
+
+    def process(self, item):
+        yield item
+
+
+def worker_versions(result) -> list[str]:
+    """The distinct version lines the workers recorded (empty when the runner reports no metrics); a
+    line other than the driver's own is logged as a mismatch."""
+    lines: set[str] = set()
+    try:
+        for s in job_metrics(result).get("string_sets", ()):
+            if s.key.metric.namespace == NAMESPACE and s.key.metric.name == "worker_versions":
+                lines |= set(s.committed or s.attempted or ())
+    except Exception:  # noqa: BLE001 - beam_counters has already said so
+        return []
+    driver = here()
+    for line in sorted(lines - {driver}):
+        log.warning("version mismatch: a worker runs %s, the driver %s", line, driver)
+    return sorted(lines)
 
 
 def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
@@ -217,10 +267,15 @@ def mix_stats(cfg: JobConfig, stats: dict) -> dict | None:
 
 
 def check_not_empty(stats: dict) -> None:
-    """A run that read nothing, or whose every record met one infrastructure failure, made nothing."""
+    """A run that wrote no row made nothing: it read nothing, or every record was rejected (the
+    rejections are in the kept staging folder, or published with --allow-empty)."""
     if stats["records_in"] == 0:
         raise EmptyRun(f"the sources gave 0 records ({stats['filtered_out']} filtered out)")
+    if stats["written"] > 0:
+        return
     reasons = stats["rejected_by_reason"]
-    if stats["written"] == 0 and reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
+    shown = ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+    if reasons and all(r.startswith(INFRA_REASONS) for r in reasons):
         raise EmptyRun(f"every one of {stats['records_in']} records was rejected with "
                        f"{', '.join(sorted(reasons))}: nothing could be made")
+    raise EmptyRun(f"0 rows written: every one of {stats['records_in']} records was rejected ({shown})")

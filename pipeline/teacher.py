@@ -23,6 +23,8 @@ def main(args) -> int:
 
     from groundcot.pipeline.cli import resolve_config
     from groundcot.pipeline.config import ConfigError, load_config
+    from groundcot.pipeline.outputs import OutputRefused
+    from groundcot.pipeline.preflight import CheckFailed, check_batch_cache
     from groundcot.transforms.cache import with_teacher_cache
     from groundcot.transforms.teach.batch import JOBS
 
@@ -32,10 +34,14 @@ def main(args) -> int:
             return try_records(cfg, args.records)
         if not is_api(cfg.teacher):
             raise ConfigError("teacher.kind: batch jobs need an openai teacher (the template teacher calls no one)")
+        check_batch_cache(cfg)
         folder = f"{(args.out or cfg.output.dir).rstrip('/')}/batch"
         return JOBS[args.action](with_teacher_cache(cfg.teacher, cfg.cache), folder)
     except ConfigError as err:
         print(f"groundcot: config error: {err}", file=sys.stderr)
+        return 2
+    except (OutputRefused, CheckFailed) as err:  # teacher try: a check before the run failed
+        print(f"groundcot: {err}".replace("\n", " "), file=sys.stderr)
         return 2
     except (RuntimeError, OSError) as err:
         print(f"groundcot: {err}".replace("\n", " "), file=sys.stderr)
@@ -83,8 +89,30 @@ def try_records(cfg, n: int) -> int:
     ledger = stats.get("teacher", {}).get("ledger", {})
     accepted = sum(v["verdict"] == "accepted" for v in verdicts)
     print(f"{accepted} of {len(verdicts)} accepted; calls {ledger.get('requests', 0)}, cache hits "
-          f"{ledger.get('cache_hits', 0)}, re-asks {ledger.get('reasks', 0)}")
+          f"{ledger.get('cache_hits', 0)}, re-asks {ledger.get('reasks', 0)}{retried(ledger)}")
     return 0
+
+
+def retried(ledger: dict) -> str:
+    """", retried N times (failed attempts: ...)" when attempts were repeated, and the calls that
+    failed for good; else "".
+
+    >>> retried({"retries": 3, "errors.timeout": 3, "errors.rate_limited": 1, "failures.timeout": 1})
+    ', retried 3 times (failed attempts: 3 timeout, 1 rate_limited); 1 call failed for good (1 timeout)'
+    """
+    errors = {k.removeprefix("errors."): n for k, n in ledger.items()
+              if k.startswith("errors.") and k.count(".") == 1}
+    failed = {k.removeprefix("failures."): n for k, n in ledger.items() if k.startswith("failures.")}
+    text = ""
+    if ledger.get("retries"):
+        why = ", ".join(f"{n} {k}" for k, n in sorted(errors.items(), key=lambda kv: (kv[0] != "timeout", kv[0])))
+        n = ledger["retries"]
+        text = f", retried {n} time{'s' * (n != 1)} (failed attempts: {why})"
+    if failed:
+        total = sum(failed.values())
+        text += (f"; {total} call{'s' * (total > 1)} failed for good ("
+                 + ", ".join(f"{n} {k}" for k, n in sorted(failed.items())) + ")")
+    return text
 
 
 def read_verdicts(out: str) -> list[dict]:

@@ -7,8 +7,10 @@ example rows, how to load and train on it, and the citations of what was used.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import tempfile
 from collections import Counter, defaultdict
 
@@ -19,6 +21,11 @@ from groundcot.transforms.sources import Provenance, SourceError, get_source
 from groundcot.transforms.styles import STYLES, in_order
 
 CARD, FIGURES = "README.md", "figures"
+EXAMPLE_COLUMNS = ("source", "dataset", "image_path", "question", "answer", "gt_boxes", "cot", "image", "chain",
+                   "actions", "frame")  # what an example shows: its text, and its image with its steps boxed
+FIGURE_TITLES = {"hiou.png": "HIoU per style (the styles whose rows have boxes)",
+                 "chain_length.png": "Steps per trajectory, per style",
+                 "rejections.png": "Rejected records by reason"}
 TASKS = ["visual-question-answering", "image-text-to-text"]
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
@@ -75,9 +82,9 @@ def scan(run: str) -> dict:
             for source, dataset in zip(table.column("source").to_pylist(), table.column("dataset").to_pylist()):
                 found["datasets"][source].add(dataset)
             if style not in found["examples"] and pf.metadata.num_rows:
-                with fsspec.open(path, "rb") as handle:
-                    first = pq.ParquetFile(handle).read_row_group(0, columns=[
-                        "source", "dataset", "image_path", "question", "answer", "gt_boxes", "cot"]).slice(0, 1)
+                columns = [c for c in EXAMPLE_COLUMNS if c in pf.schema_arrow.names]
+                with fsspec.open(path, "rb") as handle:  # one row: its image, not the row group's
+                    first = next(pq.ParquetFile(handle).iter_batches(batch_size=1, columns=columns))
                 found["examples"][style] = first.to_pylist()[0]
     return found
 
@@ -220,9 +227,9 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
               [[src, *[found["by_source"][s][src] for s in styles],
                 stats.get("by_source", {}).get(src, {}).get("rejected", 0)]
                for src in sorted({*sources, *(k for s in styles for k in found["by_source"][s])})]),
+        figure_line("hiou.png") + "\n\n" + figure_line("chain_length.png"),
         "## Splits",
         split_text(found, stats, styles),
-        "![HIoU per style](figures/hiou.png)\n\n![Steps per trajectory](figures/chain_length.png)",
         "## Rejections",
         table(["reason", "records", "by style"],
               [[r, n, ", ".join(f"{s.replace('before_styles', 'before styles')} {v['rejected_by_reason'][r]}"
@@ -230,13 +237,11 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
                                 if r in v.get("rejected_by_reason", {}))]
                for r, n in sorted(stats.get("rejected_by_reason", {}).items(), key=lambda kv: -kv[1])])
         if stats.get("rejected_by_reason") else "No record was rejected.",
-        "![Rejections by reason](figures/rejections.png)",
+        figure_line("rejections.png"),
         "## Examples",
+        "The first row of each config: its image with the focus steps' boxes numbered in step colours, then its text.",
     ]
-    for style, row in found["examples"].items():
-        cot = row["cot"] if len(row["cot"] or "") <= 900 else row["cot"][:900] + " ..."
-        parts.append(f"`{style}` ({row['source']}/{row['dataset']}, `{row['image_path']}`)\n\n```text\n"
-                     f"Q: {row['question']}\nA: {row['answer']}\nGT boxes: {row['gt_boxes']}\n\n{cot}\n```")
+    parts += [example(style, row) for style, row in found["examples"].items()]
     first = styles[0] if styles else "sif"
     parts += [
         "## Use",
@@ -272,6 +277,42 @@ def split_text(found: dict, stats: dict, styles: list[str]) -> str:
             f"source, is in one split{kept}.")
 
 
+def figure_line(name: str, alt: str | None = None, title: str | None = None) -> str:
+    """A figure as Markdown: ``![alt](figures/NAME "title")`` (the title shows on hover and in the DOM)."""
+    title = title or FIGURE_TITLES[name]
+    alt = re.sub(r"([\\\[\]])", r"\\\1", alt or title)  # brackets in a path would end the alt text
+    return f'![{alt}]({FIGURES}/{name} "{title.replace(chr(34), chr(39))}")'
+
+
+def fenced(text: str, info: str = "text") -> str:
+    """``text`` in a code fence longer than any backtick run inside it (CommonMark: an inner ```json
+    block then stays text instead of closing the fence)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def example(style: str, row: dict) -> str:
+    """One config's example: a heading, its boxed picture (``figures/example-STYLE.png``) and its text."""
+    cot = row["cot"] if len(row["cot"] or "") <= 900 else row["cot"][:900] + " ..."
+    shown = f"{row['source']}/{row['dataset']}, {row['image_path']}"
+    picture = (figure_line(example_figure(style), f"{style} example: {shown}",
+                           f"{style}: the first row's image, focus steps boxed and numbered")
+               if row.get("image") else "(this row holds no image)")
+    text = f"Q: {row['question']}\nA: {row['answer']}\nGT boxes: {row['gt_boxes']}\n\n{cot}"
+    return f"### `{style}`\n\n{picture}\n\nFrom {row['source']}/{row['dataset']}, {code(row['image_path'])}.\n\n{fenced(text)}"
+
+
+def code(text: str) -> str:
+    """Inline code that survives backticks in ``text``."""
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}" if ticks != "`" else f"`{text}`"
+
+
+def example_figure(style: str) -> str:
+    return f"example-{re.sub(r'[^A-Za-z0-9_.-]', '_', style)}.png"
+
+
 def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[str]:
     """BibTeX entries: the styles' (from their modules), the sources' (from their provenance), the models'."""
     entries = [STYLES[s].citation[1] for s in styles if s in STYLES and STYLES[s].citation]
@@ -286,8 +327,9 @@ def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[s
 def figures(run: str, found: dict, stats: dict) -> list[str]:
     """Write the PNGs under RUN/figures; their paths relative to the run."""
     from groundcot.runs import plots
+    from groundcot.runs.inspect import boxed_picture
 
-    drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),
+    drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),  # a style without boxes has no HIoU: not drawn
              "chain_length.png": (plots.chain_length_histogram, dict(found["steps"])),
              "rejections.png": (plots.rejections_bar, stats.get("rejected_by_reason", {}))}
     with tempfile.TemporaryDirectory(prefix="groundcot-card-") as tmp:
@@ -295,7 +337,15 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
             draw(values, os.path.join(tmp, name))
             with open(os.path.join(tmp, name), "rb") as handle:
                 write_bytes(f"{run}/{FIGURES}/{name}", handle.read())
-    return [f"{FIGURES}/{name}" for name in drawn]
+    written = [f"{FIGURES}/{name}" for name in drawn]
+    for style, row in found["examples"].items():
+        picture, _ = boxed_picture(row)
+        if picture is not None:
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            write_bytes(f"{run}/{FIGURES}/{example_figure(style)}", buffer.getvalue())
+            written.append(f"{FIGURES}/{example_figure(style)}")
+    return written
 
 
 def render(run: str) -> tuple[str, dict, dict]:

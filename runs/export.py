@@ -12,7 +12,10 @@ are, never decoded and re-encoded).
   ``<image>`` per image, an ``images/`` folder, and the ``dataset_info.json`` entries.
 - ``verl``: an RL prompt (``trainer.data.rl_prompt``, ``<image>`` in the text), its ``images`` and
   ``reward_model.ground_truth``; ``extra_info`` carries what ``trainer.verl_reward`` needs (the
-  GT boxes as lists, the depth map's PNG bytes). Single-turn styles only unless asked.
+  GT boxes as lists, the depth map's PNG bytes). Single-turn styles only unless asked; a multi-turn
+  style asked for (mgpo, aperture) goes to ``<style>/``: rows for verl's tool agent loop (``agent_name``
+  ``tool_agent``, the style's tool prompt, ``extra_info.tools_kwargs`` with the original image for its
+  tools) and ``tool_config.yaml`` naming ``trainer.verl_tools.GroundcotTool``.
 
 >>> flat_messages([{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Hi"}]}])
 [{'role': 'user', 'content': '<image>Hi'}]
@@ -29,7 +32,7 @@ from PIL import Image
 
 from groundcot.schemas import boxes as B
 from groundcot.schemas.runs import read_run
-from groundcot.trainer.data import RL_DEPTH_IMAGE, grpo_row, rl_prompt
+from groundcot.trainer.data import RL_DEPTH_IMAGE, grpo_row, multiturn_row, rl_prompt
 from groundcot.transforms.styles import STYLES, get_style
 
 log = logging.getLogger("groundcot")
@@ -146,7 +149,56 @@ class VerlWriter:
                            "depth_map": row["depth_map"]["bytes"] if row.get("depth_map") else None},
         }
 
+    @staticmethod
+    def multiturn_row(row: dict, index: int) -> dict:
+        """A multi-turn style's row for verl's tool agent loop: its tools get the original image."""
+        from groundcot.trainer.verl_tools import tool_schemas
+
+        rl = multiturn_row(row, decode=False)
+        create = {"image": row["image"]["bytes"], "frame": rl["frame"], "question": row["question"]}
+        return {
+            "data_source": f"groundcot/{row['source']}/{row['dataset']}", "agent_name": "tool_agent",
+            "prompt": flat_messages(rl["prompt"]), "images": rl["images"],
+            "ability": f"grounded_vqa/{row['style']}",
+            "reward_model": {"style": "rule", "ground_truth": row["answer"]},
+            "extra_info": {"index": index, "id": row["id"], "style": row["style"], "split": row["split"],
+                           "question": row["question"], "answer": row["answer"], "gt_boxes": rl["gt_boxes"],
+                           "frame": rl["frame"], "multiturn": True, "need_tools_kwargs": True,
+                           "tools_kwargs": {s["function"]["name"]: {"create_kwargs": create}
+                                            for s in tool_schemas(row["style"])}},
+        }
+
     def write(self, rows, dest: Path, rl_depth_image: bool = RL_DEPTH_IMAGE) -> int:
+        single = [s for s in sorted(set(rows["style"])) if get_style(s).single_turn]
+        n = self.write_single(rows.filter(lambda r: r["style"] in single), dest, rl_depth_image) if single else 0
+        for style in sorted(set(rows["style"]) - set(single)):
+            n += self.write_multiturn(rows.filter(lambda r, s=style: r["style"] == s), dest / style, style)
+        return n
+
+    def write_multiturn(self, rows, dest: Path, style: str) -> int:
+        import datasets
+        import yaml
+
+        from groundcot.trainer.verl_tools import tool_config, tool_schemas
+
+        text, ints = datasets.Value("string"), datasets.List(datasets.Value("int32"))
+        create = {"create_kwargs": {"image": datasets.Value("binary"), "frame": ints, "question": text}}
+        target = datasets.Features({
+            "data_source": text, "agent_name": text, "prompt": datasets.List({"role": text, "content": text}),
+            "images": datasets.List(datasets.Image()), "ability": text,
+            "reward_model": {"style": text, "ground_truth": text},
+            "extra_info": {**{k: text for k in ("id", "style", "split", "question", "answer")},
+                           "index": datasets.Value("int64"),
+                           "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))), "frame": ints,
+                           "multiturn": datasets.Value("bool"), "need_tools_kwargs": datasets.Value("bool"),
+                           "tools_kwargs": {s["function"]["name"]: create for s in tool_schemas(style)}}})
+        out = rows.map(self.multiturn_row, with_indices=True, remove_columns=rows.column_names, features=target)
+        dest.mkdir(parents=True, exist_ok=True)
+        out.to_parquet(str(dest / "train.parquet"))
+        (dest / "tool_config.yaml").write_text(yaml.safe_dump(tool_config(style), sort_keys=False))
+        return len(out)
+
+    def write_single(self, rows, dest: Path, rl_depth_image: bool = RL_DEPTH_IMAGE) -> int:
         import datasets
 
         text = datasets.Value("string")

@@ -20,7 +20,7 @@ import sys
 from bisect import bisect_right
 from collections import defaultdict
 
-from groundcot.schemas.runs import RunNotFound, style_shards
+from groundcot.schemas.runs import RunChanging, RunNotFound, consistent, style_shards
 from groundcot.transforms.styles import STYLES, in_order
 
 MAX_SIDE = 480  # gallery images are downscaled to this (boxes are normalised: unaffected)
@@ -35,8 +35,8 @@ def main(args) -> int:
     # the report is written here; a run in a bucket gets its report in the working directory
     out = args.out or (f"{run.rsplit('/', 1)[-1]}-report" if "://" in run else f"{run}/report")
     try:
-        index = write_report(run, out, per_style=args.per_style, seed=args.seed)
-    except (RunNotFound, FileNotFoundError) as err:
+        index = consistent(run, lambda: write_report(run, out, per_style=args.per_style, seed=args.seed))
+    except (RunNotFound, FileNotFoundError, RunChanging) as err:
         print(f"groundcot inspect: {err}", file=sys.stderr)
         return 2
     print(f"report: {index}")
@@ -76,8 +76,12 @@ def steps_of(row: dict) -> list[list[list[float]]]:
     return found
 
 
+PER_RECORD = ("area", "depth")  # the same in every style's row of a record: counted once per record
+
+
 def distributions(shards: dict[str, list[str]]) -> tuple[dict, dict]:
-    """Per style: HIoU, chain length, GT area share, evidence depth, CoT length; and rows read / rows."""
+    """Per style: HIoU, chain length, CoT length; per record (keyed by id, whichever style's row comes
+    first): GT area share and evidence depth; and per style the rows read / rows."""
     import pyarrow.parquet as pq
 
     values: dict = {k: defaultdict(list) for k in ("hiou", "steps", "area", "depth", "cot")}
@@ -89,7 +93,7 @@ def distributions(shards: dict[str, list[str]]) -> tuple[dict, dict]:
                 pf = pq.ParquetFile(handle)
                 total += pf.metadata.num_rows
                 names = set(pf.schema_arrow.names)
-                cols = [c for c in ("hiou", "gt_boxes", "width", "height", "cot", "chain", "actions", "frame", "style")
+                cols = [c for c in ("id", "hiou", "gt_boxes", "width", "height", "cot", "chain", "actions", "frame", "style")
                         if c in names]
                 for g in range(pf.metadata.num_row_groups):
                     if read >= STAT_ROWS:
@@ -106,12 +110,13 @@ def _measure(style: str, row: dict, values: dict) -> None:
     if row.get("hiou") is not None:
         values["hiou"][style].append(row["hiou"])
     values["steps"][style].append(len(steps_of(row)))
+    record = row.get("id") or f"{style}-{len(values['steps'][style])}"
     w, h = row.get("width") or 0, row.get("height") or 0
-    if w and h:
-        values["area"][style] += [max(0.0, (b[2] - b[0]) * (b[3] - b[1])) / (w * h) for b in row.get("gt_boxes") or []]
+    if w and h and record not in values["area"]:
+        values["area"][record] = [max(0.0, (b[2] - b[0]) * (b[3] - b[1])) / (w * h) for b in row.get("gt_boxes") or []]
     chain = row.get("chain") or []
-    if chain and chain[-1].get("depths"):
-        values["depth"][style] += [d for d in chain[-1]["depths"] if d is not None]
+    if chain and chain[-1].get("depths") and record not in values["depth"]:
+        values["depth"][record] = [d for d in chain[-1]["depths"] if d is not None]
     values["cot"][style].append(len(row.get("cot") or ""))
 
 
@@ -275,14 +280,45 @@ def figure(src: str, caption: str) -> str:
     return f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
 
 
-def pictures_of(row: dict, folder: Folder) -> list[str]:
-    """The figures of one row: steps drawn, depth map, masks, crops."""
+def boxed_picture(row: dict):
+    """The row's image (downscaled) with its focus steps' boxes numbered in step colours, and a
+    caption; (None, "") for a row without an image."""
     base = _image(_bytes_of(row.get("image")))
     if base is None:
+        return None, ""
+    steps = steps_of(row)
+    return drawn_steps(base, steps), f"{len(steps)} step{'' if len(steps) == 1 else 's'}, numbered"
+
+
+def padded(image, boxes: list[list[float]], margin: float = 0.05):
+    """``image`` on a canvas wide enough for every normalised box, even one outside the image, with
+    the image framed in grey; the boxes normalised to that canvas. Unchanged when all lie inside."""
+    from PIL import Image, ImageDraw
+
+    xs = [v for b in boxes for v in (b[0], b[2])]
+    ys = [v for b in boxes for v in (b[1], b[3])]
+    if not boxes or (min(xs) >= 0 and min(ys) >= 0 and max(xs) <= 1 and max(ys) <= 1):
+        return image, boxes
+    left, top = min(0.0, *xs) - margin, min(0.0, *ys) - margin
+    right, bottom = max(1.0, *xs) + margin, max(1.0, *ys) + margin
+    w, h = image.size
+    canvas = Image.new("RGB", (round(w * (right - left)), round(h * (bottom - top))), (255, 255, 255))
+    at = (round(-left * w), round(-top * h))
+    canvas.paste(image, at)
+    ImageDraw.Draw(canvas).rectangle([at[0] - 1, at[1] - 1, at[0] + w, at[1] + h], outline=(128, 128, 128))
+    cw, ch = right - left, bottom - top
+    return canvas, [[(b[0] - left) / cw, (b[1] - top) / ch, (b[2] - left) / cw, (b[3] - top) / ch] for b in boxes]
+
+
+def pictures_of(row: dict, folder: Folder) -> list[str]:
+    """The figures of one row: steps drawn, depth map, masks, crops."""
+    drawn, caption = boxed_picture(row)
+    if drawn is None:
         return []
+    base = _image(_bytes_of(row.get("image")))
     stem = f"{row.get('style')}-{row.get('id')}"
     steps = steps_of(row)
-    shown = [figure(folder.save(drawn_steps(base, steps), stem), f"{len(steps)} step{'' if len(steps) == 1 else 's'}, numbered")]
+    shown = [figure(folder.save(drawn, stem), caption)]
     depth = depth_picture(_bytes_of(row.get("depth_map")), base.size)
     if depth is not None:
         last = len(steps) - 1
@@ -329,8 +365,10 @@ def rejected_card(rec: dict, folder: Folder, roots: dict[str, str]) -> str:
             w, h = Image.open(io.BytesIO(data)).size
             image = _image(data)
             boxes = [[b[0] / w, b[1] / h, b[2] / w, b[3] / h] for b in rec.get("gt_boxes") or []]
-            pic = figure(folder.save(drawn_steps(image, [boxes] if boxes else []), f"rejected-{rec.get('id')}"),
-                         "GT boxes as given")
+            canvas, boxes = padded(image, boxes)
+            outside = " (outside the image: drawn on a padded canvas, the image framed in grey)" * (canvas is not image)
+            pic = figure(folder.save(drawn_steps(canvas, [boxes] if boxes else []), f"rejected-{rec.get('id')}"),
+                         "GT boxes as given" + outside)
         except (OSError, ValueError):
             pic = ""
     return (f'<div class="rejected-example"><h4>{html.escape(rec.get("reason", ""))} · '
@@ -375,10 +413,11 @@ def summary(stats: dict) -> str:
     models = []
     for stage in ("depth", "masks"):
         info = stats.get(f"{stage}_model")
-        models.append([stage, "off" if not info else info.get("requested"),
-                       "" if not info else ("TINY RANDOM fallback (noise)" if info.get("fallback_tiny_random") else "")])
-    models += [[k, v, ""] for k, v in stats.get("versions", {}).items()]
-    parts.append('<div class="box"><h3>Models and versions</h3>' + table(["", "model or package", ""], models) + "</div>")
+        fallback = " (not available: a TINY RANDOM stand-in was used, noise)" if (info or {}).get("fallback_tiny_random") else ""
+        models.append([f"{stage} model", "off" if not info else f"{info.get('requested')}{fallback}"])
+    models += [[k, v] for k, v in stats.get("versions", {}).items()]
+    parts.append('<div class="box"><h3>Models and versions</h3>' + table(["stage or package", "model or version"], models)
+                 + "</div>")
     return parts[0] + '<div class="summary">' + "".join(parts[1:]) + "</div>"
 
 
@@ -387,11 +426,11 @@ PAGE = """<!doctype html>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: .5em 0 1em; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
-.plots, .summary {{ display: flex; flex-wrap: wrap; gap: 8px 24px; }} .plots figure img {{ max-width: 380px; border: 1px solid #eee; }}
+.plots, .summary {{ display: flex; flex-wrap: wrap; gap: 8px 24px; }} .plots figure img {{ max-width: none; border: 1px solid #eee; }}
 .card, .rejected-example {{ border: 1px solid #bbb; border-radius: 6px; padding: 8px 12px; margin: 10px 0; }}
 .pics {{ display: flex; flex-wrap: wrap; gap: 8px; }} figure {{ margin: 0; }} figure img {{ max-width: 320px; display: block; }}
-figcaption {{ font-size: 12px; color: #555; }}
-pre.cot {{ white-space: pre-wrap; background: #f7f7f7; padding: 6px; font-size: 12px; }}
+figcaption {{ font-size: 13px; color: #555; }}
+pre.cot {{ white-space: pre-wrap; background: #f7f7f7; padding: 6px; font-size: 13px; }}
 .tag {{ border: 2px solid; border-radius: 3px; padding: 0 2px; }}
 .pair {{ display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }} .twin {{ border-left: 3px solid #ddd; padding-left: 10px; }}
 nav a {{ margin-right: 1em; }}
@@ -412,19 +451,20 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
 
     run = run.rstrip("/")
     stats = read_stats(run)
-    found = style_shards(run)
+    found = style_shards(run, required=False)  # a run whose every record was rejected shows its rejections
     shards = {style: found[style] for style in in_order(found)}
     folder = Folder(out)
 
     values, seen = distributions(shards)
     drawn = [("hiou", plots.hiou_histogram, "HIoU"), ("steps", plots.chain_length_histogram, "chain length"),
-             ("area", plots.area_share_histogram, "GT box area share"),
-             ("depth", plots.evidence_depth_histogram, "depth of the evidence"),
+             ("area", plots.area_share_histogram, "GT box area share (each record's boxes once)"),
+             ("depth", plots.evidence_depth_histogram, "depth of the evidence (each record once)"),
              ("cot", plots.cot_length_histogram, "CoT length")]
     plot_html = []
     for key, draw, title in drawn:
         if any(values[key].values()):
-            draw(values[key], os.path.join(out, f"img/plot-{key}.png"))
+            shown = [v for vs in values[key].values() for v in vs] if key in PER_RECORD else values[key]
+            draw(shown, os.path.join(out, f"img/plot-{key}.png"))
             plot_html.append(figure(f"img/plot-{key}.png", title))
     read_note = "; ".join(f"{s}: {r} of {t} rows" for s, (r, t) in seen.items())
 

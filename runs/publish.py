@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 
 import yaml
 
-from groundcot.schemas.runs import RunNotFound, style_shards
+from groundcot.schemas.runs import RunChanging, RunNotFound, consistent, published, style_shards
+from groundcot.transforms.secrets import REMOVED, SECRET_KEY, scrub_url
 
 log = logging.getLogger("groundcot")
 REPLACED = ("data/", "figures/")  # what a new run's upload replaces in the repo
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd|credential|authorization)", re.IGNORECASE)
-REMOVED = "<removed>"
 
 
 class PublishError(RuntimeError):
@@ -38,7 +36,7 @@ def scrub(value, secrets: tuple[str, ...] = ()):
     if isinstance(value, list):
         return [scrub(v, secrets) for v in value]
     if isinstance(value, str):
-        value = re.sub(r"(://)[^/@\s]+@", r"\1", value)  # user:password@host
+        value = scrub_url(value)
         for secret in secrets:
             value = value.replace(secret, REMOVED)
     return value
@@ -159,15 +157,18 @@ def main(args) -> int:
 
     revision = args.revision or "main"
     token = get_token()
+    run = args.run.rstrip("/")
     try:
-        files = plan(args.run, token)
+        run_id, files = consistent(run, lambda: (published(run), plan(run, token)))
         if args.dry_run:
             print_tree(tree(files), args.repo_id, revision)
             return 0
         if not token:
             raise PublishError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
         url = push(files, args.repo_id, token, args.private, args.revision)
-    except (RunNotFound, PublishError) as err:
+        if published(run) != run_id:  # the files went up while a re-run replaced them
+            raise PublishError(f"{run} was re-published while uploading ({url} may mix two runs); publish again")
+    except (RunNotFound, RunChanging, PublishError) as err:
         print(f"groundcot: publish: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - Hub errors: one line, without the token

@@ -73,6 +73,17 @@ class Judge(Connection):
     timeout_s: float = Field(60.0, gt=0, description="Per-call timeout.")
 
 
+class Segment(Section):
+    """The SAM2 the aperture environment's ``segment`` tool prompts with its box: the pipeline's masks
+    stage's model, loaded the same way (``transforms.masks``)."""
+
+    model: str = Field("facebook/sam2.1-hiera-tiny", description="Hub id or local path of a SAM2 checkpoint "
+                       "(the pipeline's masks.model).")
+    fallback: Literal["none", "tiny_random"] = Field("none", description="tiny_random: a tiny random SAM2 where "
+                                                     "the model cannot be loaded (smoke tests only).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
+
+
 class Grpo(Section):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (N).")
     beta: float = Field(0.04, ge=0, description="KL coefficient.")
@@ -92,12 +103,21 @@ class Grpo(Section):
         "Training: reward sets).")
     progress_bonus: bool = Field(True, description="GRPO-SIF's answer bonus when a sample's score improves.")
     judge: Judge | None = Field(None, description="An LLM judge for answers that differ from the GT in wording.")
+    max_turns: int = Field(3, ge=1, description="Multi-turn styles (mgpo, aperture): the most tool-calling turns "
+                           "in a rollout (TRL's max_tool_calling_iterations) and tool calls the environment answers.")
+    multiturn_rewards: dict[str, float] | None = Field(
+        None, description="Multi-turn styles: rewards and weights (default: the style's multiturn_reward_parts, "
+                          "weight 1: mgpo boxed_answer + mgpo_format, aperture agrpo; add grounding_iou for "
+                          "MGPO's box against the GT).")
+    segment: Segment = Field(Segment(), description="aperture: the SAM2 behind the segment tool.")
 
-    @field_validator("rewards")
+    @field_validator("rewards", "multiturn_rewards")
     @classmethod
-    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+    def _known_rewards(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         from groundcot.trainer.rewards.registry import PARTS
 
+        if weights is None:
+            return None
         if unknown := [n for n in weights if n not in PARTS]:
             raise ValueError(f"unknown reward {', '.join(unknown)} (known: {', '.join(PARTS)})")
         return weights

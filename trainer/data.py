@@ -74,9 +74,10 @@ def reward_columns(row: dict, twins: dict[str, str] | None = None) -> dict:
     }
 
 
-def multiturn_row(row: dict) -> dict:
+def multiturn_row(row: dict, decode: bool = True) -> dict:
     """A multi-turn style's RL row: the prompt (the image and the style's tool words), the original
-    image (the environment crops from it), the frame the model's boxes are in, and what the rewards need."""
+    image (the environment crops from it; PIL with ``decode``, else as the row holds it), the frame
+    the model's boxes are in, and what the rewards need."""
     style = get_style(row["style"])
     if style.single_turn or not getattr(style, "multiturn_prompt", ""):
         raise ValueError(f"row {row['id']}: style {row['style']!r} has no multi-turn environment")
@@ -84,7 +85,7 @@ def multiturn_row(row: dict) -> dict:
     text = style.prompt(style.multiturn_prompt, question=row["question"], width=frame[0], height=frame[1])
     return {
         "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
-        "images": [row["image"] if not isinstance(row["image"], dict) else _pil(row["image"])],
+        "images": [_pil(row["image"]) if decode and isinstance(row["image"], dict) else row["image"]],
         "answer": row["answer"], "id": row["id"], "question": row["question"], "frame": frame,
         "gt_boxes": [B.to_norm(b, row["width"], row["height"]) for b in row["gt_boxes"]],
     }

@@ -103,10 +103,10 @@ def local_model(path: str, max_new_tokens: int):
 
 def endpoint_model(base_url: str, model: str, api_key_env: str | None, max_new_tokens: int):
     """``generate(messages) -> text`` from an OpenAI-compatible endpoint, temperature 0, images as data URLs."""
+    import openai
+
     from groundcot.transforms.styles.pictures import data_url, picture
     from groundcot.transforms.teach.connection import Connection, make_client
-
-    import openai
 
     conn = Connection(base_url=base_url, model=model, api_key_env=api_key_env)
     client = make_client(conn, asynchronous=False)

@@ -124,10 +124,51 @@ def lora_config(lora, freeze_vision_tower: bool):
                       task_type="CAUSAL_LM")
 
 
+class ModelMissing(RuntimeError):
+    """The job's model is neither a local folder nor in the HF cache, and cannot be fetched (one line)."""
+
+
+def check_model(name: str, key: str = "model", timeout_s: float = 5.0) -> None:
+    """Raise ``ModelMissing`` unless ``name`` is a local folder, is in the HF cache, or the Hub answers.
+
+    One quick look at the Hub instead of the libraries' own retries, which go on for minutes
+    when it is unreachable.
+    """
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if Path(name).expanduser().is_dir():
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise ModelMissing(f"{key}: {name} is not a folder (a local model folder, or a Hub id like Org/Name)")
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise ModelMissing(f"{key}: {name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+                           "HF_HUB_OFFLINE is set; download it where there is a network (`hf download "
+                           f"{name}`) or give a local folder")
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout_s)
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ModelMissing(f"{key}: {name} is not in the Hugging Face cache and the Hub ({constants.ENDPOINT}) "
+                           f"cannot be reached ({reason}); download it where there is a network or give a "
+                           "local folder") from None
+
+
 def prepare(job):
     """The processor and the model of a training job, vision frozen if asked."""
-    processor = load_processor(job.model)
-    model = load_model(job.model, job.train.precision, job.init_adapter)
+    check_model(job.model)
+    try:
+        processor = load_processor(job.model)
+        model = load_model(job.model, job.train.precision, job.init_adapter)
+    except OSError as err:  # e.g. a Hub id that names no model: transformers' many-line message, first line
+        raise ModelMissing(f"model: {job.model} cannot be loaded: {str(err).strip().splitlines()[0]}") from None
     if job.freeze_vision:
         log.info("froze %d vision tensors", freeze_vision(model))
     return processor, model
@@ -147,3 +188,21 @@ def train_and_save(trainer, job) -> None:
     trainer.train(resume_from_checkpoint=job.resume_from_checkpoint)
     trainer.save_model(job.output_dir)
     trainer.processing_class.save_pretrained(job.output_dir)
+
+
+def with_tool_template(processor):
+    """The processor, with a chat template that renders tool calls and tool results (TRL's multi-turn
+    rollouts need one). A Qwen-VL processor whose own template has no tools (Qwen2.5-VL's does not)
+    gets TRL's Qwen3-VL template: the same vision tokens, Hermes ``<tool_call>`` JSON, and a response
+    parser TRL knows. Any other model without one is a ValueError."""
+    from trl.chat_template_utils import qwen3_vl_chat_template, supports_tool_calling
+
+    if supports_tool_calling(processor):
+        return processor
+    vocab = processor.tokenizer.get_vocab()
+    if not all(t in vocab for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|im_start|>")):
+        raise ValueError("the model's chat template cannot render tool calls, which multi-turn GRPO needs: "
+                         "give a model whose processor's chat_template does")
+    log.info("the chat template has no tool calls: using TRL's Qwen3-VL template (same vision tokens)")
+    processor.chat_template = processor.tokenizer.chat_template = qwen3_vl_chat_template
+    return processor

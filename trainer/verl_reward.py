@@ -8,7 +8,8 @@ this module with ``reward.custom_reward_function.path=<this file>`` and
 ``question``, ``gt_boxes`` (normalised, as lists) and, for sif, ``depth_map`` (the 16-bit PNG's bytes).
 
 The parts summed (returned as ``score``, each part beside it for verl's logs) are the style's
-``reward_parts``, each computed by the same function TRL uses (``trainer.rewards.get_reward``),
+``reward_parts`` (for the multi-turn rows of the export, ``extra_info.multiturn``, its
+``multiturn_reward_parts``, read from the whole decoded response with its tool results), each computed by the same function TRL uses (``trainer.rewards.get_reward``),
 without the answer's progress bonus: verl scores each rollout on its own, so the bonus's memory
 of earlier steps has no place here, and no judge is called (answers are matched).
 """
@@ -22,13 +23,14 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
     """``{"score": total, <part>: value, ...}`` for one rollout (see the module docstring)."""
     info = extra_info or {}
     try:
-        parts = style_parts(info.get("style") or "sif")
+        parts = style_parts(info.get("style") or "sif", multiturn=bool(info.get("multiturn")))
     except ValueError as err:
         raise ValueError(f"{data_source}: {err}") from None
     boxes = info.get("gt_boxes")  # lists, or numpy arrays when verl hands its batch's objects
     gt_boxes = [[float(v) for v in box] for box in (boxes if boxes is not None else [])]
+    frame = info.get("frame")
     columns = {"answer": [ground_truth], "gt_boxes": [gt_boxes], "depth_map": [info.get("depth_map") or None],
-               "question": [info.get("question") or ""]}
+               "question": [info.get("question") or ""], "frame": [[int(v) for v in frame] if frame is not None else []]}
     out: dict[str, float] = {}
     for part in parts:
         value = get_reward(part, reward_set)([solution_str], **columns)[0]

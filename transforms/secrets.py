@@ -20,6 +20,11 @@ import re
 import threading
 
 SCHEMES = ("env", "file", "gcp")
+SECRET_KEY = re.compile(r"(api[-_]?key|token|secret|password|passwd|credential|authorization)", re.IGNORECASE)
+URL_USERINFO = re.compile(r"(://)[^/@\s?#]+@")  # user:password@host
+URL_PARAM = re.compile(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)")  # name=value in a URL's query
+QUERY_SECRET = re.compile(r"key|sig|signature|code|auth", re.IGNORECASE)  # whole names, besides SECRET_KEY
+REMOVED = "<removed>"
 GCP_NAME = re.compile(r"projects/([^/\s]+)/secrets/([^/\s]+)(?:/versions/([^/\s]+))?")
 _VALUES: dict[str, str] = {}
 _LOCK = threading.Lock()
@@ -122,3 +127,16 @@ def check(ref: str, here: bool) -> str:
         return f"{ref} (read by each worker; not checked: no Google credentials here)"
     resolve(ref)
     return f"{ref} (read here and by each worker)"
+
+
+def scrub_url(text: str) -> str:
+    """``text`` without credentials in any URL it holds: ``user:password@`` and query values of keys
+    that name a secret (``?api-key=...``, ``&sig=...``)."""
+    if "://" not in text:
+        return text
+    text = URL_USERINFO.sub(r"\1", text)
+    return URL_PARAM.sub(lambda m: f"{m[1]}{m[2]}={REMOVED}" if m[3] and is_secret_param(m[2]) else m[0], text)
+
+
+def is_secret_param(name: str) -> bool:
+    return bool(SECRET_KEY.search(name) or QUERY_SECRET.fullmatch(name))

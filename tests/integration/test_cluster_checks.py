@@ -138,11 +138,11 @@ def test_check_estimates_teacher_calls_and_checks_the_endpoint(job, capfd):
     config, out = job
     base = config.read_text()
     with FakeOpenAI() as fake:
-        config.write_text(base + f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake, "
+        config.write_text(base + f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, "
                                  "api_key_env: null}}\nstyles: [sif, textual]\n")
         assert main(["generate", str(config), "-o", str(out), "--check", *FAST, "--limit", "5"]) == 0
         plan = capfd.readouterr().out
-        assert f"teacher: openai, model fake at {fake.base_url}" in plan
+        assert f"teacher: openai, model fake-vlm at {fake.base_url}" in plan
         assert "teacher calls: about 10 (5 records x 2 styles); up to 20 with re-asks" in plan
         assert fake.health_checks == 1 and fake.requests == []  # checked, never asked
     # the endpoint is gone now: one line, exit 2, nothing written

@@ -78,8 +78,10 @@ def test_verl_export(run, tmp_path):
     assert main(["export", str(run), "--format", "verl", "--out", str(tmp_path), "--style", "sif",
                  "--style", "mgpo"]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
-    assert len(ds) == 42
-    for row in ds:
+    multi = datasets.load_dataset("parquet", data_files=str(tmp_path / "mgpo" / "train.parquet"), split="train")
+    assert len(ds) == len(multi) == 21  # sif here; mgpo for verl's multi-turn agent loop in mgpo/
+    assert set(multi["agent_name"]) == {"tool_agent"} and (tmp_path / "mgpo" / "tool_config.yaml").is_file()
+    for row in [*ds, *multi]:
         assert [m["role"] for m in row["prompt"]] == ["user"]
         assert row["prompt"][0]["content"].count("<image>") == len(row["images"]) == 1
         assert isinstance(row["images"][0], Image.Image)
@@ -87,7 +89,7 @@ def test_verl_export(run, tmp_path):
         assert row["extra_info"]["answer"] == row["reward_model"]["ground_truth"]
         boxes = row["extra_info"]["gt_boxes"]  # lists, for verl's compute_score
         assert boxes and all(0 <= v <= 1 for b in boxes for v in b)
-        assert row["extra_info"]["depth_map"] is None  # this run has depth off
+        assert row["extra_info"].get("depth_map") is None  # this run has depth off
 
 
 def test_llamafactory_export_follows_the_sharegpt_schema(run, tmp_path):

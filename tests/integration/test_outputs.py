@@ -186,15 +186,14 @@ def test_a_run_that_reads_no_records_fails_unless_allow_empty(job, capfd):
     assert not (out / ".groundcot-staging").exists()  # the failed run's staging folder went with the next run
 
 
-def test_a_run_whose_every_record_lacks_its_image_fails_unless_allow_empty(job, tmp_path, capfd):
+def test_a_run_whose_image_root_holds_none_of_its_images_fails_before_it_starts(job, tmp_path, capfd):
     config, out = job
     (tmp_path / "empty").mkdir()
     elsewhere = ["--set", f"sources.0.image_root={tmp_path / 'empty'}"]
-    assert generate(config, out, *elsewhere) == 1
-    assert "every one of 6 records was rejected with missing_image" in one_line(capfd)
-    assert not (out / "stats.json").exists() and not (out / "_groundcot.json").exists()
-    assert generate(config, out, *elsewhere, "--allow-empty") == 0
-    assert stats_of(out)["rejected_by_reason"] == {"missing_image": 6}
+    for extra in ([], ["--allow-empty"]):
+        assert generate(config, out, *elsewhere, *extra) == 2
+        assert "sources.0.image_root: none of the 6 first records' images is under" in one_line(capfd)
+        assert not out.exists()
 
 
 def test_a_run_whose_teacher_always_fails_fails(tmp_path, image_root, capfd):

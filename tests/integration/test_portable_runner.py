@@ -102,3 +102,21 @@ def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(i
     assert portable["balanced"] and portable["written"] > 0
     assert outcomes(tmp_path / "portable") == outcomes(tmp_path / "local")  # same rows, same depth maps
     assert "Starting worker" in (worker_home / "pool.log").read_text()  # the pool's workers did the work
+
+
+def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(image, pool, tmp_path):
+    """The driver polls the running job's counters every 0.2 s (Beam's portable result kept its first,
+    empty answer: stats.json had no counters); ``sdk_worker_parallelism: 2`` starts two SDK harness
+    processes in the pool. Rows, totals and every counter equal the local runner's."""
+    address, worker_home = pool
+    before = (worker_home / "pool.log").read_text().count("Starting worker")
+    local = generate(tmp_path / "local", image)
+    runner = (f"runner={{name: PortableRunner, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
+              f"options: {{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}', "
+              "sdk_worker_parallelism: 2}}")
+    portable = generate(tmp_path / "portable", image, "--set", runner)
+    assert portable["counters"]["validate.ok"] == portable["written"] > 0
+    assert {k: portable[k] for k in (*TOTALS, "counters", "teacher", "cache")} == \
+        {k: local[k] for k in (*TOTALS, "counters", "teacher", "cache")}
+    assert outcomes(tmp_path / "portable") == outcomes(tmp_path / "local")
+    assert (worker_home / "pool.log").read_text().count("Starting worker") - before == 2  # two harnesses

@@ -66,7 +66,7 @@ def test_the_card_parses_and_its_metadata_is_what_datasets_reads(run):
     assert list(infos["mgpo"].features) == list(columns_of("mgpo"))
     text = card.text
     for figure in ("figures/hiou.png", "figures/chain_length.png", "figures/rejections.png"):
-        assert f"]({figure})" in text and Image.open(run / figure).format == "PNG"
+        assert f"]({figure} \"" in text and Image.open(run / figure).format == "PNG"  # with its title
     assert "| box_outside_image | 1 |" in text  # the rejection table
     assert "@article{chen2025sifthinker" in text and "Depth Anything V2" in text and "@inproceedings{plummer" not in text
     assert "Q: " in text and "<think>" in text  # example rows

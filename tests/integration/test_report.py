@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -63,9 +64,10 @@ def test_the_local_run_logs_one_progress_line_instead_of_per_stage_lines(demo_re
     run, _, lines = demo_report
     stats = json.loads((run / "stats.json").read_text())
     progress = [line for line in lines if line.startswith("progress: ")]
-    assert progress and progress[-1].startswith(  # the demo's jsonl lines are its input size
-        f"progress: read {stats['records_in']}/{stats['records_in']} records, written {stats['written']} rows, "
-        f"rejected {stats['rejected']}, ")
+    assert progress[0].startswith("progress: loading models (")  # at once, before any record is through
+    n = stats["records_in"]  # the demo's jsonl lines are its input size
+    assert progress and progress[-1].startswith("progress: done after ") and f": read {n}/{n} records; rows: " in progress[-1]
+    assert f"finished ({stats['written']} kept, {stats['rejected']} rejected)" in progress[-1]
     assert not [line for line in lines if "in this worker" in line]  # no per-stage lines
 
 
@@ -237,3 +239,60 @@ def test_rejected_examples_draw_their_gt_boxes_on_the_source_image(tmp_path):
     image = Image.open(out / drawn).convert("RGB")
     x1, _, x2, y2 = pixel_box([0.2, 0.125, 0.6, 0.625], 100, 80)
     assert image.getpixel(((x1 + x2) // 2, y2)) == colour(0)[1]  # the GT box, where the record put it
+
+
+def test_per_record_distributions_count_each_record_once_not_once_per_style(demo_run, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from groundcot.runs import plots
+
+    drawn = {}
+    for name in ("area_share_histogram", "evidence_depth_histogram", "hiou_histogram"):
+        original = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda values, path, _o=original, _n=name: (
+            drawn.__setitem__(_n, values), _o(values, path))[1])
+    assert main(["inspect", str(demo_run), "-o", str(tmp_path / "report")]) == 0
+    sif = pq.read_table(demo_run / "data" / "sif" / "train-00000-of-00001.parquet").to_pylist()  # every record
+    assert len(drawn["area_share_histogram"]) == sum(len(r["gt_boxes"]) for r in sif)
+    assert len(drawn["evidence_depth_histogram"]) == sum(len(r["chain"][-1]["depths"]) for r in sif)
+    assert sum(map(len, drawn["hiou_histogram"].values())) == sum(  # HIoU is per row: each style's rows
+        1 for s in ("sif", "mgpo", "aperture") for r in pq.read_table(
+            demo_run / "data" / s / "train-00000-of-00001.parquet", columns=["hiou"]).to_pylist())
+
+
+def test_a_box_outside_its_image_is_drawn_on_a_padded_canvas(tmp_path):
+    run = synthetic_run(tmp_path / "run", [{"kind": "full", "boxes": [[0.0, 0.0, 1.0, 1.0]], "depths": []}])
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.new("RGB", (100, 80), (128, 128, 128)).save(root / "a.png")
+    rejected = {"id": "r1", "source": "viscot", "source_id": "1", "dataset": "syn", "image_path": "a.png",
+                "question": "q?", "answer": "a", "gt_boxes": [[120.0, 90.0, 160.0, 120.0]], "style": None,
+                "stage": "image", "reason": "box_outside_image", "detail": "box [120, 90, 160, 120] outside 100x80"}
+    (run / "rejected").mkdir()
+    (run / "rejected" / "rejected-00000-of-00001.jsonl").write_text(json.dumps(rejected) + "\n")
+    stats = json.loads((run / "stats.json").read_text())
+    stats.update(rejected=1, rejected_by_reason={"box_outside_image": 1},
+                 config={"sources": [{"kind": "viscot", "image_root": str(root)}]})
+    (run / "stats.json").write_text(json.dumps(stats))
+    out = tmp_path / "report"
+    assert main(["inspect", str(run), "-o", str(out)]) == 0
+    (drawn,) = [link for link in parse(out / "index.html").links if "rejected-r1" in link]
+    image = Image.open(out / drawn).convert("RGB")
+    w, h = image.size
+    assert w > 160 and h > 120  # room for the box
+    red = [(x, y) for x in range(w) for y in range(h) if image.getpixel((x, y)) == colour(0)[1]]
+    assert len(red) > 100 and all(x >= 100 or y >= 80 for x, y in red)  # the whole box, beyond the image
+    assert image.getpixel((w // 4, h // 4)) == (128, 128, 128)  # the image itself, at the top left
+
+
+def test_the_models_table_has_no_empty_column(demo_run, tmp_path):
+    out = tmp_path / "report"
+    assert main(["inspect", str(demo_run), "-o", str(out)]) == 0
+    text = (out / "index.html").read_text()
+    table = text.split("<h3>Models and versions</h3>", 1)[1].split("</table>", 1)[0]
+    header = re.findall(r"<th>(.*?)</th>", table)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    assert all(header) and cells and all(len(row) == len(header) for row in cells)
+    for column in range(len(header)):
+        assert any(row[column] for row in cells), header[column]
+    assert any("TINY RANDOM" in row[1] for row in cells)  # the demo's stand-in models, said in the model's cell

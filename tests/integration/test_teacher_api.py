@@ -194,6 +194,20 @@ def test_malformed_replies_are_named_retried_and_counted(tmp_path, key):
     assert stats["rejected_by_reason"] == {"teacher_bad_reply": len(broken)}
 
 
+def test_a_refusal_keeps_the_reason_the_server_gave(tmp_path, key):
+    # FastAPI's {"detail": ...} (transformers serve) and OpenAI's {"error": {"message": ...}}
+    with FakeOpenAI() as fake:
+        out = tmp_path / "out"
+        assert main(["generate", job(tmp_path, fake, ["unprocessable", "echo_auth"]), "--out", str(out),
+                     "--allow-empty"]) == 0
+    _, _, rejected = outcome(out)
+    fates = {mode_of(q): (r["reason"], r["detail"]) for q, r in rejected.items()}
+    assert fates["unprocessable"] == ("teacher_http_422", "UnprocessableEntityError: HTTP 422: Unexpected fields "
+                                                          "in the request: {'top_k'}")
+    assert fates["echo_auth"][0] == "teacher_http_400" and "bad request; you sent Bearer ***" in fates["echo_auth"][1]
+    assert KEY not in json.dumps(fates)
+
+
 def test_timeout_bounds_the_whole_reply_not_each_read(tmp_path, key):
     # 20 pieces 0.1 s apart: no single read waits 0.5 s, the whole reply takes 2 s
     with FakeOpenAI(trickle_s=2.0) as fake:
@@ -232,7 +246,7 @@ def test_an_unreachable_endpoint_stops_the_job_before_it_starts(tmp_path, key, c
     with FakeOpenAI() as fake:
         path = job(tmp_path, fake, ["good"])
     out = tmp_path / "out"  # the server is gone: its port refuses connections
-    assert main(["generate", path, "--out", str(out)]) == 1
+    assert main(["generate", path, "--out", str(out)]) == 2  # as --check says it: nothing ran
     err = capfd.readouterr().err
     assert "is unreachable" in err and KEY not in err and not (out / "stats.json").exists()
 
@@ -246,8 +260,26 @@ def free_port() -> int:
 def test_missing_key_variable_is_named_not_shown(tmp_path, monkeypatch, capfd):
     monkeypatch.delenv("GC_TEST_KEY", raising=False)
     with FakeOpenAI() as fake:
-        assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(tmp_path / "out")]) == 1
-    assert "GC_TEST_KEY is not set" in capfd.readouterr().err
+        path = job(tmp_path, fake, ["good"])
+        # the same exit code and line from --check and from the run
+        assert main(["generate", path, "--out", str(tmp_path / "out"), "--check"]) == 2
+        checked = capfd.readouterr().err
+        assert main(["generate", path, "--out", str(tmp_path / "out")]) == 2
+        ran = capfd.readouterr().err
+    assert checked.strip() == ran.strip().splitlines()[-1] == (
+        "groundcot: teacher.connection.api_key_env: the environment variable GC_TEST_KEY is not set")
+
+
+def test_a_model_the_endpoint_does_not_serve_fails_the_check(tmp_path, key, capfd):
+    with FakeOpenAI() as fake:
+        path = job(tmp_path, fake, ["good"], connection={"model": "gpt-4o-typo"})
+        for args in (["--check"], []):
+            assert main(["generate", path, "--out", str(tmp_path / "out"), *args]) == 2
+            err = capfd.readouterr().err.strip().splitlines()[-1]
+            assert err == (f"groundcot: teacher.connection.model: 'gpt-4o-typo' is not served by {fake.base_url}/models "
+                           "(it serves: fake-vlm)")
+        assert fake.requests == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_style_through_the_api_teacher(tmp_path, key):

@@ -82,8 +82,25 @@ def test_submit_status_collect_then_generate_makes_no_live_call(tmp_path, key, c
     assert stats["rejected_by_reason"] == {"teacher_batch_pending": 2}
     ledger = stats["teacher"]["ledger"]
     assert ledger["cache_hits"] == 3 and ledger.get("requests", 0) == 0 and ledger["batch_requests"] == 2
+    # the batch's usage came with its replies: the tokens (and so the cost) of this run are known
+    assert ledger["batch_replies"] == 3 and ledger["prompt_tokens"] == 3 * 100 and ledger["completion_tokens"] == 3 * 40
     _, second = shard_lines(again)
     assert len(second) == 2 and any(m["role"] == "assistant" for m in second[0]["body"]["messages"] + second[1]["body"]["messages"])
+
+
+def test_batch_mode_without_a_response_cache_stops_before_it_starts(tmp_path, key, capfd):
+    with FakeOpenAI() as fake:
+        path = job(tmp_path, fake, ["good"], batch={"enabled": True}, cache=None)
+        out = tmp_path / "out"
+        for args in (["--check"], []):
+            assert main(["generate", path, "--out", str(out), *args]) == 2
+            err = capfd.readouterr().err.strip()
+            assert err == ("groundcot: config error: teacher.batch.enabled: batch mode needs a response cache (set "
+                           "cache or teacher.cache): `groundcot teacher collect` imports the replies into it and the "
+                           "next generate reads them from there")
+        assert main(["teacher", "collect", path, "--out", str(out)]) == 2
+        assert "batch mode needs a response cache" in capfd.readouterr().err
+    assert not out.exists()
 
 
 def test_collect_reads_vllm_run_batch_results(tmp_path, key, capsys):

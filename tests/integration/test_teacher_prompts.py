@@ -62,7 +62,7 @@ def test_a_replaced_prompt_changes_the_bytes_sent_the_rows_and_the_card(tmp_path
     ({"teacher_reask": "Fix it: $reason."},
      "prompts.teacher_reask: placeholder $detail is missing (the default uses $detail, $reason)"),
     ({"teacher_sif": "Costs $5."}, "prompts.teacher_sif: a $ that starts no placeholder (write $$ for a dollar sign)"),
-    ({"teacher_sift": "hello"}, "prompts.teacher_sift: no such prompt (known: aperture_train, "),
+    ({"teacher_sift": "hello"}, "prompts.teacher_sift: no such prompt (known: aperture_multiturn, "),
     ({"judge": {"file": "nowhere.txt"}}, "prompts.judge.file: cannot read "),
 ])
 def test_a_bad_prompt_fails_check_in_one_line(tmp_path, key, capfd, section, message):
@@ -96,7 +96,7 @@ def test_prompts_list_and_show(capsys):
 
 def test_prompts_show_an_unknown_name(capfd):
     assert main(["prompts", "show", "teacher_sift"]) == 2
-    assert one_line(capfd).startswith("groundcot: no prompt 'teacher_sift' (known: aperture_train,")
+    assert one_line(capfd).startswith("groundcot: no prompt 'teacher_sift' (known: aperture_multiturn,")
 
 
 def test_one_place_builds_openai_clients():

@@ -94,3 +94,11 @@ def test_teacher_try_prints_each_reply_with_its_verdict(tmp_path, key, capsys):
         assert ("I cannot do that." if mode == "malformed" else "<answer>red</answer>") in "\n".join(reply)
     assert f"{sum('verdict: accepted' in b for b in blocks)} of 2 accepted; calls 2" in out
     assert not (tmp_path / "out").exists() and KEY not in out
+
+
+def test_teacher_try_says_when_calls_were_retried_after_a_timeout(tmp_path, key, capsys):
+    with FakeOpenAI(slow_s=2.0) as fake:
+        path = job(tmp_path, fake, ["slow_once", "good"], reask=False, connection={"timeout_s": 0.5})
+        assert main(["teacher", "try", path, "--records", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "2 of 2 accepted; calls 2, cache hits 0, re-asks 0, retried 1 time (failed attempts: 1 timeout)"

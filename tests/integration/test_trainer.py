@@ -195,6 +195,45 @@ def test_shipped_precision_is_auto_and_resolves_per_device(monkeypatch):
 
 def test_missing_run_is_one_line_naming_it(model, tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "sft", "train_sft", "--set", f"model={model}"]) == 1
+    assert main(["train", "sft", "train_sft", "--set", f"model={model}"]) == 2  # a config naming what is not there
     err = capfd.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("groundcot: data.runs: out/demo: not a groundcot run") and "out/demo/data/*/*.parquet" in err
+
+
+def test_a_model_not_in_the_cache_is_one_line_and_fails_fast(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "groundcot", "train", "sft", "train_sft", "--set", "model=nobody/no-such-vlm"]
+    offline = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert offline.returncode == 2, offline.stderr
+    assert "Traceback" not in offline.stderr
+    err = [line for line in offline.stderr.splitlines() if " INFO " not in line]
+    assert len(err) == 1 and "nobody/no-such-vlm is not in the Hugging Face cache" in err[0] and "HF_HUB_OFFLINE" in err[0]
+    # online, with the Hub unreachable: one quick look, not the libraries' minutes of retries
+    with socket_closed() as endpoint:
+        env.pop("HF_HUB_OFFLINE")
+        started = time.monotonic()
+        online = subprocess.run(cmd, env={**env, "HF_ENDPOINT": endpoint}, capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+    assert online.returncode == 2 and time.monotonic() - started < 60, online.stderr
+    err = [line for line in online.stderr.splitlines() if " INFO " not in line]
+    assert len(err) == 1 and f"the Hub ({endpoint}) cannot be reached" in err[0]
+
+
+def socket_closed():
+    """A context giving the URL of a local port nothing listens on."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def closed():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+
+    return closed()

@@ -189,6 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(500, {"error": {"message": "boom"}})
         if mode == "slow_once" and n == 1:
             time.sleep(fake.slow_s)
+        if mode == "unprocessable":  # FastAPI's refusal body, as `transformers serve` sends it
+            return self._send(422, {"detail": "Unexpected fields in the request: {'top_k'}"})
         if mode == "echo_auth":
             return self._send(400, {"error": {"message": f"bad request; you sent {self.headers.get('Authorization')}"}})
         return self._reply(good)

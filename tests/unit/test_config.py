@@ -1,5 +1,6 @@
 import pytest
 
+from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import ConfigError, load_config
 
 from support import REPO
@@ -87,3 +88,36 @@ def test_a_yaml_syntax_error_names_the_file_and_line_not_a_unicode_string(tmp_pa
     with pytest.raises(ConfigError) as err:
         load_config(str(config))
     assert str(err.value).startswith(f"{config}:3:1: ") and "<unicode string>" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("depth.batchsize=4", "depth.batchsize: unknown key; did you mean batch_size? (got 4)"),
+    ("stlyes=[sif]", "stlyes: unknown key; did you mean styles? (got ['sif'])"),
+    ("sources.0.imageroot=x", "sources.0.imageroot: unknown key; did you mean image_root? (got 'x')"),
+    ("teacher={kind: openai, connection: {base_url: 'http://h/v1', model: m, api_key: k}}",
+     "teacher.connection.api_key: unknown key; did you mean api_key_env? (got 'k')"),
+    ("prompts.teacher_system.fil=x", "prompts.teacher_system.fil: unknown key; did you mean file? (got 'x')"),
+    ("depth.zzz=1", "depth.zzz: unknown key (known: batch_size, device, enabled, fallback, model, preprocess) (got 1)"),
+])
+def test_a_misspelled_key_gets_a_did_you_mean(override, line, capfd):
+    assert main(["generate", DEMO, "--check", "--set", override]) == 2
+    assert capfd.readouterr().err == f"groundcot: config error: {DEMO}: {line}\n"
+
+
+@pytest.mark.parametrize("name, meant", [("spark", "SparkRunner"), ("Localrunner", "local"),
+                                         ("dataflow", "DataflowRunner"), ("flnk", "FlinkRunner")])
+def test_a_misspelled_runner_gets_the_right_did_you_mean(name, meant, capfd):
+    assert main(["generate", DEMO, "--check", "--set", f"runner.name={name}"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith(f"groundcot: config error: runner.name: unknown runner {name!r}; did you mean {meant}? ")
+    assert err.count("\n") == 1
+
+
+def test_generate_given_a_training_config_says_so_in_one_line(capfd):
+    train = str(REPO / "jobs" / "train_sft.yaml")
+    assert main(["generate", train]) == 2
+    assert capfd.readouterr().err == (f"groundcot: config error: {train} is a `groundcot train` config (it has data "
+                                      f"and output_dir, no sources); run it with `groundcot train sft {train}` "
+                                      "(or grpo)\n")
+    assert main(["train", "sft", DEMO]) == 2
+    assert "is a `groundcot generate` job config" in capfd.readouterr().err

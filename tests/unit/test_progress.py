@@ -6,22 +6,47 @@ import multiprocessing
 import os
 import time
 
-from groundcot.pipeline.progress import Live, duration, figures
+import pytest
+
+from groundcot.pipeline.progress import Live, duration, figures, phase
 from groundcot.transforms.stage import Tally
 
 
-def test_figures_read_written_rejected_rate_and_eta():
-    counters = {"image.ok": 40, "image.rejected.missing_image": 10, "teacher.rejected.teacher_timeout": 2,
-                "depth_image.ok": 120}
-    assert figures(counters, 100, 10.0) == ("read 50/100 records, written 120 rows, rejected 12, "
-                                           "5.0 records/s, ETA 10s")
-    assert figures(counters, None, 10.0) == "read 50 records, written 120 rows, rejected 12, 5.0 records/s"
-    assert "ETA" not in figures({"image.ok": 100}, 100, 10.0)  # all read
-    # the local tallies: the last stage saw every rejection made upstream (the teacher's too)
-    local = {"image.ok": 5, "image.rejected.bad": 1, "depth_image.arrived_rejected": 3, "depth_image.rejected.x": 1,
-             "depth_image.ok": 16}
-    assert "rejected 4," in figures(local, None, 1.0)
+def test_figures_count_rows_per_stage_and_take_the_eta_from_the_slowest_stage():
+    # every record read (reading would say 0s), rows still on their way: the rows' remaining work decides
+    counters = {"image.ok": 90, "image.rejected.missing_image": 10, "expand.ok": 90, "styles.ok": 180,
+                "validate.ok": 50, "depth_image.ok": 40, "depth_image.arrived_rejected": 20}
+    line = figures(counters, 100, 10.0)
+    assert line == ("read 100/100 records; rows: 180 planned, 50 validated, 60/190 finished (40 kept, 20 rejected); "
+                    "6.0 rows/s; ETA 21s")
+    assert phase(counters, 100) == "writing"
+    # no ETA while no row has finished: it would only know the reading, and run low
+    assert "ETA" not in figures({"image.ok": 10, "expand.ok": 10, "styles.ok": 20}, 100, 5.0)
+    # a stage's file lags the next one's: never fewer records read than went on
+    assert figures({"expand.ok": 2, "styles.ok": 4, "depth_image.ok": 2}, 70, 1.0).startswith("read 2/70 records")
+    assert figures(counters, 100, 10.0, final=True) == ("read 100/100 records; rows: 180 planned, 50 validated, "
+                                                        "60 finished (40 kept, 20 rejected); 6.0 rows/s")
+    # Beam's counters (cluster runners): what they tell, named as such
+    beam_counts = {"image.ok": 40, "image.rejected.missing_image": 10, "depth_image.ok": 120}
+    assert figures(beam_counts, 100, 10.0) == "read 50/100 records; rows: 120 kept, 10 rejected (records and rows); " \
+                                              "ETA 10s to read"
     assert duration(59) == "59s" and duration(61) == "1m01s" and duration(7322) == "2h02m"
+
+
+def test_the_first_line_comes_at_once_and_a_failed_run_claims_nothing(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="groundcot"):
+        with pytest.raises(OSError):
+            with Live(total=20, every_s=0, stream=io.StringIO()) as live:
+                first = [r.getMessage() for r in caplog.records]
+                _worker(live.folder, "image", 8)
+                _worker(live.folder, "depth_image", 4)
+                raise OSError(28, "No space left on device")
+    assert first == ["progress: loading models (0s)"]
+    last = caplog.records[-1].getMessage()
+    assert last.startswith("progress: failed after 0s: read 8/20 records;") and last.endswith("; nothing published")
+    assert "written" not in last
 
 
 def _worker(folder: str, stage: str, n: int) -> None:
@@ -59,4 +84,4 @@ def test_live_line_on_a_terminal_is_redrawn_in_place():
         time.sleep(1.3)  # the line is redrawn every second on a terminal
     text = stream.getvalue()
     assert text.count("\r\x1b[2K") >= 2 and text.endswith("\n")
-    assert "read 8 records, written 0 rows, rejected 2" in text.rsplit("\r\x1b[2K", 1)[-1]
+    assert text.rsplit("\r\x1b[2K", 1)[-1].startswith("done after 1s: read 8 records; rows: ")

@@ -2,7 +2,6 @@
 (quoted in tests/fixtures/verl/): the overrides apply as Hydra applies them, and verl's
 ``get_custom_reward_fn`` resolves groundcot's ``compute_score`` with the reward set asked for."""
 import importlib.util
-import re
 import sys
 import types
 
@@ -12,45 +11,9 @@ import yaml
 from groundcot.trainer import verl_reward
 
 from support import REPO
+from support.verl_config import Cfg, override, readme_overrides
 
 FIXTURES = REPO / "tests" / "fixtures" / "verl"
-
-
-class Cfg(dict):
-    """Attribute access over a nested dict, the part of OmegaConf's DictConfig verl's loader uses."""
-
-    def __getattr__(self, name):
-        value = self[name]
-        return Cfg(value) if isinstance(value, dict) else value
-
-    def get(self, key, default=None):
-        value = super().get(key, default)
-        return Cfg(value) if isinstance(value, dict) else value
-
-
-def override(config: dict, arg: str) -> None:
-    """One Hydra command-line override: ``key=value`` changes a key the config has (else Hydra
-    refuses it), ``+key=value`` adds one it lacks."""
-    add = arg.startswith("+")
-    key, _, raw = arg.lstrip("+").partition("=")
-    *parents, last = key.split(".")
-    node = config
-    for p in parents:
-        if p not in node and not add:
-            raise KeyError(f"Could not override '{key}': '{p}' is not in the config")
-        node = node.setdefault(p, {})
-    if add == (last in node):
-        raise KeyError(f"Could not {'append' if add else 'override'} '{key}'")
-    node[last] = yaml.safe_load(raw)
-
-
-def readme_overrides() -> list[str]:
-    """The verl command's overrides as the README writes them, with the path command filled in."""
-    text = (REPO / "README.md").read_text()
-    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) if "verl.trainer.main_ppo" in b)
-    block = re.sub(r"\$\(python -c \"[^\"]*\"\)", verl_reward.__file__, block)
-    args = [t for line in block.splitlines() for t in line.split("#")[0].split() if t not in ("\\", "...")]
-    return args[args.index("verl.trainer.main_ppo") + 1:]
 
 
 @pytest.fixture

@@ -6,20 +6,9 @@ instead, with the question again; the crop is the box scaled to the original ima
 from __future__ import annotations
 
 from groundcot.trainer.envs.base import Environment
+from groundcot.trainer.rewards.mgpo import usable
 from groundcot.transforms.crops import crop
 from groundcot.transforms.styles import get_style
-
-MIN_SIDE, MAX_RATIO = 28, 100  # MGPO's validity check, in frame pixels
-
-
-def usable(box, frame) -> bool:
-    """MGPO's check of a grounding box in a (w, h) frame."""
-    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, int) for v in box)):
-        return False
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    return (0 <= x1 < x2 <= frame[0] and 0 <= y1 < y2 <= frame[1] and w > MIN_SIDE and h > MIN_SIDE
-            and max(w / h, h / w) < MAX_RATIO)
 
 
 class MgpoEnv(Environment):
@@ -28,8 +17,7 @@ class MgpoEnv(Environment):
     def reset(self, **row) -> None:
         super().reset(**row)
         frame = row.get("frame")
-        self.frame = tuple(frame) if frame else self.image.size
-        self.box = None  # the crop's box in the frame, for the grounding reward
+        self.frame = tuple(int(v) for v in frame) if frame is not None and len(frame) else self.image.size
 
     def crop(self, bbox_2d: list[int], label: str = "") -> list:
         """Crop the key region from the full-resolution image.
@@ -44,5 +32,4 @@ class MgpoEnv(Environment):
             self.failed += 1  # MGPO's fallback: not an error, the whole image again
             return self._returns(self.image, style.prompt(style.full_image_prompt, question=question))
         piece, _ = crop(self.image, bbox_2d, frame=self.frame, min_side=self.min_side, max_aspect=self.max_aspect)
-        self.box = list(bbox_2d)
         return self._returns(piece, style.prompt(style.crop_prompt, question=question))

@@ -16,11 +16,27 @@ def _action_boxes(text: str) -> list[list[float] | None]:
     out = []
     for _, raw in _ACTION.findall(text):
         try:
-            box = [float(v) for v in json.loads(raw)]
-            out.append(box if len(box) == 4 and all(0 <= v <= 1 for v in box) and not B.is_degenerate(box) else None)
-        except (ValueError, TypeError):
+            out.append(valid_box(json.loads(raw)))
+        except ValueError:
             out.append(None)
     return out
+
+
+def valid_box(raw) -> list[float] | None:
+    """An action's box as 4 numbers in [0, 1] with area, or None."""
+    try:
+        box = [float(v) for v in raw]
+    except (ValueError, TypeError):
+        return None
+    return box if len(box) == 4 and all(0 <= v <= 1 for v in box) and not B.is_degenerate(box) else None
+
+
+def aperture_score(right: bool, boxes: list[list[float] | None], gt_boxes, unobserved: int = 0) -> float:
+    """``a * (1 + H) / 2 - w / 2`` (see ``aperture_reward``); ``unobserved`` actions count as wasted."""
+    evidence = B.enclosing(gt_boxes)
+    h = B.iou(boxes[-1], evidence) if boxes and boxes[-1] else 0.0
+    wasted = sum(b is None or B.iou(b, evidence) == 0 for b in boxes) + unobserved
+    return float(right) * (1 + h) / 2 - (min(wasted / len(boxes), 1.0) / 2 if boxes else 0.0)
 
 
 def aperture_reward(completions, answer, gt_boxes, **kwargs) -> list[float]:
@@ -35,9 +51,6 @@ def aperture_reward(completions, answer, gt_boxes, **kwargs) -> list[float]:
     for c, gt, boxes in zip(completions, answer, gt_boxes):
         text = transcript(c)
         match = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
-        a = float(bool(match) and answers_match(match[-1].strip(), gt))
-        actions, evidence = _action_boxes(text), B.enclosing(boxes)
-        h = B.iou(actions[-1], evidence) if actions and actions[-1] else 0.0
-        wasted = sum(b is None or B.iou(b, evidence) == 0 for b in actions) / len(actions) if actions else 0.0
-        out.append(a * (1 + h) / 2 - wasted / 2)
+        right = bool(match) and answers_match(match[-1].strip(), gt)
+        out.append(aperture_score(right, _action_boxes(text), boxes))
     return out

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from groundcot.trainer.rewards import sifthinker as S
+from groundcot.trainer.rewards.agrpo import agrpo_reward
 from groundcot.trainer.rewards.answer import ProgressAnswerReward
 from groundcot.trainer.rewards.aperture import aperture_reward
 from groundcot.trainer.rewards.box import box_reward
@@ -19,7 +20,7 @@ from groundcot.trainer.rewards.consistency import consistency_reward
 from groundcot.trainer.rewards.depth import depth_reward
 from groundcot.trainer.rewards.format import format_reward
 from groundcot.trainer.rewards.judge import GradedJudge, OpenAIJudge
-from groundcot.trainer.rewards.mgpo import boxed_answer_reward
+from groundcot.trainer.rewards.mgpo import boxed_answer_reward, grounding_iou_reward, mgpo_format_reward
 
 
 def _plain(f: Callable) -> Callable:
@@ -29,7 +30,10 @@ def _plain(f: Callable) -> Callable:
 _GROUNDCOT = {"format": _plain(format_reward),
               "answer": lambda progress_bonus, judge, **_: ProgressAnswerReward(judge, progress_bonus),
               "box": _plain(box_reward), "depth": _plain(depth_reward), "boxed_answer": _plain(boxed_answer_reward),
-              "consistency": _plain(consistency_reward), "aperture": _plain(aperture_reward)}
+              "consistency": _plain(consistency_reward), "aperture": _plain(aperture_reward),
+              # the multi-turn rollouts' parts (trainer/envs): MGPO's format and grounding, TikArt's AGRPO
+              "mgpo_format": _plain(mgpo_format_reward), "grounding_iou": _plain(grounding_iou_reward),
+              "agrpo": _plain(agrpo_reward)}
 REWARDS: dict[str, dict[str, Callable]] = {
     "groundcot": _GROUNDCOT,
     # SIFThinker's exact forms of GRPO-SIF's four; the other styles' parts are groundcot's
@@ -75,14 +79,16 @@ def make_judge(reward_set: str, **settings):
     return JUDGES[reward_set](**settings)
 
 
-def style_parts(style: str) -> tuple[str, ...]:
-    """The reward parts ``style`` is scored with (its ``reward_parts``)."""
+def style_parts(style: str, multiturn: bool = False) -> tuple[str, ...]:
+    """The reward parts ``style`` is scored with (its ``reward_parts``; with ``multiturn``, those of its
+    multi-turn rollout, ``multiturn_reward_parts``)."""
     from groundcot.transforms.styles import STYLES
 
-    if style not in STYLES or not STYLES[style].reward_parts:
-        have = [n for n, s in STYLES.items() if getattr(s, "reward_parts", ())]
-        raise ValueError(f"style {style!r} has no reward (known: {', '.join(have)})")
-    return tuple(STYLES[style].reward_parts)
+    attribute = "multiturn_reward_parts" if multiturn else "reward_parts"
+    if style not in STYLES or not getattr(STYLES[style], attribute, ()):
+        have = [n for n, s in STYLES.items() if getattr(s, attribute, ())]
+        raise ValueError(f"style {style!r} has no {'multi-turn ' * multiturn}reward (known: {', '.join(have)})")
+    return tuple(getattr(STYLES[style], attribute))
 
 
 def select(weights: dict[str, float], progress_bonus: bool = True, judge=None, reward_set: str = "groundcot",

@@ -30,7 +30,7 @@ def per_depth_map(completions, depth_map, score) -> list[float | None]:
     return [None if png is None else score(c, png) for c, png in zip(completions, map(png_bytes, depth_map))]
 
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 def tool_calls(text: str) -> list[dict]:
@@ -43,18 +43,33 @@ def tool_calls(text: str) -> list[dict]:
             call = json.loads(raw)
             if not (isinstance(call, dict) and isinstance(call.get("name"), str)
                     and isinstance(call.get("arguments", {}), dict)):
-                raise ValueError("not {name, arguments}")
+                raise TypeError("not {name, arguments}")
             out.append({"name": call["name"], "arguments": call.get("arguments", {})})
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             out.append({"name": "", "arguments": {}, "error": f"unreadable tool call: {err}"})
     return out
+
+
+_TOOL_RESPONSE = re.compile(r"<tool_response>.*?</tool_response>", re.DOTALL)
+_ROLE_MARKS = re.compile(r"<\|im_(?:start|end)\|>")
+
+
+def turns_of_text(text: str) -> list[str]:
+    """A whole multi-turn response as one string (verl hands its reward the decoded response, tool
+    results included) -> the assistant turns: the text between the ``<tool_response>`` blocks, without
+    the role lines the chat template puts around them. A string without tool results is one turn."""
+    pieces = _TOOL_RESPONSE.split(_ROLE_MARKS.sub("", text))
+    if len(pieces) == 1:
+        return pieces
+    cleaned = [re.sub(r"\s*\buser\s*$", "", re.sub(r"^\s*assistant\b\s*", "", p)) for p in pieces]
+    return [p for i, p in enumerate(cleaned) if p.strip() or i == 0]
 
 
 def calls_of(completion) -> list[list[dict]]:
     """Per assistant turn of a multi-turn completion, its tool calls as {"name", "arguments"}: TRL's parsed
     ``tool_calls`` where present, else read from the turn's text."""
     if isinstance(completion, str):
-        return [tool_calls(completion)]
+        return [tool_calls(t) for t in turns_of_text(completion)]
     turns = []
     for message in completion:
         if message.get("role", "assistant") != "assistant":
@@ -71,5 +86,5 @@ def calls_of(completion) -> list[list[dict]]:
 def assistant_texts(completion) -> list[str]:
     """The text of each assistant turn."""
     if isinstance(completion, str):
-        return [completion]
+        return turns_of_text(completion)
     return [text_of([m]) for m in completion if m.get("role", "assistant") == "assistant"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image
 
@@ -85,9 +86,15 @@ def split_aperture(reply: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def irregular(mask: dict, box: list[float]) -> bool:
-    """A mask that fills little of its box: a segment crop shows it better than a rectangle."""
-    return mask["area"] > 0 and mask["area"] < 0.8 * max(B.area(box), 1.0)
+FILLS = 0.8  # a mask covering less of its GT box's pixels than this is segmented, not zoomed
+
+
+def irregular(mask, box: list[float]) -> bool:
+    """A (decoded) mask that covers little of its box's pixels (what spills outside the box does not
+    count): a segment crop shows the object better than a rectangle."""
+    x1, y1, x2, y2 = (max(0, round(v)) for v in box)
+    inside = mask[y1:y2, x1:x2]
+    return inside.size > 0 and 0 < inside.mean() < FILLS
 
 
 def box_text(box) -> str:
@@ -108,7 +115,7 @@ class Aperture(Style):
     # multi-turn RL (trainer/envs/aperture.py): the zoom and segment tools, their prompt words, AGRPO
     multiturn_prompt, observe_prompt = "aperture_multiturn", "aperture_observe"
     multiturn_reward_parts = ("agrpo",)
-    prompt_texts = {
+    prompt_texts: ClassVar[dict[str, str]] = {
         "aperture_multiturn": (
             "$question\nLook closer when you need to. In each turn think in <think></think>, then call a tool: "
             "zoom to see a rectangle, or segment to see only the object there, the box normalised to [0, 1]:\n"
@@ -122,10 +129,9 @@ class Aperture(Style):
         actions, pieces = [], []
         for step in steps:
             box = B.enclosing(step.boxes)
-            mask = record.masks[0] if (step.kind == "gt" and record.masks and len(record.masks) == 1) else None
+            mask = decode_mask(record.masks[0]) if (step.kind == "gt" and len(record.masks or []) == 1) else None
             if mask is not None and irregular(mask, record.gt_boxes[0]):
-                piece, _ = crop(image, box, mask=decode_mask(mask), min_side=crops.min_side,
-                                max_aspect=crops.max_aspect)
+                piece, _ = crop(image, box, mask=mask, min_side=crops.min_side, max_aspect=crops.max_aspect)
                 kind = "segment"
             else:
                 piece, _ = crop(image, box, min_side=crops.min_side, max_aspect=crops.max_aspect)

@@ -8,6 +8,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image
 
@@ -103,7 +104,7 @@ class Mgpo(Style):
     # multi-turn RL (trainer/envs/mgpo.py): the crop tool, its prompt words, MGPO's rewards
     multiturn_prompt, crop_prompt, full_image_prompt = "mgpo_multiturn", "mgpo_turn2", "mgpo_full_image"
     multiturn_reward_parts = ("boxed_answer", "mgpo_format")
-    prompt_texts = {
+    prompt_texts: ClassVar[dict[str, str]] = {
         "mgpo_multiturn": (
             "$question\nFirst find the region of the image that answers the question: call the crop tool with "
             "its box in pixel coordinates of this ${width}x${height} image, as\n<tool_call>\n{\"name\": \"crop\", "

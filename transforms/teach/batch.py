@@ -191,7 +191,7 @@ def import_results(text: str, cache, teacher) -> dict[str, int]:
             counts["failed"] += 1
             continue
         try:
-            content, _ = parse_reply(json.dumps(body).encode())
+            content, usage = parse_reply(json.dumps(body).encode())
         except BadReply as err:
             log.warning("batch result %s: %s", row.get("custom_id"), err)
             counts["failed"] += 1
@@ -199,7 +199,9 @@ def import_results(text: str, cache, teacher) -> dict[str, int]:
         if not content.strip():
             counts["failed"] += 1
             continue
-        cache.put(row["custom_id"], {"content": redact(content)})
+        # its usage too: the run the reply serves counts the tokens (ledger, estimated cost)
+        cache.put(row["custom_id"], {"content": redact(content), "usage": usage if isinstance(usage, dict) else {},
+                                     "via": "batch"})
         counts["imported"] += 1
     return counts
 

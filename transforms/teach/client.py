@@ -10,6 +10,7 @@ from anything this module reports.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
 
@@ -76,6 +77,28 @@ def spend(run_id: str, cap: float | None, usd: float = 0.0) -> bool:
         return cap is None or spent[0] < cap
 
 
+def error_body(err: Exception) -> str:
+    """The reason an endpoint gave in a refusal's body: OpenAI's ``{"error": {"message"}}``,
+    FastAPI's ``{"detail": ...}`` (text or a list of field errors), or the body's text; "" if none.
+
+    >>> class E(Exception): body = {"detail": "Unexpected fields in the request: {'top_k'}"}
+    >>> error_body(E())
+    "Unexpected fields in the request: {'top_k'}"
+    >>> E.body = {"detail": [{"loc": ["body", "model"], "msg": "Field required"}]}
+    >>> error_body(E())
+    'body.model: Field required'
+    """
+    body = getattr(err, "body", None)  # openai's APIStatusError: the JSON body ("error" unwrapped) or its text
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("detail") or body.get("error") or body
+    if isinstance(body, list):  # FastAPI's validation errors
+        body = "; ".join(".".join(map(str, e.get("loc", ()))) + ": " + str(e.get("msg", e)) if isinstance(e, dict)
+                         else str(e) for e in body)
+    if isinstance(body, dict):
+        body = body.get("message") or json.dumps(body)
+    return " ".join(str(body).split()) if body else ""
+
+
 class ChatClient:
     """``complete(messages)`` -> the reply text, from the cache or one call (with retries)."""
 
@@ -125,6 +148,9 @@ class ChatClient:
         cached = await asyncio.to_thread(self.cache.get, key) if self.cache.root else None
         if cached is not None:
             self.ledger.inc("cache_hits")
+            if cached.get("via") == "batch":  # a batch reply: this run is the one that asked for it
+                self.ledger.inc("batch_replies")
+                self.count_usage(cached.get("usage") or {})
             return self.redact(cached["content"])  # entries written before redaction existed
         self.ledger.inc("cache_misses")
         content = await self.ask(key, body, sizes)
@@ -144,17 +170,21 @@ class ChatClient:
             for name, n in image_cost(sizes, self.cost.image_token_rule).items():
                 self.ledger.inc(name, n)
             content, usage = await self._call(body)
+        self.count_usage(usage)
+        content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
+        if not content.strip():
+            raise self._failure("empty_reply", ValueError("the reply has no text"), 1)
+        return content
+
+    def count_usage(self, usage: dict) -> None:
+        """A reply's ``usage`` into the ledger and the job's spending."""
         prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-        spend(self.run_id, cap, call_cost(self.cost, prompt, completion))
+        spend(self.run_id, self.cost.max_cost_usd, call_cost(self.cost, prompt, completion))
         self.ledger.inc("prompt_tokens", prompt)
         self.ledger.inc("completion_tokens", completion)
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens"):
             self.ledger.inc("cached_prompt_tokens", details["cached_tokens"])
-        content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
-        if not content.strip():
-            raise self._failure("empty_reply", ValueError("the reply has no text"), 1)
-        return content
 
     async def _call(self, body: dict) -> tuple[str, dict]:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
@@ -189,5 +219,7 @@ class ChatClient:
     def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:
         self.ledger.inc(f"failures.{kind}")
         text = f"{type(err).__name__}: {str(err) or f'no whole reply within timeout_s={self.conn.timeout_s}'}"
+        if isinstance(getattr(err, "status_code", None), int) and (reason := error_body(err)):
+            text = f"{type(err).__name__}: HTTP {err.status_code}: {reason}"
         tried = f" (after {attempts} attempts)" if attempts > 1 else ""
         return TeacherError(f"teacher_{kind}", self.redact(text)[:400] + tried)

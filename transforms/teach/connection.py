@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from typing import Optional
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Connection(BaseModel):
@@ -27,6 +28,14 @@ class Connection(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
     max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
                                                   "(exponential backoff with jitter, Retry-After honoured).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_userinfo(cls, url: str) -> str:
+        if urlsplit(url).username is not None:  # the clients would send it on some calls and fail others
+            raise ValueError("holds user:password@; the clients cannot use credentials in the URL: remove them "
+                             "and put the key in an environment variable named by api_key_env")
+        return url
 
     def key(self) -> str | None:
         """The API key: from the secret reference when there is one, else the environment variable."""
@@ -77,7 +86,8 @@ class EndpointError(RuntimeError):
 
 
 def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "teacher.connection") -> None:
-    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached or refuses the key.
+    """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached, refuses the key, or
+    lists models without ``conn.model``.
 
     Any other answer (even a 404 from a server without ``/models``) counts as reachable: the
     run's own retries deal with what is transient.
@@ -99,3 +109,18 @@ def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "t
         source = conn.api_key_secret or conn.api_key_env
         whose = f"the key in {source}" if key else f"requests without a key (set {key_name}.api_key_env)"
         raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")
+    served = served_models(response)
+    if served is not None and conn.model not in served:
+        listed = ", ".join(sorted(served)[:20]) or "none"
+        raise EndpointError(f"{key_name}.model: {conn.model!r} is not served by {shown} (it serves: {listed})")
+
+
+def served_models(response) -> list[str] | None:
+    """The model ids a ``GET /models`` answer lists, or None when it is no such list (no check then)."""
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()["data"]
+        return [str(m["id"]) for m in data]
+    except (ValueError, KeyError, TypeError):
+        return None

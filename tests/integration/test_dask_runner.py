@@ -1,0 +1,63 @@
+"""``runner.name: dask`` on a dask.distributed cluster this test starts on loopback (a scheduler and two
+worker processes), through the real CLI with a relative ``-o``: the same (id, style) rows, depth maps,
+rejections, stats.json totals and counters as the local runner, the run in the folder ``-o`` names
+(relative to the driver's working folder), and the workers' versions recorded. The Read of the
+readers is split into many small byte ranges, so the records are those of the splittable reading."""
+import json
+
+import pytest
+
+pytest.importorskip("distributed")
+from dask.distributed import LocalCluster  # noqa: E402
+
+from groundcot.pipeline import dask_runner  # noqa: E402
+from groundcot.pipeline.cli import main  # noqa: E402
+from groundcot.pipeline.stats import here  # noqa: E402
+from groundcot.schemas.runs import read_run  # noqa: E402
+from groundcot.transforms.depth import build_tiny_random as build_depth  # noqa: E402
+from groundcot.transforms.masks import build_tiny_random as build_sam2  # noqa: E402
+
+from support import REPO  # noqa: E402
+
+DEMO = str(REPO / "jobs" / "demo.yaml")
+TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",
+          "by_style", "counters", "teacher", "cache")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield local
+
+
+def generate(out, models, *more):
+    depth, sam2 = models
+    args = ["generate", DEMO, "-o", str(out), "--limit", "4", "--set", "styles=[sif, aperture]",
+            "--set", f"depth.model={depth}", "--set", "depth.fallback=none",
+            "--set", f"masks.model={sam2}", "--set", "masks.fallback=none", *more]
+    assert main(args) == 0
+    return json.loads((out / "stats.json").read_text())
+
+
+def outcomes(out):
+    data = read_run(str(out), decode_images=False).select_columns(["id", "style", "depth_map"]).to_list()
+    rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+    return ({(r["id"], r["style"]): (r["depth_map"] or {}).get("bytes") for r in data},
+            sorted((r["id"], r.get("style", "")) for r in rejected))
+
+
+def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch):
+    models = build_depth(str(tmp_path / "image" / "depth")), build_sam2(str(tmp_path / "image" / "sam2"))
+    local = generate(tmp_path / "local", models)
+    monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 300)  # many byte ranges per input file
+    monkeypatch.chdir(tmp_path)
+    runner = (f"runner={{name: dask, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
+              f"options: {{dask_client_address: '{cluster.scheduler_address}'}}}}")  # Beam's flag name
+    on_dask = generate("out/dask", models, "--set", runner)  # relative: made absolute on the driver
+    out = tmp_path / "out" / "dask"
+    assert {k: on_dask[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
+    assert on_dask["written"] > 0 and on_dask["counters"]["validate.ok"] == on_dask["written"]
+    assert outcomes(out) == outcomes(tmp_path / "local")
+    assert on_dask["worker_versions"] == [here()]
+    assert on_dask["config"]["output"]["dir"] == str(tmp_path / "out" / "demo")  # absolute: the driver's folder
