@@ -72,7 +72,7 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
     distinct: Counter = Counter()
     mix: dict = defaultdict(lambda: {"wanted": 0, "available": 0, "kept": 0, "kept_by_source": Counter()})
     for (source, kind, reason, style), n in counts.items():
-        if kind == "distinct_images":  # image groups (near-identical images as one) a source reached
+        if kind == "distinct_images":  # image groups (near-identical images as one): per source, "" for all
             distinct[source] += n
             continue
         if kind.startswith("mix_"):  # reason holds the mix group
@@ -108,7 +108,8 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
         "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
         "by_split": {s: {"written": e["written"], "by_source": dict(sorted(e["by_source"].items())),
                          "by_style": dict(sorted(e["by_style"].items()))} for s, e in sorted(by_split.items())},
-        "distinct_images": dict(sorted(distinct.items())),
+        "distinct_images": {"all": distinct.pop("", 0), "by_source": dict(sorted(distinct.items()))}
+        if distinct else None,
         "mix": {g: {**e, "kept_by_source": dict(sorted(e["kept_by_source"].items()))} for g, e in sorted(mix.items())},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,

@@ -1,24 +1,30 @@
 """Near-duplicate images across sources: one perceptual identity per group of near-identical images.
 
-Every loaded record gets its image's perceptual hash (``split.image_identity``). The job's distinct
-hashes are grouped (Hamming distance at most ``quality.near_duplicates.max_distance``) in one global
-combine: hashes are 8-byte integers, and candidate pairs come from banding (a hash cut into
-``max_distance + 1`` bands: two hashes that close agree on at least one band), so the work grows with
-the number of distinct images, not its square. A group's identity is its smallest hash; every record
-gets its group's (``record.image_group``), which the held-out split then uses, so near-duplicates never
-straddle train and test. With ``enabled``, records asking the same question (normalised) of one group
-are grouped by that key; the one with the smallest id is kept and the others are rejected as
-``duplicate``.
+Every loaded record gets its image's perceptual hash (``split.image_identity``). Hashes within
+``quality.near_duplicates.max_distance`` bits are joined into groups, whose identity is their smallest
+hash; every record gets its group's (``record.image_group``), which the held-out split then uses, so
+near-duplicates never straddle train and test. With ``enabled``, of the records asking the same
+question (normalised) of one group, the one with the smallest id is kept and the others are rejected
+as ``duplicate``.
+
+How it scales: only hashes and ids are shuffled, never images. Candidate pairs come from banding (a
+hash cut into ``max_distance + 1`` bands: two hashes that close agree on at least one band), grouped
+per band value, so the pair work grows with the images sharing a band, not the square of all images.
+Only the near pairs found (edges) meet in one place, where a union-find makes the groups; the side
+input the records read holds just the hashes that have a near copy, and the duplicate step's side
+input just the (group, question) keys asked more than once.
 """
 from __future__ import annotations
 
 import re
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from pydantic import BaseModel, ConfigDict, Field
 
 from groundcot.schemas.record import Record
 from groundcot.transforms.split import image_identity
+from groundcot.transforms.stage import NAMESPACE
 
 STAGE = "dedup"
 BITS = 64
@@ -54,39 +60,60 @@ def question_key(text: str) -> str:
 
 
 def bands(value: int, n: int) -> list[tuple[int, int]]:
-    """``value`` cut into ``n`` (band number, bits) pieces covering all 64 bits."""
+    """``value`` cut into ``n`` (band number, bits) pieces covering all 64 bits.
+
+    >>> bands(0xff00, 2)
+    [(0, 65280), (1, 0)]
+    """
     edges = [round(i * BITS / n) for i in range(n + 1)]
     return [(i, (value >> lo) & ((1 << (hi - lo)) - 1)) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
 
 
-def groups(hashes, max_distance: int) -> dict[str, str]:
-    """hash -> the smallest hash of its group (hashes joined by distances up to ``max_distance``), for
-    the hashes whose group has another member (a lone hash is its own group).
+def near_pairs(members, max_distance: int) -> list[tuple[str, str]]:
+    """The pairs of hex hashes of one band bucket within ``max_distance`` bits (each pair smaller first)."""
+    values = sorted({int(h, 16) for h in members})
+    return [(hexed(a), hexed(b)) for i, a in enumerate(values) for b in values[i + 1:]
+            if (a ^ b).bit_count() <= max_distance]
 
-    >>> groups(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "0000000000000000", "ff00ff00ff00ff03"], 1)
-    {'ff00ff00ff00ff01': 'ff00ff00ff00ff00', 'ff00ff00ff00ff03': 'ff00ff00ff00ff00'}
+
+def components(pairs) -> dict:
+    """value -> the smallest value of its connected group, for every value in a pair (union-find).
+
+    >>> components([(3, 5), (5, 9), (20, 30)])
+    {3: 3, 5: 3, 9: 3, 20: 20, 30: 20}
     """
-    values = sorted({int(h, 16) for h in hashes})
-    parent = {v: v for v in values}
+    parent: dict[int, int] = {}
 
     def root(v):
+        parent.setdefault(v, v)
         while parent[v] != v:
             parent[v] = parent[parent[v]]
             v = parent[v]
         return v
 
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for v in values:
-        for band in bands(v, max_distance + 1):
-            buckets.setdefault(band, []).append(v)
-    for members in buckets.values():
-        for i, a in enumerate(members):
-            for b in members[i + 1:]:
-                if (a ^ b).bit_count() <= max_distance and root(a) != root(b):
-                    low, high = sorted((root(a), root(b)))
-                    parent[high] = low  # the smaller hash stays the root: a deterministic identity
-    width = BITS // 4
-    return {f"{v:0{width}x}": f"{root(v):0{width}x}" for v in values if root(v) != v}
+    for a, b in pairs:
+        low, high = sorted((root(a), root(b)))
+        parent[high] = low  # the smaller value stays the root: a deterministic identity
+    return {v: root(v) for v in sorted(parent)}
+
+
+def groups(hashes, max_distance: int) -> dict[str, str]:
+    """hash -> the smallest hash of its group, for hashes with a near copy (in one process; the job
+    does the same in Beam steps).
+
+    >>> groups(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "0000000000000000", "ff00ff00ff00ff03"], 1)
+    {'ff00ff00ff00ff01': 'ff00ff00ff00ff00', 'ff00ff00ff00ff03': 'ff00ff00ff00ff00'}
+    """
+    buckets: dict[tuple[int, int], list[str]] = {}
+    for h in set(hashes):
+        for band in bands(int(h, 16), max_distance + 1):
+            buckets.setdefault(band, []).append(h)
+    pairs = [p for members in buckets.values() for p in near_pairs(members, max_distance)]
+    return {v: r for v, r in components(pairs).items() if v != r}
+
+
+def hexed(value: int) -> str:
+    return f"{value:0{BITS // 4}x}"
 
 
 def fingerprint(record: Record) -> Record:
@@ -94,64 +121,91 @@ def fingerprint(record: Record) -> Record:
     return record
 
 
-class _Hashes(beam.CombineFn):
-    """The job's distinct hashes as integers, then their groups."""
-
-    def __init__(self, max_distance: int):
-        self.max_distance = max_distance
+class _Components(beam.CombineFn):
+    """The near pairs of the whole job -> {hash: its group's hash} for hashes that have a near copy."""
 
     def create_accumulator(self):
         return set()
 
-    def add_input(self, acc, value):
-        acc.add(int(value, 16))
+    def add_input(self, acc, pair):
+        acc.add(pair)
         return acc
 
     def merge_accumulators(self, accs):
         return set().union(*accs)
 
     def extract_output(self, acc):
-        return groups((f"{v:016x}" for v in acc), self.max_distance)
+        return {v: r for v, r in components(acc).items() if v != r}
 
 
-def keep_smallest(_, records) -> list[Record]:
-    """Records of one (image group, question): the smallest id kept, the others rejected as duplicates."""
-    ordered = sorted(records, key=lambda r: (r.id, r.style))
-    for copy in ordered[1:]:
-        copy.reject(STAGE, "duplicate", f"{copy.source_id}: the question of {ordered[0].id} ({ordered[0].source}) "
-                                        f"on a near-identical image {copy.image_group}")
-    return ordered
+class _Smallest(beam.CombineFn):
+    """(id, source) of one key's records -> (the smallest, how many)."""
+
+    def create_accumulator(self):
+        return None, 0
+
+    def add_input(self, acc, item):
+        return min(acc[0], item) if acc[0] else item, acc[1] + 1
+
+    def merge_accumulators(self, accs):
+        firsts = [a[0] for a in accs if a[0]]
+        return (min(firsts) if firsts else None), sum(a[1] for a in accs)
+
+    def extract_output(self, acc):
+        return acc
+
+
+def dedup_key(record: Record) -> tuple[str, str]:
+    return record.image_group, question_key(record.question)
+
+
+def reject_copy(record: Record, contested: dict) -> Record:
+    """A record whose (image group, question) another record with a smaller id also has: ``duplicate``
+    (counted ``dedup.ok`` / ``dedup.rejected.duplicate``)."""
+    if record.rejection is not None:
+        return record
+    if (first := contested.get(dedup_key(record))) and first[0] != record.id:
+        record.reject(STAGE, "duplicate", f"{record.source_id}: the question of {first[0]} ({first[1]}) on a "
+                                          f"near-identical image (group {record.image_group})")
+    Metrics.counter(NAMESPACE, f"{STAGE}.ok" if record.rejection is None else f"{STAGE}.rejected.duplicate").inc()
+    return record
 
 
 class Grouped(beam.PTransform):
-    """Records -> (records with ``image_group`` set, duplicates rejected when ``drop``; ``(key, 1)`` counts of
-    the distinct image groups per source for the job's counts)."""
+    """Records -> (records with ``image_group`` set, duplicates rejected when enabled; ``(key, 1)`` counts
+    of the distinct image groups per source and in all, for the job's counts)."""
 
     def __init__(self, cfg: NearDuplicates, stage):
         super().__init__()
         self.cfg, self.stage = cfg, stage
 
     def expand(self, records):
+        k = self.cfg.max_distance
         records = records | "Fingerprint" >> beam.ParDo(self.stage("fingerprint", fingerprint))
         live = records | "Live" >> beam.Filter(lambda r: r.rejection is None)
-        found = (live | "Hashes" >> beam.Map(lambda r: r.image_group)
-                 | "Distinct" >> beam.Distinct()
-                 | "Group" >> beam.CombineGlobally(_Hashes(self.cfg.max_distance)))
+        joined = (live | "Hashes" >> beam.Map(lambda r: r.image_group)
+                  | "Distinct" >> beam.Distinct()
+                  | "Bands" >> beam.FlatMap(lambda h: [(f"{i}:{bits:x}", h) for i, bits in bands(int(h, 16), k + 1)])
+                  | "ByBand" >> beam.GroupByKey()
+                  | "NearPairs" >> beam.FlatMapTuple(lambda _, members: near_pairs(members, k))
+                  | "JoinGroups" >> beam.CombineGlobally(_Components()))
 
-        def regroup(record, joined):
-            record.image_group = joined.get(record.image_group, record.image_group)
+        def regroup(record, found):
+            if record.rejection is None:
+                record.image_group = found.get(record.image_group, record.image_group)
             return record
 
-        records = records | "Regroup" >> beam.Map(regroup, beam.pvalue.AsSingleton(found))
+        records = records | "Regroup" >> beam.Map(regroup, beam.pvalue.AsSingleton(joined))
+        images = records | "Images" >> beam.FlatMap(lambda r: [] if r.rejection else [(r.source, r.image_group)])
+        per_source = (images | "DistinctPerSource" >> beam.Distinct()
+                      | "CountPerSource" >> beam.MapTuple(lambda source, _: (f"{source}\tdistinct_images\t\t", 1)))
+        overall = (images | "GroupsOnly" >> beam.Values() | "DistinctGroups" >> beam.Distinct()
+                   | "CountAll" >> beam.Map(lambda _: ("\tdistinct_images\t\t", 1)))
         if self.cfg.enabled:
-            fresh, rejected = records | "Rejected" >> beam.Partition(lambda r, _: int(r.rejection is not None), 2)
-            kept = (fresh
-                    | "ByQuestion" >> beam.Map(lambda r: ((r.image_group, question_key(r.question)), r))
-                    | "SameQuestion" >> beam.GroupByKey()
-                    | "KeepSmallest" >> beam.FlatMapTuple(keep_smallest))
-            records = (kept, rejected) | "Merge" >> beam.Flatten()
-        distinct = (records
-                    | "Images" >> beam.FlatMap(lambda r: [] if r.rejection else [(r.source, r.image_group)])
-                    | "DistinctPerSource" >> beam.Distinct()
-                    | "CountImages" >> beam.MapTuple(lambda source, _: (f"{source}\tdistinct_images\t\t", 1)))
-        return records, distinct
+            contested = (records | "Grouped" >> beam.Filter(lambda r: r.rejection is None)
+                         | "ByQuestion" >> beam.Map(lambda r: (dedup_key(r), (r.id, r.source)))
+                         | "Smallest" >> beam.CombinePerKey(_Smallest())
+                         | "Asked2x" >> beam.Filter(lambda kv: kv[1][1] > 1)
+                         | "First" >> beam.MapTuple(lambda key, found: (key, found[0])))
+            records = records | "Duplicates" >> beam.Map(reject_copy, beam.pvalue.AsDict(contested))
+        return records, (per_source, overall) | "ImageCounts" >> beam.Flatten()

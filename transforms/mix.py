@@ -116,8 +116,9 @@ def asked(mix: Mix) -> dict:
             "total": mix.total, "seed": mix.seed}
 
 
-def threshold(label: str, ranks, wanted: dict[str, int]):
-    n = wanted.get(label, 0)
+def threshold(label: str, ranks, wanted: dict[str, int] | None = None):
+    """A group's highest rank kept (-1: none)."""
+    n = (wanted or {}).get(label, 0)
     return label, (sorted(ranks)[n - 1] if n else -1)
 
 

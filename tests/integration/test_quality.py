@@ -75,7 +75,7 @@ def test_critic_scores_every_row_and_min_score_rejects_those_below_with_the_reas
                row["critic_reason"] == f"step texts fit for n={n_of[row['question']]}" for row in rows)
     low = sorted((r["question"], r["style"], r["detail"]) for r in rejected if r["reason"] == "low_quality")
     assert len(low) == 10 and {r[1] for r in low} == {"sif", "textual"}
-    assert all(d.startswith(f"score 0.{q[-2]} < min_score 0.45: step texts fit for n={q[-2]}") for q, _, d in low)
+    assert all(d == f"score {int(q[-2]) / 10:g} < min_score 0.45: step texts fit for n={q[-2]}" for q, _, d in low)
     assert stats["written"] == 6 and stats["rejected_by_reason"] == {"low_quality": 10}
     assert calls == 16 == stats["critic"]["ledger"]["requests"] == stats["critic"]["ledger"]["graded"]
     assert stats["critic"]["rejected_by_reason"] == {"low_quality": 10} and stats["critic"]["model"] == "fake-critic"
@@ -109,7 +109,8 @@ def test_a_re_encoded_copy_through_another_source_is_a_duplicate_and_never_strad
     assert all(len(s) == 1 for s in splits.values()), splits
     assert {"train", "test"} == set().union(*splits.values())
     assert sum(s == {"viscot", "grounded"} for s in sources.values()) == n // 2  # the pairs kept, one split each
-    assert stats["distinct_images"] == {"grounded": n // 2, "viscot": n}
+    assert stats["distinct_images"] == {"all": n, "by_source": {"grounded": n, "viscot": n}}
+    assert stats["counters"]["dedup.rejected.duplicate"] == n // 2 and stats["counters"]["dedup.ok"] == n + n // 2
 
 
 def test_a_two_to_one_mix_between_two_sources_is_filled_before_depth(tmp_path):
