@@ -216,9 +216,14 @@ class JobConfig(Section):
 
     @model_validator(mode="after")
     def _critic_endpoint(self):
-        if self.quality.critic.enabled and self.quality.critic.connection is None and not is_api(self.teacher):
+        critic = self.quality.critic
+        if critic.enabled and critic.connection is None and not is_api(self.teacher):
             raise ValueError(f"quality.critic.connection: the {self.teacher.kind} teacher calls no endpoint; "
                              "give the critic one")
+        if critic.enabled and critic.connection is not None and is_api(self.teacher) and self.teacher.batch.enabled:
+            raise ValueError("quality.critic.connection: in batch mode the critic's requests join the teacher's "
+                             "batch shards, which go to the teacher's endpoint; leave it unset (or set only "
+                             "quality.critic.model)")
         return self
 
 

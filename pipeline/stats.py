@@ -217,9 +217,14 @@ def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
         return info
     per_style = f"{TEACHER}.quality."  # in quality() below
     ledger = {k[len(TEACHER) + 1:]: v for k, v in counters.items() if is_ledger(k) and not k.startswith(per_style)}
-    ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
-    info.update(model=cfg.teacher.connection.model, ledger=dict(sorted(ledger.items())))
-    cost = cfg.teacher.cost
+    info.update(model=cfg.teacher.connection.model)
+    return {**info, **spending(ledger, cfg.teacher.cost)}
+
+
+def spending(ledger: dict[str, int], cost) -> dict:
+    """A stage's API ledger (retries added), its estimated cost at the ``cost`` section's prices, image tokens per call."""
+    ledger = {**ledger, "retries": max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))}
+    info: dict = {"ledger": dict(sorted(ledger.items()))}
     if cost.price_prompt_per_mtok is not None and cost.price_completion_per_mtok is not None:
         info["estimated_cost_usd"] = round(
             ledger.get("prompt_tokens", 0) / 1e6 * cost.price_prompt_per_mtok
@@ -243,21 +248,20 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
     return out
 
 
-def critic_stats(cfg: JobConfig, stats: dict, counters: dict[str, int]) -> dict | None:
-    """The critic's model, its ledger (``critic.<x>`` counters) and what it rejected per style (None when off)."""
+def critic_stats(cfg: JobConfig, counters: dict[str, int]) -> dict | None:
+    """The critic's model, what it passed and rejected, its ledger (``critic.<x>`` counters) and cost; None when off."""
     from groundcot.transforms.critic import STAGE as CRITIC
+    from groundcot.transforms.critic import client_config
 
-    critic = cfg.quality.critic
-    if not critic.enabled:
+    if not cfg.quality.critic.enabled:
         return None
-    prefix = f"{CRITIC}."
+    api = client_config(cfg.quality.critic, cfg.teacher, cfg.cache)
+    prefix, rejected = f"{CRITIC}.", f"{CRITIC}.rejected."
     ledger = {k[len(prefix):]: v for k, v in counters.items()
-              if k.startswith(prefix) and k != f"{CRITIC}.ok" and not k.startswith(f"{CRITIC}.rejected.")}
-    rejected = {k.removeprefix(f"{CRITIC}.rejected."): v for k, v in counters.items()
-                if k.startswith(f"{CRITIC}.rejected.")}
-    return {"model": critic.model or (critic.connection or cfg.teacher.connection).model,
-            "min_score": cfg.quality.min_score, "graded_ok": counters.get(f"{CRITIC}.ok", 0),
-            "rejected_by_reason": dict(sorted(rejected.items())), "ledger": dict(sorted(ledger.items()))}
+              if k.startswith(prefix) and k != f"{CRITIC}.ok" and not k.startswith(rejected)}
+    return {"model": api.connection.model, "min_score": cfg.quality.min_score, "passed": counters.get(f"{CRITIC}.ok", 0),
+            "rejected_by_reason": {k[len(rejected):]: v for k, v in sorted(counters.items()) if k.startswith(rejected)},
+            **spending(ledger, api.cost)}
 
 
 def mix_stats(cfg: JobConfig, stats: dict) -> dict | None:

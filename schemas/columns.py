@@ -53,7 +53,8 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
 
 # Columns every style's config has (each style adds its own).
 COMMON = ("id", "source", "source_id", "dataset", "split", "question", "answer", "image", "image_path", "width",
-          "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou")
+          "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou",
+          "critic_score", "critic_reason")  # every style writes a trace, so every style can be graded
 
 
 def check_own(own, whose: str) -> None:

@@ -17,11 +17,10 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from groundcot import prompts
-from groundcot.schemas.cot import render_area
 from groundcot.schemas.record import Record
 from groundcot.transforms.cache import with_teacher_cache
-from groundcot.transforms.styles.pictures import colour, data_url, downscale, numbered, picture
-from groundcot.transforms.styles.prefix import ROLES
+from groundcot.transforms.styles.pictures import data_url, downscale, numbered, picture
+from groundcot.transforms.styles.prefix import legend
 from groundcot.transforms.teach import is_api
 from groundcot.transforms.teach.api import OpenAIConfig
 from groundcot.transforms.teach.batch import BatchClient
@@ -89,12 +88,10 @@ def client_config(critic: CriticConfig, teacher, cache: str | None) -> OpenAICon
 
 
 def messages(record: Record, max_side: int, fmt: str) -> tuple[list[dict], tuple[int, int]]:
-    """The critic's request: its prompt, then the image with the chain's boxes numbered; the image's size."""
+    """The critic's request: its prompt (with the teacher's legend of the steps), then the teacher's
+    picture (the image, every step's boxes drawn in its colour and numbered); the picture's size."""
     image = numbered(downscale(record.image, max_side), [s.boxes for s in record.chain])
-    legend = "\n".join(prompts.render("teacher_step", index=i + 1, role=ROLES.get(s.kind, s.kind),
-                                      mark=f"outlined in {colour(i)[0]}, tagged {i + 1}", area=render_area(s.areas()))
-                       for i, s in enumerate(record.chain))
-    text = prompts.render("critic", question=record.question, answer=record.answer, legend=legend,
+    text = prompts.render("critic", question=record.question, answer=record.answer, legend=legend(record),
                           trace=record.cot or "")
     return [{"role": "system", "content": text},
             {"role": "user", "content": [picture(data_url(image, fmt))]}], image.size

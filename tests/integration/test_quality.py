@@ -1,5 +1,6 @@
 """Quality a builder chooses, through ``groundcot generate``: the critic's scores and ``min_score``, near-duplicate
 images across sources (re-encoded and resized) rejected and kept in one split, and a 2:1 mix filled before depth."""
+import base64
 import io
 import json
 import random
@@ -8,8 +9,11 @@ from collections import Counter, defaultdict
 
 from PIL import Image, ImageDraw
 
+from groundcot import prompts
 from groundcot.pipeline.cli import main
 from groundcot.schemas.runs import read_run
+from groundcot.transforms.dedup import distance
+from groundcot.transforms.split import image_identity
 
 from support import viscot_line
 from support.fake_openai import FakeOpenAI
@@ -55,18 +59,25 @@ def run(tmp_path, sources: list[str], extra: str, styles="[sif]") -> tuple[dict,
 
 
 def grade(body: dict) -> str:
-    """The critic stand-in: the score depends on the question it was sent (``n=<digit>`` -> n/10)."""
-    n = int(re.search(r"n=(\d)", body["messages"][0]["content"]).group(1))
-    assert body["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
-    return json.dumps({"score": n / 10, "reason": f"step texts fit for n={n}"})
+    """The critic stand-in: the score depends on the question it was sent (``n=<digit>`` -> n/10). It checks it
+    was sent the teacher's picture: the first step (the whole image) outlined in red, tagged 1 in the legend."""
+    text = body["messages"][0]["content"]
+    n = int(re.search(r"n=(\d)", text).group(1))
+    assert "Step 1 (the whole image), outlined in red, tagged 1" in text and "<answer>red</answer>" in text
+    url = body["messages"][1]["content"][0]["image_url"]["url"]
+    image = Image.open(io.BytesIO(base64.b64decode(url.removeprefix("data:image/jpeg;base64,")))).convert("RGB")
+    r, g, b = image.getpixel((0, image.height // 2))
+    assert r > 200 and g < 60 and b < 60, (r, g, b)
+    return json.dumps({"score": n / 10, "reason": f"step texts fit\nfor n={n}"})
 
 
 def test_critic_scores_every_row_and_min_score_rejects_those_below_with_the_reason(tmp_path):
     source = viscot_source(tmp_path, "a", [f"What is shown, n={i}?" for i in range(8)])
-    with FakeOpenAI(reply_with=grade) as fake:
+    (tmp_path / "critic.txt").write_text(prompts.load("critic") + "\nBe strict.")  # replaced like any prompt
+    with FakeOpenAI(reply_with=lambda body: grade(body) if "Be strict." in body["messages"][0]["content"] else "") as fake:
         critic = (f"quality: {{min_score: 0.45, critic: {{enabled: true, connection: "
-                  f"{{base_url: '{fake.base_url}', model: fake-critic, api_key_env: null}}}}}}\n"
-                  "depth: {enabled: false}")
+                  f"{{base_url: '{fake.base_url}', model: fake-vlm, api_key_env: null}}}}}}\n"
+                  "prompts: {critic: {file: critic.txt}}\ndepth: {enabled: false}")
         stats, rows, rejected = run(tmp_path, [source], critic, styles="[sif, textual]")
         calls = len(fake.requests)
     n_of = {row["question"]: int(row["question"][-2]) for row in rows}
@@ -78,7 +89,38 @@ def test_critic_scores_every_row_and_min_score_rejects_those_below_with_the_reas
     assert all(d == f"score {int(q[-2]) / 10:g} < min_score 0.45: step texts fit for n={q[-2]}" for q, _, d in low)
     assert stats["written"] == 6 and stats["rejected_by_reason"] == {"low_quality": 10}
     assert calls == 16 == stats["critic"]["ledger"]["requests"] == stats["critic"]["ledger"]["graded"]
-    assert stats["critic"]["rejected_by_reason"] == {"low_quality": 10} and stats["critic"]["model"] == "fake-critic"
+    assert stats["critic"]["rejected_by_reason"] == {"low_quality": 10} and stats["critic"]["model"] == "fake-vlm"
+    assert stats["counters"]["critic.requests"] == 16 and stats["counters"]["critic.ok"] == 6
+
+    assert main(["inspect", str(tmp_path / "out")]) == 0
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    critic_part = page[page.index('<h2 id="critic">'):page.index('<h2 id="gallery">')]
+    assert "plot-critic.png" in critic_part and "<td>sif</td><td>3</td><td>0.50</td>" in critic_part
+    lowest = critic_part[critic_part.index("Lowest-scoring"):]
+    assert lowest.index("step texts fit for n=5") < lowest.index("step texts fit for n=7")  # lowest first
+    assert re.search(r"low_quality · critic · \w+ .*?<p>score 0(\.\d)? &lt; min_score 0.45: step texts fit for n=\d</p>",
+                     page)  # a rejected example shows the critic's reason
+
+
+def test_check_bounds_the_critics_cost_and_checks_its_endpoint(tmp_path, capsys):
+    source = viscot_source(tmp_path, "a", [f"What is {i}?" for i in range(4)])
+    job = tmp_path / "job.yaml"
+    with FakeOpenAI() as fake:
+        teacher = (f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, "
+                   "api_key_env: null}, cost: {price_prompt_per_mtok: 1.0, price_completion_per_mtok: 2.0}}")
+        for model, code in (("fake-vlm", 0), ("fake-critc", 2)):
+            job.write_text(f"sources: [{source}]\nstyles: [sif, textual]\ndepth: {{enabled: false}}\n{teacher}\n"
+                           f"quality: {{critic: {{enabled: true, model: {model}, max_tokens: 100}}}}\n")
+            assert main(["generate", str(job), "-o", str(tmp_path / "out"), "--check"]) == code
+        assert fake.requests == []  # --check calls no model
+    out, err = capsys.readouterr()
+    # one call per row: a 1024-px picture (1369 image tokens) + 900 text tokens + a 2048-token trace at $1/M,
+    # 100 completion tokens at $2/M; two styles
+    per_row = ((1369 + 900 + 2048) * 1.0 + 100 * 2.0) / 1e6
+    assert "critic: model fake-vlm at " in out and "at most 8 calls (one per validated row)" in out
+    assert f"critic cost: at most ${2 * per_row:.4f} per record (2 rows), at most ${8 * per_row:.2f} for 4 records" in out
+    assert err.strip().splitlines()[-1] == (f"groundcot: quality.critic.connection.model: 'fake-critc' is not served "
+                                            f"by {fake.base_url}/models (it serves: fake-vlm)")
 
 
 def test_a_re_encoded_copy_through_another_source_is_a_duplicate_and_never_straddles_the_split(tmp_path):
@@ -93,6 +135,9 @@ def test_a_re_encoded_copy_through_another_source_is_a_duplicate_and_never_strad
         rows.append({"id": f"b-{i}", "image": f"copy-{n - i}.jpg", "question": question, "answer": "red",
                      "boxes": [[8, 8, 45, 38]]})
     (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hashes = [(image_identity((tmp_path / "a" / f"img_{i}.png").read_bytes()),
+               image_identity((tmp_path / "b" / f"copy-{n - i}.jpg").read_bytes())) for i in range(n)]
+    assert any(distance(a, b) > 0 for a, b in hashes)  # some copies hash a few bits away: grouping, not equality
     second = "{kind: grounded, path: b.jsonl, image_root: b, card: {name: b, license: cc-by-4.0}}"
     stats, written, rejected = run(tmp_path, [first, second], "depth: {enabled: false}\nquality: "
                                    "{near_duplicates: {enabled: true}}\nsplit: {test_fraction: 0.5, seed: 1}")
@@ -131,7 +176,10 @@ def test_a_two_to_one_mix_between_two_sources_is_filled_before_depth(tmp_path):
     assert stats["records_in"] == 17 and stats["rejected_by_reason"] == {"mix_full": 2}
     assert {r["reason"] for r in rejected} == {"mix_full"} and {r["source"] for r in rejected} == {"grounded"}
     assert stats["counters"]["depth.records"] == 15  # depth saw only the records kept
+    assert stats["counters"]["teacher.ok"] == 15 and not any(k.startswith("teacher.rejected") for k in stats["counters"])
     assert stats["mix"]["asked"]["groups"] == {"source=viscot": {"share": 2.0}, "source=grounded": {"share": 1.0}}
     assert stats["mix"]["obtained"]["source=grounded"] == {"available": 7, "wanted": 5, "kept": 5,
                                                            "kept_by_source": {"grounded": 5}}
     assert stats["mix"]["obtained"]["source=viscot"]["kept"] == 10
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| `source=viscot` | share 2 | 10 | 10 | 10 |" in card and "| `source=grounded` | share 1 | 7 | 5 | 5 |" in card

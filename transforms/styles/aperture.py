@@ -104,7 +104,7 @@ def box_text(box) -> str:
 class Aperture(Style):
     name = "aperture"
     reward_parts = ("aperture",)
-    columns = ("actions", "crops", "critic_score", "critic_reason")
+    columns = ("actions", "crops")
     crops_per_record = 3  # at most one per focus step: union, expansion, gt
     single_turn = False
     card_text = ("TikArt-style Think-Aperture-Observe: zoom / segment actions, each followed by its crop and an "

@@ -94,7 +94,7 @@ def region_turn(record: Record) -> str:
 class Mgpo(Style):
     name = "mgpo"
     reward_parts = ("boxed_answer",)
-    columns = ("frame", "actions", "crops", "critic_score", "critic_reason")
+    columns = ("frame", "actions", "crops")
     crops_per_record = 1
     single_turn = False
     card_text = "MGPO's two-turn grounding: the model names the key region (frame pixels), sees the crop, answers."

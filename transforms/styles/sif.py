@@ -24,7 +24,7 @@ def chain_request(style: Style, prefix: Request) -> Request:
 class Sif(Style):
     name = "sif"
     reward_parts = ("format", "answer", "box", "depth")
-    columns = ("chain", "depth_map", "depth_image", "critic_score", "critic_reason")
+    columns = ("chain", "depth_map", "depth_image")
     card_text = ("SIFThinker's interleaved CoT: `<think>` alternating `<area>` (normalised boxes with depth) and "
                  "`<text>`, coarse to fine, then `<answer>`.")
     citation = ("SIFThinker", BIBTEX)

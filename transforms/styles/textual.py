@@ -32,7 +32,7 @@ def parse_textual(text: str) -> tuple[str, str]:
 class Textual(Style):
     name = "textual"
     reward_parts = ("answer",)
-    columns = ("chain", "critic_score", "critic_reason")
+    columns = ("chain",)
     twin = "sif"
     card_text = ("iVGR's textual stream: the same reasoning in words, without boxes (pairs with the sif row of the "
                  "same `id`).")
