@@ -215,6 +215,18 @@ class JobConfig(Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
+    def _mix_names(self):
+        kinds = {src.kind for src in self.sources}
+        for i, group in enumerate(self.mix.groups):
+            if group.source is not None and group.source not in kinds:
+                raise ValueError(f"mix.groups.{i}.source: {group.source!r} is not a source of this job "
+                                 f"({', '.join(sorted(kinds))})")
+            if group.style is not None and group.style not in self.styles:
+                raise ValueError(f"mix.groups.{i}.style: {group.style!r} is not a style of this job "
+                                 f"({', '.join(self.styles)})")
+        return self
+
+    @model_validator(mode="after")
     def _critic_endpoint(self):
         critic = self.quality.critic
         if critic.enabled and critic.connection is None and not is_api(self.teacher):

@@ -2,11 +2,11 @@
 
   per source: read -> (limit) -> drop duplicates -> count in / count filtered -> load image  (then flattened)
   -> perceptual image groups, near-duplicates rejected   [if split.test_fraction or quality.near_duplicates.enabled]
-  -> the mix: seeded sampling per source and difficulty   [if mix.groups]
+  -> the mix: seeded sampling per source, style and difficulty   [if mix.groups]
   -> held-out split by image group        [if split.test_fraction]
   -> depth (RunInference, batched)        [if depth.enabled]
   -> SAM2 masks (RunInference, batched)   [if masks.enabled]
-  -> reverse expansion -> one record per style -> style plan (frame, actions, crops)
+  -> reverse expansion -> one record per style (the styles the mix dropped rejected) -> style plan
   -> teacher -> validation -> critic [if quality.critic.enabled] -> sif depth image  [if sif.depth_input]
   -> Parquet shards | rejected JSONL | outcome and per-split counts -> OUT/_counts (read back for stats.json)
 """
@@ -29,7 +29,7 @@ from groundcot.transforms.depth_image import attach_depth_image
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.images import load_image
 from groundcot.transforms.masks import Sam2Handler
-from groundcot.transforms.mix import Sample
+from groundcot.transforms.mix import Sample, drop_styles
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs, split_name
 from groundcot.transforms.sources import get_source
@@ -81,7 +81,7 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         records, distinct = records | "NearDuplicates" >> Grouped(cfg.quality.near_duplicates, stage)
         inputs.append(distinct)
     if cfg.mix.groups:
-        records, mixed = records | "Mix" >> Sample(cfg.mix)
+        records, mixed = records | "Mix" >> Sample(cfg.mix, cfg.styles)
         inputs.append(mixed)
     if cfg.split.test_fraction:
         records = records | "Split" >> beam.ParDo(stage("split", partial(assign_split, **cfg.split.model_dump())))
@@ -97,7 +97,10 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     teacher = with_teacher_cache(cfg.teacher, cfg.cache)  # its replies go to the job's cache too
     records = (records
                | "Expand" >> beam.ParDo(stage("expand", partial(expand_record, **params)))
-               | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles))
+               | "FanOutStyles" >> beam.FlatMap(fan_out, list(cfg.styles)))
+    if cfg.mix.per_style():
+        records = records | "MixStyles" >> beam.ParDo(stage("mix_styles", drop_styles))
+    records = (records
                | "PlanStyles" >> beam.ParDo(stage("styles", partial(plan, **cfg.crops.model_dump())))
                | "Teach" >> beam.ParDo(Teach(teacher, cfg.validate_.model_dump(), run_id, f"{out}/batch",
                                                   prompt_texts(cfg)))

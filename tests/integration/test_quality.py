@@ -183,3 +183,40 @@ def test_a_two_to_one_mix_between_two_sources_is_filled_before_depth(tmp_path):
     assert stats["mix"]["obtained"]["source=viscot"]["kept"] == 10
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| `source=viscot` | share 2 | 10 | 10 | 10 |" in card and "| `source=grounded` | share 1 | 7 | 5 | 5 |" in card
+
+
+def test_a_mix_by_style_and_difficulty_drops_rows_before_the_teacher_and_every_record_is_accounted_for(tmp_path):
+    small, large = (10, 10, 20, 20), (5, 5, 90, 75)  # 1% of the image: hard; 83%: easy
+    (tmp_path / "a").mkdir()
+    lines = []
+    for i in range(8):
+        (tmp_path / "a" / f"img_{i}.png").write_bytes(encoded(picture(i), "PNG"))
+        lines.append(viscot_line(f"img_{i}.png", 96, 80, [list(small if i < 4 else large)], question=f"What is {i}?"))
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    mix = ("mix: {groups: [{style: sif, difficulty: hard, count: 3}, {style: textual, count: 2}]}\n"
+           "depth: {enabled: false}")
+    stats, written, rejected = run(tmp_path, ["{kind: viscot, path: a.jsonl, image_root: a}"], mix,
+                                   styles="[sif, textual]")
+    hard = {f"What is {i}?" for i in range(4)}
+    sif = [r for r in written if r["style"] == "sif"]
+    assert len(sif) == 3 and {r["question"] for r in sif} <= hard
+    assert len([r for r in written if r["style"] == "textual"]) == 2
+    assert stats["counters"]["teacher.ok"] == 5  # the teacher wrote only the rows the mix kept
+    assert stats["balanced"] and stats["records_in"] == 8
+    # each record: written or rejected in each style, with its reason
+    seen = Counter((r["question"], r["style"]) for r in written)
+    seen.update((r["question"], s) for r in rejected for s in ([r["style"]] if r["style"] else ["sif", "textual"]))
+    assert set(seen.values()) == {1} and len(seen) == 16
+    assert {(r["stage"], r["reason"]) for r in rejected} <= {("mix", "mix_full")}
+    assert stats["mix"]["obtained"]["style=sif,difficulty=hard"] == {"available": 4, "wanted": 3, "kept": 3,
+                                                                     "kept_by_source": {"viscot": 3}}
+
+
+def test_a_mix_naming_a_source_or_style_the_job_lacks_is_a_one_line_config_error(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    for group, key in (("{source: gqa, share: 1}", "mix.groups.0.source: 'gqa' is not a source of this job (viscot)"),
+                       ("{style: mgpo, count: 3}", "mix.groups.0.style: 'mgpo' is not a style of this job (sif)")):
+        job.write_text("sources: [{kind: viscot, path: a.jsonl, image_root: a}]\nstyles: [sif]\n"
+                       f"mix: {{groups: [{group}]}}\n")
+        assert main(["generate", str(job), "-o", str(tmp_path / "out"), "--check"]) == 2
+        assert key in capsys.readouterr().err
