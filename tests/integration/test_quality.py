@@ -16,7 +16,7 @@ from groundcot.transforms.dedup import distance
 from groundcot.transforms.split import image_identity
 
 from support import viscot_line
-from support.fake_openai import FakeOpenAI
+from support.fake_openai import FakeOpenAI, good_reply
 
 
 def picture(i: int, size=(96, 80)) -> Image.Image:
@@ -220,3 +220,33 @@ def test_a_mix_naming_a_source_or_style_the_job_lacks_is_a_one_line_config_error
                        f"mix: {{groups: [{group}]}}\n")
         assert main(["generate", str(job), "-o", str(tmp_path / "out"), "--check"]) == 2
         assert key in capsys.readouterr().err
+
+
+def teacher_or_critic(body: dict) -> str:
+    """One endpoint for both: the critic's requests are graded, the teacher's answered as a faithful teacher."""
+    return grade(body) if "You grade a grounded chain" in body["messages"][0]["content"] else good_reply(body)
+
+
+def test_the_critic_in_batch_mode_joins_the_teachers_shards_and_is_then_served_from_the_cache(tmp_path, capsys):
+    source = viscot_source(tmp_path, "a", [f"What is shown, n={i}?" for i in range(4)])
+    job = tmp_path / "job.yaml"
+    with FakeOpenAI(reply_with=teacher_or_critic) as fake:
+        job.write_text(f"sources: [{source}]\nstyles: [sif]\ndepth: {{enabled: false}}\ncache: {tmp_path / 'cache'}\n"
+                       f"teacher: {{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, "
+                       "api_key_env: null}, batch: {enabled: true}}\nquality: {critic: {enabled: true}}\n")
+
+        def generate_then_collect(out) -> dict:
+            assert main(["generate", str(job), "-o", str(out), "--allow-empty"]) == 0  # every row waits
+            for action in ("submit", "status", "collect"):
+                assert main(["teacher", action, str(job), "--out", str(out)]) == 0
+            return json.loads((out / "stats.json").read_text())
+
+        first = generate_then_collect(tmp_path / "first")  # the teacher's requests
+        second = generate_then_collect(tmp_path / "second")  # the teacher's replies from the cache; the critic's requests
+        stats, rows, _ = run(tmp_path, [source], job.read_text().split("styles: [sif]\n", 1)[1], styles="[sif]")
+        assert fake.requests == []  # no live call in any run: batches and the cache only
+    assert first["rejected_by_reason"] == {"teacher_batch_pending": 4} and first["critic"]["ledger"] == {"retries": 0}
+    assert second["rejected_by_reason"] == {"critic_batch_pending": 4}
+    assert second["critic"]["ledger"]["batch_requests"] == 4 and second["teacher"]["ledger"]["cache_hits"] == 4
+    assert stats["written"] == 4 and stats["critic"]["ledger"]["cache_hits"] == 4
+    assert sorted(row["critic_score"] for row in rows) == [0.0, 0.1, 0.2, 0.3]
