@@ -59,7 +59,7 @@ def parse_grade(reply: str) -> tuple[float, str]:
     """
     found = re.search(r"\{.*\}", reply, re.S)
     try:
-        data = json.loads(found.group(0)) if found else {}
+        data = json.loads(found.group(0), strict=False) if found else {}  # a raw newline in the reason too
     except ValueError:
         data = {}
     if not isinstance(data, dict) or "score" not in data:
