@@ -69,11 +69,24 @@ def bands(value: int, n: int) -> list[tuple[int, int]]:
     return [(i, (value >> lo) & ((1 << (hi - lo)) - 1)) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
 
 
-def near_pairs(members, max_distance: int) -> list[tuple[str, str]]:
-    """The pairs of hex hashes of one band bucket within ``max_distance`` bits (each pair smaller first)."""
-    values = sorted({int(h, 16) for h in members})
-    return [(hexed(a), hexed(b)) for i, a in enumerate(values) for b in values[i + 1:]
-            if (a ^ b).bit_count() <= max_distance]
+def near_pairs(members, max_distance: int, chunk: int = 512) -> list[tuple[str, str]]:
+    """The pairs of hex hashes of one band bucket within ``max_distance`` bits (each pair smaller first),
+    compared as numpy uint64 arrays ``chunk`` rows at a time.
+
+    >>> near_pairs(["00ff", "00fe", "ff00", "00fc"], 1)
+    [('00000000000000fc', '00000000000000fe'), ('00000000000000fe', '00000000000000ff')]
+    """
+    import numpy as np
+
+    values = np.array(sorted({int(h, 16) for h in members}), dtype=np.uint64)
+    found = []
+    for start in range(0, len(values), chunk):
+        block = values[start:start + chunk]
+        close = np.bitwise_count(block[:, None] ^ values[None, :]) <= max_distance
+        for i, j in zip(*np.nonzero(close)):
+            if start + i < j:
+                found.append((hexed(int(values[start + i])), hexed(int(values[j]))))
+    return found
 
 
 def components(pairs) -> dict:

@@ -11,12 +11,15 @@ kept; the rest are ``mix_full``. A record none of whose units is kept is rejecte
 stages; a record some of whose styles are dropped carries the rest (``record.mix_styles``) and its
 dropped styles are rejected right after the styles are made (``drop_styles``), before the teacher.
 
-How it scales: only (group, rank) pairs, 7 bytes of rank each, travel to the grouping step, and what
-comes back to the records is one threshold per group (a side input), so the images never move.
+How it scales: only (group, rank) pairs, 7 bytes of rank each, travel to the grouping step; units are
+counted per group by a combiner, and each group's threshold is read off its ranks keeping only the
+ranks it wants; what comes back to the records is one threshold per group (a side input), so the
+images never move.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from typing import Literal, Optional
 
@@ -146,9 +149,9 @@ def asked(mix: Mix) -> dict:
 
 
 def threshold(label: str, ranks, wanted: dict[str, int] | None = None):
-    """A group's highest rank kept (-1: none)."""
+    """A group's highest rank kept (-1: none); holds only the ``wanted`` lowest ranks while it reads them."""
     n = (wanted or {}).get(label, 0)
-    return label, (sorted(ranks)[n - 1] if n else -1)
+    return label, (heapq.nsmallest(n, ranks)[-1] if n else -1)
 
 
 def choose(record: Record, mix: Mix, styles: list[str], cuts: dict[str, int]) -> Record:
@@ -193,14 +196,13 @@ class Sample(beam.PTransform):
 
     def expand(self, records):
         mix, styles = self.mix, self.styles
-        grouped = (records
-                   | "Units" >> beam.FlatMap(lambda r: [] if r.rejection else [
-                       (label, rk) for _, label, rk in units(r, mix, styles) if label != OUTSIDE])
-                   | "ByGroup" >> beam.GroupByKey())
-        available = (grouped | "Available" >> beam.MapTuple(lambda label, ranks: (label, len(list(ranks))))
+        keyed = records | "Units" >> beam.FlatMap(lambda r: [] if r.rejection else [
+            (label, rk) for _, label, rk in units(r, mix, styles) if label != OUTSIDE])
+        available = (keyed | "Available" >> beam.combiners.Count.PerKey()
                      | "AvailableDict" >> beam.combiners.ToDict())
         wanted = available | "Targets" >> beam.Map(lambda found: targets(mix, found))
-        cut = grouped | "Thresholds" >> beam.MapTuple(threshold, beam.pvalue.AsSingleton(wanted))
+        cut = (keyed | "ByGroup" >> beam.GroupByKey()
+               | "Thresholds" >> beam.MapTuple(threshold, beam.pvalue.AsSingleton(wanted)))
         chosen = records | "Choose" >> beam.Map(lambda r, cuts: choose(r, mix, styles, cuts), beam.pvalue.AsDict(cut))
         counts = ((available | "AvailableCounts" >> beam.FlatMap(
                       lambda found: [(f"\tmix_available\t{k}\t", n) for k, n in found.items()]),
