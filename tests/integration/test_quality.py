@@ -92,6 +92,8 @@ def test_critic_scores_every_row_and_min_score_rejects_those_below_with_the_reas
     assert stats["critic"]["rejected_by_reason"] == {"low_quality": 10} and stats["critic"]["model"] == "fake-vlm"
     assert stats["counters"]["critic.requests"] == 16 and stats["counters"]["critic.ok"] == 6
 
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "## Quality" in card and "`fake-vlm`" in card and "below `min_score` 0.45 were rejected as `low_quality` (10)" in card
     assert main(["inspect", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "report" / "index.html").read_text()
     critic_part = page[page.index('<h2 id="critic">'):page.index('<h2 id="gallery">')]
@@ -155,6 +157,9 @@ def test_a_re_encoded_copy_through_another_source_is_a_duplicate_and_never_strad
     assert {"train", "test"} == set().union(*splits.values())
     assert sum(s == {"viscot", "grounded"} for s in sources.values()) == n // 2  # the pairs kept, one split each
     assert stats["distinct_images"] == {"all": n, "by_source": {"grounded": n, "viscot": n}}
+    assert (f"Distinct images (perceptual hash; near-identical images as one): {n} in all, grounded {n}, viscot {n}. "
+            f"Records asking the same question of a near-identical image: {n // 2} rejected as `duplicate`."
+            ) in (tmp_path / "out" / "README.md").read_text()
     assert stats["counters"]["dedup.rejected.duplicate"] == n // 2 and stats["counters"]["dedup.ok"] == n + n // 2
 
 
