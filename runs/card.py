@@ -302,9 +302,11 @@ def quality_text(stats: dict) -> list[str]:
         rows = [[f"`{g}`", ", ".join(f"{k} {v:g}" for k, v in want.items()),
                  mix.get("obtained", {}).get(g, {}).get("available", 0), mix.get("obtained", {}).get(g, {}).get("wanted", 0),
                  mix.get("obtained", {}).get(g, {}).get("kept", 0)] for g, want in asked.get("groups", {}).items()]
-        total = f", {asked['total']} records in all" if asked.get("total") else ""
-        lines.append(f"The mix (seed {asked.get('seed', 0)}{total}), sampled before the model stages:\n\n"
-                     + table(["group", "asked", "available", "wanted", "obtained"], rows))
+        unit = "rows (record x style)" if any("style=" in g for g in asked.get("groups", {})) else "records"
+        total = f", {asked['total']} {unit} in all" if asked.get("total") else ""
+        lines.append(f"The mix (seed {asked.get('seed', 0)}{total}), in {unit}, sampled before the model stages "
+                     "(obtained: what the sampling kept; the rows written after the teacher and validation are "
+                     "under Counts):\n\n" + table(["group", "asked", "available", "wanted", "obtained"], rows))
     return ["## Quality", *lines] if lines else []
 
 
