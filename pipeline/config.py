@@ -202,8 +202,8 @@ class JobConfig(Section):
     validate_: Validate = Field(Validate(), alias="validate")
     split: Split = Split()
     quality: Quality = Quality()
-    mix: Mix = Field(Mix(), description="How many records per source and difficulty bucket, chosen before the "
-                     "model stages (transforms/mix.py).")
+    mix: Mix = Field(Mix(), description="How many records per source, style and difficulty bucket, sampled "
+                     "before the model stages (transforms/mix.py).")
     output: Output = Output()
     runner: Runner = Runner()
     cache: Optional[str] = Field(
