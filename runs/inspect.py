@@ -472,8 +472,8 @@ def quality_rows(stats: dict) -> list[list]:
     for group, asked in (mix.get("asked") or {}).get("groups", {}).items():
         got = (mix.get("obtained") or {}).get(group, {})
         want = ", ".join(f"{k} {v:g}" for k, v in asked.items())
-        rows.append([f"mix {group}", f"asked {want}; wanted {got.get('wanted', 0)} of {got.get('available', 0)} "
-                                     f"available, kept {got.get('kept', 0)}"])
+        rows.append([f"mix {group}", (f"asked {want}; wanted {got.get('wanted', 0)} of {got.get('available', 0)} "
+                                      f"available, kept {got.get('kept', 0)}")])
     return rows
 
 

@@ -17,6 +17,7 @@ input just the (group, question) keys asked more than once.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -66,7 +67,7 @@ def bands(value: int, n: int) -> list[tuple[int, int]]:
     [(0, 65280), (1, 0)]
     """
     edges = [round(i * BITS / n) for i in range(n + 1)]
-    return [(i, (value >> lo) & ((1 << (hi - lo)) - 1)) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    return [(i, (value >> lo) & ((1 << (hi - lo)) - 1)) for i, (lo, hi) in enumerate(pairwise(edges))]
 
 
 def near_pairs(members, max_distance: int, chunk: int = 512) -> list[tuple[str, str]]:
