@@ -113,7 +113,39 @@ def plan(cfg: JobConfig, out: str, models: dict[str, str]) -> list[str]:
         lines += teacher_cost(cfg, records)
         if teacher.batch.enabled:
             lines.append(f"teacher mode: batch (requests go to {out}/batch/requests-*.jsonl; nothing is called)")
+    lines += quality_plan(cfg, records)
     return lines
+
+
+def quality_plan(cfg: JobConfig, records: int | None) -> list[str]:
+    """What the quality stages and the mix will do; the critic's calls and a bound on their cost."""
+    from groundcot.transforms.critic import client_config
+    from groundcot.transforms.teach.tokens import image_tokens
+
+    q, lines = cfg.quality, []
+    if cfg.mix.groups:
+        lines.append("mix: " + ", ".join(f"{g.label()} {'share ' + format(g.share, 'g') if g.share else g.count}"
+                                         for g in cfg.mix.groups) + " (sampled before the model stages)")
+    if q.near_duplicates.enabled or cfg.split.test_fraction:
+        lines.append(f"near-duplicate images: perceptual hash, at most {q.near_duplicates.max_distance} bits apart"
+                     + (" (duplicates rejected)" if q.near_duplicates.enabled else " (the split's identity only)"))
+    if not q.critic.enabled:
+        return lines
+    api = client_config(q.critic, cfg.teacher, cfg.cache)
+    calls = "unknown until read" if records is None else f"at most {records * len(cfg.styles)}"
+    lines.append(f"critic: model {api.connection.model} at {scrub_url(api.connection.base_url)}; {calls} calls "
+                 f"(one per validated row), min_score {q.min_score}"
+                 + ("; batch mode: its requests join the teacher's shards" if api.batch.enabled else ""))
+    cost, req = api.cost, api.request
+    if cost.price_prompt_per_mtok is None or cost.price_completion_per_mtok is None:
+        return lines + ["critic cost: unknown (set teacher.cost prices)"]
+    trace = cfg.teacher.request.max_tokens if is_api(cfg.teacher) else TEXT_TOKENS  # the graded trace's length
+    prompt = image_tokens(req.image_max_side, req.image_max_side, cost.image_token_rule) + TEXT_TOKENS + trace
+    per_row = (prompt * cost.price_prompt_per_mtok + req.max_tokens * cost.price_completion_per_mtok) / 1e6
+    line = f"critic cost: at most ${per_row * len(cfg.styles):.4f} per record ({len(cfg.styles)} rows)"
+    if records is not None:
+        line += f", at most ${per_row * len(cfg.styles) * records:.2f} for {records} records"
+    return lines + [line]
 
 
 def not_listed(cfg: JobConfig, out: str) -> list[str]:

@@ -10,6 +10,9 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from groundcot.transforms.critic import CriticConfig
+from groundcot.transforms.dedup import NearDuplicates
+from groundcot.transforms.mix import Mix
 from groundcot.transforms.secrets import scrub_url
 from groundcot.transforms.sources import SOURCES, get_source
 from groundcot.transforms.styles import get_style
@@ -141,6 +144,21 @@ class Split(Section):
                               "re-assign only train rows; false: the image hash decides every row.")
 
 
+class Quality(Section):
+    near_duplicates: NearDuplicates = Field(NearDuplicates(), description="Near-identical images across "
+                                            "sources (perceptual hash): the held-out split's identity, and "
+                                            "duplicates rejected when enabled.")
+    critic: CriticConfig = Field(CriticConfig(), description="A VLM grading every validated trace.")
+    min_score: Optional[float] = Field(None, ge=0, le=1, description="Reject rows the critic scores below "
+                                       "this as `low_quality`, its reason kept (needs critic.enabled).")
+
+    @model_validator(mode="after")
+    def _needs_critic(self):
+        if self.min_score is not None and not self.critic.enabled:
+            raise ValueError("min_score needs critic.enabled")
+        return self
+
+
 class Output(Section):
     dir: str = Field("out", description="Output folder or bucket prefix.")
     num_shards: int = Field(0, ge=0, description="Parquet shards; 0 lets the runner choose (no shuffle).")
@@ -183,6 +201,9 @@ class JobConfig(Section):
     sif: Sif = Sif()
     validate_: Validate = Field(Validate(), alias="validate")
     split: Split = Split()
+    quality: Quality = Quality()
+    mix: Mix = Field(Mix(), description="How many records per source, style and difficulty bucket, sampled "
+                     "before the model stages (transforms/mix.py).")
     output: Output = Output()
     runner: Runner = Runner()
     cache: Optional[str] = Field(
@@ -192,6 +213,30 @@ class JobConfig(Section):
                           "`teacher.cache` is set. A local path is relative to the working directory.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _mix_names(self):
+        kinds = {src.kind for src in self.sources}
+        for i, group in enumerate(self.mix.groups):
+            if group.source is not None and group.source not in kinds:
+                raise ValueError(f"mix.groups.{i}.source: {group.source!r} is not a source of this job "
+                                 f"({', '.join(sorted(kinds))})")
+            if group.style is not None and group.style not in self.styles:
+                raise ValueError(f"mix.groups.{i}.style: {group.style!r} is not a style of this job "
+                                 f"({', '.join(self.styles)})")
+        return self
+
+    @model_validator(mode="after")
+    def _critic_endpoint(self):
+        critic = self.quality.critic
+        if critic.enabled and critic.connection is None and not is_api(self.teacher):
+            raise ValueError(f"quality.critic.connection: the {self.teacher.kind} teacher calls no endpoint; "
+                             "give the critic one")
+        if critic.enabled and critic.connection is not None and is_api(self.teacher) and self.teacher.batch.enabled:
+            raise ValueError("quality.critic.connection: in batch mode the critic's requests join the teacher's "
+                             "batch shards, which go to the teacher's endpoint; leave it unset (or set only "
+                             "quality.critic.model)")
+        return self
 
 
 def sync_sources() -> None:

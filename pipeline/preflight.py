@@ -15,6 +15,7 @@ from apache_beam.runners.runner import create_runner
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import OutputFolder, OutputRefused
+from groundcot.transforms.critic import client_config
 from groundcot.transforms.depth import resolve_depth_model
 from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
@@ -22,7 +23,7 @@ from groundcot.transforms.secrets import SecretError
 from groundcot.transforms.secrets import check as check_secret
 from groundcot.transforms.sources import get_source
 from groundcot.transforms.teach import is_api
-from groundcot.transforms.teach.connection import check_endpoint
+from groundcot.transforms.teach.connection import EndpointError, check_endpoint
 
 
 def pipeline_options(cfg: JobConfig) -> tuple[object, PipelineOptions]:
@@ -209,6 +210,25 @@ def preflight(cfg: JobConfig, offline: bool = False) -> None:
     # after the secret it needs is set; a key only the workers can read: their first calls check it
     if is_api(cfg.teacher) and not cfg.teacher.batch.enabled and (key is None or key[1]):
         check_endpoint(cfg.teacher.connection)
+    check_critic(cfg)
+
+
+def check_critic(cfg: JobConfig) -> None:
+    """A critic with its own endpoint or model: its key is set and the endpoint serves the model (the
+    teacher's endpoint and model were checked above; batch mode calls no one)."""
+    critic = cfg.quality.critic
+    if not critic.enabled or (critic.connection is None and critic.model is None):
+        return
+    api = client_config(critic, cfg.teacher, cfg.cache)
+    conn, key = api.connection, "quality.critic.connection"
+    if api.batch.enabled or conn.api_key_secret:  # a secret reference: the workers' first calls check it
+        return
+    if conn.api_key_env and not os.environ.get(conn.api_key_env):
+        raise RuntimeError(f"{key}.api_key_env: the environment variable {conn.api_key_env} is not set")
+    try:
+        check_endpoint(conn, key_name=key)
+    except EndpointError as err:
+        raise EndpointError(str(err).replace("teacher endpoint", "critic endpoint", 1)) from None
 
 
 def check_output(out: str, out_key: str, overwrite: bool) -> None:

@@ -23,8 +23,10 @@ from groundcot.pipeline.stats import (
     EmptyRun,
     beam_counters,
     check_not_empty,
+    critic_stats,
     cross_check,
     is_ledger,
+    mix_stats,
     quality,
     read_counts,
     summarise,
@@ -127,6 +129,7 @@ def run_graph(cfg: JobConfig, staging: str, models: dict[str, ResolvedModel], ru
         "run_id": run_id,
         "teacher": {**teacher_stats(cfg, counters), "quality": quality(stats, counters)},
         "cache": cache_stats(counters),
+        "critic": critic_stats(cfg, counters), "mix": mix_stats(cfg, stats),
         **{f"{stage}_model": None if stage not in models else {
             "requested": models[stage].requested, "fallback_tiny_random": models[stage].fallback,
             "reason": models[stage].reason} for stage in ("depth", "masks")},

@@ -69,7 +69,18 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
                                            "filtered": 0, "filtered_by_reason": Counter()})
     by_style: dict = defaultdict(lambda: {"written": 0, "rejected": 0, "rejected_by_reason": Counter()})
     by_split: dict = defaultdict(lambda: {"written": 0, "by_source": Counter(), "by_style": Counter()})
+    distinct: Counter = Counter()
+    mix: dict = defaultdict(lambda: {"wanted": 0, "available": 0, "kept": 0, "kept_by_source": Counter()})
     for (source, kind, reason, style), n in counts.items():
+        if kind == "distinct_images":  # image groups (near-identical images as one): per source, "" for all
+            distinct[source] += n
+            continue
+        if kind.startswith("mix_"):  # reason holds the mix group
+            what = kind.removeprefix("mix_")
+            mix[reason][what] += n
+            if what == "kept":
+                mix[reason]["kept_by_source"][source] += n
+            continue
         if kind == "split":  # a written row's split (reason holds its name)
             by_split[reason]["written"] += n
             by_split[reason]["by_source"][source] += n
@@ -97,6 +108,9 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
         "by_style": {s: {**e, "rejected_by_reason": dict(e["rejected_by_reason"])} for s, e in sorted(by_style.items())},
         "by_split": {s: {"written": e["written"], "by_source": dict(sorted(e["by_source"].items())),
                          "by_style": dict(sorted(e["by_style"].items()))} for s, e in sorted(by_split.items())},
+        "distinct_images": {"all": distinct.pop("", 0), "by_source": dict(sorted(distinct.items()))}
+        if distinct else None,
+        "mix": {g: {**e, "kept_by_source": dict(sorted(e["kept_by_source"].items()))} for g, e in sorted(mix.items())},
         "elapsed_s": round(elapsed, 2),
         "records_per_s": round(total["in"] / elapsed, 1) if elapsed > 0 else None,
     }
@@ -105,11 +119,11 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
 def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
     """The counts read back agree with Beam's committed counters, where the runner reports them.
 
-    Every record that reached the image stage was counted in, and every row validate passed was
-    written: fewer read back means the counts file did not hold what the job did.
+    Every record that reached the image stage was counted in, and every row validate (and the critic)
+    passed was written: fewer read back means the counts file did not hold what the job did.
     """
     loaded = sum(n for k, n in counters.items() if k == "image.ok" or k.startswith("image.rejected."))
-    passed = counters.get("validate.ok", 0)
+    passed = counters.get("validate.ok", 0) - sum(n for k, n in counters.items() if k.startswith("critic.rejected."))
     if stats["records_in"] < loaded or stats["written"] < passed:
         raise CountsUnreadable(
             f"the counts read back from {staging}/_counts say {stats['records_in']} records in and "
@@ -203,9 +217,14 @@ def teacher_stats(cfg: JobConfig, counters: dict[str, int]) -> dict:
         return info
     per_style = f"{TEACHER}.quality."  # in quality() below
     ledger = {k[len(TEACHER) + 1:]: v for k, v in counters.items() if is_ledger(k) and not k.startswith(per_style)}
-    ledger["retries"] = max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))
-    info.update(model=cfg.teacher.connection.model, ledger=dict(sorted(ledger.items())))
-    cost = cfg.teacher.cost
+    info.update(model=cfg.teacher.connection.model)
+    return {**info, **spending(ledger, cfg.teacher.cost)}
+
+
+def spending(ledger: dict[str, int], cost) -> dict:
+    """A stage's API ledger (retries added), its estimated cost at the ``cost`` section's prices, image tokens per call."""
+    ledger = {**ledger, "retries": max(0, ledger.get("attempts", 0) - ledger.get("requests", 0))}
+    info: dict = {"ledger": dict(sorted(ledger.items()))}
     if cost.price_prompt_per_mtok is not None and cost.price_completion_per_mtok is not None:
         info["estimated_cost_usd"] = round(
             ledger.get("prompt_tokens", 0) / 1e6 * cost.price_prompt_per_mtok
@@ -227,6 +246,29 @@ def quality(stats: dict, counters: dict[str, int]) -> dict:
                       "reasked": counters.get(f"{TEACHER}.quality.{style}.reasked", 0),
                       "rejected": entry["rejected"], "rejected_by_reason": entry["rejected_by_reason"]}
     return out
+
+
+def critic_stats(cfg: JobConfig, counters: dict[str, int]) -> dict | None:
+    """The critic's model, what it passed and rejected, its ledger (``critic.<x>`` counters) and cost; None when off."""
+    from groundcot.transforms.critic import STAGE as CRITIC
+    from groundcot.transforms.critic import client_config
+
+    if not cfg.quality.critic.enabled:
+        return None
+    api = client_config(cfg.quality.critic, cfg.teacher, cfg.cache)
+    prefix, rejected = f"{CRITIC}.", f"{CRITIC}.rejected."
+    ledger = {k[len(prefix):]: v for k, v in counters.items()
+              if k.startswith(prefix) and k != f"{CRITIC}.ok" and not k.startswith(rejected)}
+    return {"model": api.connection.model, "min_score": cfg.quality.min_score, "passed": counters.get(f"{CRITIC}.ok", 0),
+            "rejected_by_reason": {k[len(rejected):]: v for k, v in sorted(counters.items()) if k.startswith(rejected)},
+            **spending(ledger, api.cost)}
+
+
+def mix_stats(cfg: JobConfig, stats: dict) -> dict | None:
+    """The mix asked for (the config) and obtained (per group: available, wanted, kept); None when no mix."""
+    from groundcot.transforms.mix import asked
+
+    return {"asked": asked(cfg.mix), "obtained": stats["mix"]} if cfg.mix.groups else None
 
 
 def check_not_empty(stats: dict) -> None:

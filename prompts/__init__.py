@@ -25,6 +25,7 @@ _REPLACED: dict[str, str] = {}  # name -> the job's text, installed in this proc
 
 DESCRIPTIONS = {
     "aperture_train": "aperture rows: the training question (look closer with zoom/segment actions)",
+    "critic": "critic: grade a trace against the image with its boxes drawn (JSON score and reason)",
     "flickr30k_question": "flickr30k source: the question asked about a phrase of a caption",
     "judge": "teacher judge: does a candidate answer mean the same as the reference (yes/no)",
     "judge_graded": "trainer's graded judge: a 0-1 score for an answer against the reference",

@@ -230,6 +230,7 @@ def body(run_id: str, found: dict, stats: dict, notes: list[str], provenances: l
         figure_line("hiou.png") + "\n\n" + figure_line("chain_length.png"),
         "## Splits",
         split_text(found, stats, styles),
+        *quality_text(stats),
         "## Rejections",
         table(["reason", "records", "by style"],
               [[r, n, ", ".join(f"{s.replace('before_styles', 'before styles')} {v['rejected_by_reason'][r]}"
@@ -273,8 +274,40 @@ def split_text(found: dict, stats: dict, styles: list[str]) -> str:
     kept = ("; a val or test split a source gives is kept" if split.get("keep_source", True)
             else "; the hash decides every row, whatever split a source gives")
     return (rows + f"\n\n`test` holds out {split['test_fraction']:g} of the images, chosen by a seeded hash "
-            f"(seed {split.get('seed', 0)}) of each image's decoded pixels, so every row of one image, from any "
-            f"source, is in one split{kept}.")
+            f"(seed {split.get('seed', 0)}) of each image's perceptual hash group (near-identical images, re-encoded "
+            f"or resized, count as one), so every row of one image, from any source, is in one split{kept}.")
+
+
+def quality_text(stats: dict) -> list[str]:
+    """The "Quality" section: the critic, near-duplicate images and the mix (asked vs obtained); [] when all are off."""
+    lines = []
+    critic = stats.get("critic") or {}
+    if critic:
+        rejected = (critic.get("rejected_by_reason") or {}).get("low_quality", 0)
+        bar = (f"; rows it scored below `min_score` {critic['min_score']:g} were rejected as `low_quality` "
+               f"({rejected})" if critic.get("min_score") is not None else "")
+        lines.append(f"Every row was graded by a critic, `{critic.get('model')}`, which saw the image with the "
+                     f"chain's boxes drawn: `critic_score` (0 to 1) and `critic_reason` say whether each step's "
+                     f"text is true of its region and the chain leads to the answer{bar}.")
+    images = stats.get("distinct_images") or {}
+    if images:
+        duplicates = stats.get("rejected_by_reason", {}).get("duplicate", 0)
+        lines.append(f"Distinct images (perceptual hash; near-identical images as one): {images.get('all')} in all, "
+                     + ", ".join(f"{s} {n}" for s, n in images.get("by_source", {}).items())
+                     + f". Records asking the same question of a near-identical image: {duplicates} rejected as "
+                       "`duplicate`.")
+    mix = stats.get("mix") or {}
+    if mix:
+        asked = mix.get("asked", {})
+        rows = [[f"`{g}`", ", ".join(f"{k} {v:g}" for k, v in want.items()),
+                 mix.get("obtained", {}).get(g, {}).get("available", 0), mix.get("obtained", {}).get(g, {}).get("wanted", 0),
+                 mix.get("obtained", {}).get(g, {}).get("kept", 0)] for g, want in asked.get("groups", {}).items()]
+        unit = "rows (record x style)" if any("style=" in g for g in asked.get("groups", {})) else "records"
+        total = f", {asked['total']} {unit} in all" if asked.get("total") else ""
+        lines.append(f"The mix (seed {asked.get('seed', 0)}{total}), in {unit}, sampled before the model stages "
+                     "(obtained: what the sampling kept; the rows written after the teacher and validation are "
+                     "under Counts):\n\n" + table(["group", "asked", "available", "wanted", "obtained"], rows))
+    return ["## Quality", *lines] if lines else []
 
 
 def figure_line(name: str, alt: str | None = None, title: str | None = None) -> str:

@@ -1,7 +1,8 @@
 """``groundcot inspect RUN``: a static report of a run, one ``index.html`` plus PNGs, opened from disk.
 
 What it shows: the run's counts (stats.json), rejection reasons with a few examples each, the
-distributions (HIoU, chain length, GT box area share, depth of the evidence, CoT length) and a
+distributions (HIoU, chain length, GT box area share, depth of the evidence, CoT length), the
+critic's score distribution per style and its lowest-scoring rows with their reasons, and a
 gallery of sampled rows per style, each drawn with its chain's boxes numbered in step colours, its
 depth map, its masks and crops, and its text with every ``<area>``/``<zoom>`` coloured like its box.
 
@@ -10,6 +11,7 @@ groups that hold its sampled rows.
 """
 from __future__ import annotations
 
+import heapq
 import html
 import io
 import json
@@ -26,6 +28,7 @@ from groundcot.transforms.styles import STYLES, in_order
 MAX_SIDE = 480  # gallery images are downscaled to this (boxes are normalised: unaffected)
 STAT_ROWS = 200_000  # rows per style the distributions read at most (whole row groups, first ones)
 EXAMPLES_PER_REASON = 3
+LOWEST = 5  # the critic's lowest-scoring rows shown per style
 SKIPPED = {"messages", "depth_image"}  # never shown: the gallery draws from the other columns
 TAGS = re.compile(r"<area>.*?</area>|<zoom>.*?</zoom>|```json.*?```", re.DOTALL)
 
@@ -84,7 +87,7 @@ def distributions(shards: dict[str, list[str]]) -> tuple[dict, dict]:
     first): GT area share and evidence depth; and per style the rows read / rows."""
     import pyarrow.parquet as pq
 
-    values: dict = {k: defaultdict(list) for k in ("hiou", "steps", "area", "depth", "cot")}
+    values: dict = {k: defaultdict(list) for k in ("hiou", "steps", "area", "depth", "cot", "critic", "lowest")}
     seen: dict = {}
     for style, paths in shards.items():
         read, total = 0, 0
@@ -93,8 +96,8 @@ def distributions(shards: dict[str, list[str]]) -> tuple[dict, dict]:
                 pf = pq.ParquetFile(handle)
                 total += pf.metadata.num_rows
                 names = set(pf.schema_arrow.names)
-                cols = [c for c in ("id", "hiou", "gt_boxes", "width", "height", "cot", "chain", "actions", "frame", "style")
-                        if c in names]
+                cols = [c for c in ("id", "hiou", "gt_boxes", "width", "height", "cot", "chain", "actions", "frame", "style",
+                                    "question", "critic_score", "critic_reason") if c in names]
                 for g in range(pf.metadata.num_row_groups):
                     if read >= STAT_ROWS:
                         break
@@ -118,6 +121,33 @@ def _measure(style: str, row: dict, values: dict) -> None:
     if chain and chain[-1].get("depths") and record not in values["depth"]:
         values["depth"][record] = [d for d in chain[-1]["depths"] if d is not None]
     values["cot"][style].append(len(row.get("cot") or ""))
+    if row.get("critic_score") is not None:
+        values["critic"][style].append(row["critic_score"])
+        lowest = values["lowest"][style]  # a heap of the LOWEST lowest scores, as (-score, id, row)
+        entry = (-row["critic_score"], row.get("id") or "", {k: row.get(k) for k in ("id", "question", "critic_reason")})
+        (heapq.heappush if len(lowest) < LOWEST else heapq.heappushpop)(lowest, entry)
+
+
+def critic_section(values: dict, out: str) -> str:
+    """The critic's scores per style (a histogram and quartiles) and each style's lowest-scoring rows
+    with their reasons; "" when no row has a score."""
+    from statistics import quantiles
+
+    from groundcot.runs import plots
+
+    scores = {s: v for s, v in values["critic"].items() if v}
+    if not scores:
+        return ""
+    plots.critic_histogram(scores, os.path.join(out, "img/plot-critic.png"))
+    rows = [[s, len(v), f"{min(v):.2f}", *(f"{q:.2f}" for q in (quantiles(v, n=4, method="inclusive")
+                                                              if len(v) > 1 else [v[0]] * 3)),
+             f"{max(v):.2f}", f"{sum(v) / len(v):.3f}"] for s, v in scores.items()]
+    lowest = [[s, f"{-neg:.2f}", row["id"], row["question"] or "", row["critic_reason"] or ""]
+              for s, heap in values["lowest"].items() for neg, _, row in sorted(heap, reverse=True)]
+    return (figure("img/plot-critic.png", "critic scores per style")
+            + table(["style", "rows", "min", "25%", "median", "75%", "max", "mean"], rows)
+            + f"<h3>Lowest-scoring rows ({LOWEST} per style)</h3>"
+            + table(["style", "score", "id", "question", "critic's reason"], lowest))
 
 
 def sample_rows(paths: list[str], n: int, seed: int) -> list[dict]:
@@ -410,6 +440,9 @@ def summary(stats: dict) -> str:
         parts.append('<div class="box"><h3>Teacher quality per style</h3>' + table(
             ["style", "accepted first try", "after a re-ask", "re-asked", "rejected"], quality) + "</div>")
     parts.append('<div class="box"><h3>Teacher and cache</h3>' + table(["", ""], rows) + "</div>")
+    quality = quality_rows(stats)
+    if quality:
+        parts.append('<div class="box"><h3>Critic, near-duplicates, mix</h3>' + table(["", ""], quality) + "</div>")
     models = []
     for stage in ("depth", "masks"):
         info = stats.get(f"{stage}_model")
@@ -419,6 +452,29 @@ def summary(stats: dict) -> str:
     parts.append('<div class="box"><h3>Models and versions</h3>' + table(["stage or package", "model or version"], models)
                  + "</div>")
     return parts[0] + '<div class="summary">' + "".join(parts[1:]) + "</div>"
+
+
+def quality_rows(stats: dict) -> list[list]:
+    """The critic's model, calls and rejections, the distinct images per source, the mix asked and obtained."""
+    rows = []
+    critic = stats.get("critic") or {}
+    if critic:
+        rows += [["critic model", critic.get("model")], ["critic min_score", critic.get("min_score")],
+                 ["critic calls", (critic.get("ledger") or {}).get("requests", 0)]]
+        rows += [[f"critic rejected: {r}", n] for r, n in (critic.get("rejected_by_reason") or {}).items()]
+        if "estimated_cost_usd" in critic:
+            rows.append(["critic estimated cost (USD)", critic["estimated_cost_usd"]])
+    images = stats.get("distinct_images") or {}
+    if images:
+        rows += [["distinct images (near-identical as one)", images.get("all")]]
+        rows += [[f"distinct images: {s}", n] for s, n in images.get("by_source", {}).items()]
+    mix = stats.get("mix") or {}
+    for group, asked in (mix.get("asked") or {}).get("groups", {}).items():
+        got = (mix.get("obtained") or {}).get(group, {})
+        want = ", ".join(f"{k} {v:g}" for k, v in asked.items())
+        rows.append([f"mix {group}", (f"asked {want}; wanted {got.get('wanted', 0)} of {got.get('available', 0)} "
+                                      f"available, kept {got.get('kept', 0)}")])
+    return rows
 
 
 PAGE = """<!doctype html>
@@ -436,10 +492,11 @@ pre.cot {{ white-space: pre-wrap; background: #f7f7f7; padding: 6px; font-size: 
 nav a {{ margin-right: 1em; }}
 </style></head><body>
 <h1>groundcot report: {title}</h1>
-<nav><a href="#summary">summary</a><a href="#rejections">rejections</a><a href="#distributions">distributions</a>{nav}</nav>
+<nav><a href="#summary">summary</a><a href="#rejections">rejections</a><a href="#distributions">distributions</a>{critic_nav}{nav}</nav>
 <h2 id="summary">Summary</h2>{summary}
 <h2 id="rejections">Rejections</h2>{rejections}
 <h2 id="distributions">Distributions</h2><p>{read_note}</p><div class="plots">{plots}</div>
+{critic}
 <h2 id="gallery">Gallery</h2>{gallery}
 </body></html>
 """
@@ -467,6 +524,7 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
             draw(shown, os.path.join(out, f"img/plot-{key}.png"))
             plot_html.append(figure(f"img/plot-{key}.png", title))
     read_note = "; ".join(f"{s}: {r} of {t} rows" for s, (r, t) in seen.items())
+    critic = critic_section(values, out)
 
     reasons = stats.get("rejected_by_reason", {})
     plots.rejections_bar(reasons, os.path.join(out, "img/plot-rejections.png"))
@@ -490,7 +548,8 @@ def write_report(run: str, out: str, per_style: int = 6, seed: int = 0) -> str:
 
     page = PAGE.format(title=html.escape(os.path.basename(run) or run), nav="".join(nav), summary=summary(stats),
                        rejections="".join(rejections), read_note=html.escape(read_note), plots="".join(plot_html),
-                       gallery="".join(gallery))
+                       gallery="".join(gallery), critic=critic and f'<h2 id="critic">Critic</h2>{critic}',
+                       critic_nav='<a href="#critic">critic</a>' if critic else "")
     index = os.path.join(out, "index.html")
     with open(index, "w", encoding="utf-8") as handle:
         handle.write(page)

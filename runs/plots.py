@@ -76,6 +76,12 @@ def hiou_histogram(values: Sequence[float] | Mapping[str, Sequence[float]], path
                       "rows", [i / 10 for i in range(11)], (0, 1))
 
 
+def critic_histogram(values: Mapping[str, Sequence[float]], path: str):
+    """The critic's scores (0..1) of the written rows per style, ten bins of 0.1."""
+    return _histogram(values, path, "Critic scores of the written rows", "critic score", "rows",
+                      [i / 10 for i in range(11)], (0, 1))
+
+
 def chain_length_histogram(lengths: Sequence[int] | Mapping[str, Sequence[int]], path: str):
     """Steps per trajectory, one bar per length."""
     top = int(max((max(v) for v in _series(lengths).values() if v), default=1))

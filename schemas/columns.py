@@ -43,6 +43,9 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
     "crops": (["image"], "Crops shown in later turns (mgpo: the region; aperture: one per action), PNG."),
     "teacher": ("string", "Who wrote the CoT, e.g. template (the offline baseline) or a model name."),
     "hiou": ("float64", "HIoU of the CoT's last area against the GT boxes."),
+    "critic_score": ("float64", "The critic's grade of the trace in [0, 1]: each step's text true of its region, "
+                                "the chain leading to the answer (null when quality.critic is off)."),
+    "critic_reason": ("string", "The critic's one-line reason for its score (null when quality.critic is off)."),
     "depth_map": ("image", "Depth map, 16-bit PNG, min-max normalised, 0 = nearest (null when depth is off)."),
     "depth_image": ("image", "sif: the depth map rendered as the second input image (`sif.depth_colormap`, PNG), "
                              "the second image placeholder of `messages` (null when `sif.depth_input` or depth is off)."),
@@ -50,7 +53,8 @@ TRAIN_COLUMNS: dict[str, tuple[object, str]] = {
 
 # Columns every style's config has (each style adds its own).
 COMMON = ("id", "source", "source_id", "dataset", "split", "question", "answer", "image", "image_path", "width",
-          "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou")
+          "height", "gt_boxes", "labels", "masks", "cot", "messages", "style", "teacher", "hiou",
+          "critic_score", "critic_reason")  # every style writes a trace, so every style can be graded
 
 
 def check_own(own, whose: str) -> None:

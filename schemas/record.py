@@ -69,6 +69,10 @@ class Record:
     actions: list[dict] = field(default_factory=list)  # planned regions / apertures of the style
     crops: list[bytes] = field(default_factory=list)  # crop images shown in later turns (PNG)
     hiou: float | None = None
+    image_group: str = ""  # the perceptual identity of its group of near-identical images (transforms/dedup.py)
+    mix_styles: list[str] | None = None  # the styles the mix keeps for it, when it dropped some (transforms/mix.py)
+    critic_score: float | None = None  # the critic's grade of the trace, in [0, 1] (transforms/critic.py)
+    critic_reason: str | None = None  # the critic's one-line reason
     answer_judged: bool = False  # an LLM judge accepted an answer that differs in wording
     rejection: Rejection | None = None
 

@@ -40,7 +40,8 @@ def to_row(record: Record) -> dict:
         "chain": [{"kind": s.kind, "boxes": s.boxes, "depths": s.depths} for s in record.chain],
         "masks": record.masks, "cot": record.cot, "messages": style_of(record).conversation(record), "style": record.style,
         "frame": record.frame, "actions": _actions(record), "crops": [_image(c) for c in record.crops],
-        "teacher": record.teacher, "hiou": record.hiou, "depth_map": _image(record.depth_map),
+        "teacher": record.teacher, "hiou": record.hiou, "critic_score": record.critic_score,
+        "critic_reason": record.critic_reason, "depth_map": _image(record.depth_map),
         "depth_image": _image(record.depth_image),
     }
     assert row.keys() == TRAIN_COLUMNS.keys(), "to_row and schemas.columns disagree"

@@ -1,14 +1,17 @@
 """The held-out split: a record goes to ``test`` by its image's content, never by its path.
 
-``image_identity`` is the one definition of "the same image" (swap it for a perceptual hash to catch
-re-encoded copies too); ``assign_split`` puts a record in ``test`` when a seeded hash of that identity
-falls under ``split.test_fraction``, so every row of one image, from any source, lands in one split.
+``image_identity`` is the one definition of "the same image": a perceptual hash (``imagehash.phash``), so
+a copy re-encoded at another JPEG quality or size has the same identity or one a few bits away. The job
+groups near-identical identities (``transforms/dedup.py``) and sets ``record.image_group`` to the group's;
+``assign_split`` puts a record in ``test`` when a seeded hash of that group falls under
+``split.test_fraction``, so every row of one image, from any source, in any encoding, lands in one split.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 
+import imagehash
 from PIL import Image
 
 from groundcot.schemas.record import Record
@@ -19,12 +22,11 @@ HELD_FROM = ("", "train")  # the source splits test_fraction re-assigns; val/tes
 
 
 def image_identity(data: bytes) -> str:
-    """sha256 of the decoded pixels (size, then 8-bit RGB bytes): the same picture saved as PNG, BMP,
-    TIFF or lossless WebP under any name has one identity. ``data`` is the image stage's output
-    (already upright RGB)."""
+    """The image's perceptual hash (DCT hash, 64 bits) as 16 hex digits: the same picture in any format,
+    at another JPEG quality or size, is at most a few bits away (``dedup.distance``). ``data`` is the
+    image stage's output (already upright RGB)."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        return hashlib.sha256(f"{rgb.width}x{rgb.height}\n".encode() + rgb.tobytes()).hexdigest()
+        return str(imagehash.phash(image.convert("RGB")))
 
 
 def in_test(identity: str, test_fraction: float, seed: int) -> bool:
@@ -42,5 +44,6 @@ def assign_split(record: Record, test_fraction: float = 0.0, seed: int = 0, keep
     source gave other than train (val, test) stays as it is."""
     if not test_fraction or (keep_source and record.split not in HELD_FROM):
         return record
-    record.split = TEST if in_test(image_identity(record.image), test_fraction, seed) else "train"
+    identity = record.image_group or image_identity(record.image)
+    record.split = TEST if in_test(identity, test_fraction, seed) else "train"
     return record

@@ -19,7 +19,7 @@ from groundcot.runs import plots
 from groundcot.transforms.styles.pictures import colour, pixel_box
 
 STYLES = ("sif", "mgpo", "aperture", "textual")
-SECTIONS = ["License", "How it was made", "Counts", "Rejections", "Examples", "Use", "Citations"]
+SECTIONS = ["License", "How it was made", "Counts", "Splits", "Rejections", "Examples", "Use", "Citations"]
 
 
 def commonmark() -> MarkdownIt:

@@ -308,7 +308,8 @@ class FakeOpenAI:
                                       "body": {"error": {"message": "boom"}}}
                 errors.append(result)
                 continue
-            text = "I cannot do that." if mode == "malformed" else good_reply(item["body"])
+            text = ("I cannot do that." if mode == "malformed" else good_reply(item["body"])
+                    if self.reply_with is None else self.reply_with(item["body"]))
             self.lock.release()  # completion takes the lock
             try:
                 payload = self.completion(text, item["body"])

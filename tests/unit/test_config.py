@@ -121,3 +121,19 @@ def test_generate_given_a_training_config_says_so_in_one_line(capfd):
                                       "(or grpo)\n")
     assert main(["train", "sft", DEMO]) == 2
     assert "is a `groundcot generate` job config" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, names", [
+    (["quality.min_score=0.5"], "quality: Value error, min_score needs critic.enabled"),
+    (["quality.critic.enabled=true"], "quality.critic.connection"),  # the demo's template teacher calls no one
+    (["quality.near_duplicates.max_distance=40"], "quality.near_duplicates.max_distance"),
+    (["mix.groups=[{source: viscot, share: 1}, {source: grounded, count: 3}]"], "share or every group a count"),
+    (["mix.groups=[{source: viscot}]"], "either share or count"),
+    (["mix.groups=[{source: viscot, count: 3}, {source: viscot, count: 2}]"], "select the same records"),
+    (["mix.groups=[{difficulty: tricky, share: 1}]"], "mix.groups.0.difficulty"),
+    (["mix.groups=[{source: gqa, share: 1}]"], "mix.groups.0.source: 'gqa' is not a source of this job"),
+])
+def test_a_bad_quality_or_mix_section_is_one_line_naming_it(overrides, names):
+    with pytest.raises(ConfigError) as err:
+        load_config(DEMO, overrides)
+    assert names in str(err.value) and "\n" not in str(err.value)

@@ -53,21 +53,25 @@ class Request:
         return self.zoom >= self.min_zoom
 
 
+def legend(record: Record, per_step: bool = False) -> str:
+    """One line per chain step (prompt ``teacher_step``): its role, how it is marked, its regions."""
+    lines = []
+    for i, step in enumerate(record.chain):
+        mark = "outlined in red in its own image" if per_step else f"outlined in {colour(i)[0]}, tagged {i + 1}"
+        lines.append(prompts.render("teacher_step", index=i + 1, role=ROLES.get(step.kind, step.kind), mark=mark,
+                                    area=render_area(step.areas())))
+    return "\n".join(lines)
+
+
 def shared(record: Record, pictures: Pictures) -> Request:
     """The system text and image(s) every style of ``record`` starts with (decoded, resized and
     encoded once: build it once per record)."""
     image = downscale(record.image, pictures.max_side)
     n = len(record.chain)
-    lines = []
-    for i, step in enumerate(record.chain):
-        mark = ("outlined in red in its own image" if pictures.per_step
-                else f"outlined in {colour(i)[0]}, tagged {i + 1}")
-        lines.append(prompts.render("teacher_step", index=i + 1, role=ROLES.get(step.kind, step.kind), mark=mark,
-                                    area=render_area(step.areas())))
     shown = (f"{n} images, one per step" if pictures.per_step
              else "the image once, with every step's regions outlined in its colour and tagged with its number")
     system = prompts.render("teacher_system", question=record.question, answer=record.answer, n_steps=n,
-                            shown=shown, legend="\n".join(lines))
+                            shown=shown, legend=legend(record, pictures.per_step))
     if pictures.per_step:
         content: list[dict] = []
         for i, step in enumerate(record.chain, 1):

@@ -39,6 +39,8 @@ def run_inline(coro):
 
 
 class Teach(beam.DoFn):
+    stage = STAGE  # the counters' prefix and the stage its rejections name (the critic runs here too)
+
     def __init__(self, teacher_cfg, validate_params: dict, run_id: str, batch_dir: str | None = None,
                  prompt_texts: dict[str, str] | None = None):
         self.cfg, self.validate_params, self.run_id = teacher_cfg, validate_params, run_id
@@ -50,8 +52,12 @@ class Teach(beam.DoFn):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="groundcot-teacher", daemon=True)
         self.thread.start()
-        self.teacher = make_teacher(self.cfg, self.validate_params, self.run_id)
+        self.teacher = self.make()
         self._call(self.teacher.open())
+
+    def make(self):
+        """The object doing the writing (``prepare``, ``write``, ``ledger``, ...): the configured teacher."""
+        return make_teacher(self.cfg, self.validate_params, self.run_id)
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -78,8 +84,8 @@ class Teach(beam.DoFn):
 
     def _error(self, record, err: BaseException):
         detail = self.teacher.redact(f"{type(err).__name__}: {err}")[:400]
-        log.error("teacher failed on record %s: %s", record.id, detail)
-        return record.reject(STAGE, f"error_{type(err).__name__}", detail)
+        log.error("%s failed on record %s: %s", self.stage, record.id, detail)
+        return record.reject(self.stage, f"error_{type(err).__name__}", detail)
 
     def finish_bundle(self):
         cf.wait(self.pending)
@@ -93,7 +99,7 @@ class Teach(beam.DoFn):
     def _finished(self):
         done = [f for f in self.pending if f.done()]
         for name, n in self.teacher.ledger.take().items():  # Beam metrics live on this thread
-            Metrics.counter(NAMESPACE, f"{STAGE}.{name}").inc(n)
+            Metrics.counter(NAMESPACE, f"{self.stage}.{name}").inc(n)
         for future in done:
             record = self.pending.pop(future)
             if (err := future.exception()) is not None:  # backstop: keep the record, name the failure
@@ -101,7 +107,8 @@ class Teach(beam.DoFn):
             yield self._count(record)
 
     def _count(self, record):
-        counter = f"{STAGE}.ok" if record.rejection is None else f"{STAGE}.rejected.{record.rejection.reason}"
+        counter = (f"{self.stage}.ok" if record.rejection is None
+                   else f"{self.stage}.rejected.{record.rejection.reason}")
         Metrics.counter(NAMESPACE, counter).inc()
         return record
 
