@@ -44,6 +44,11 @@ class Ledger:
         with self._lock:
             self._counts[name] += n
 
+    def add(self, counts: dict[str, int]) -> None:
+        """Several counts at once (one lock)."""
+        with self._lock:
+            self._counts.update(counts)
+
     def take(self) -> dict[str, int]:
         with self._lock:
             counts, self._counts = dict(self._counts), Counter()
@@ -166,9 +171,7 @@ class ChatClient:
         async with self.semaphore:
             if not spend(self.run_id, cap):
                 raise TeacherError("teacher_budget_exhausted", f"max_cost_usd {cap:g} spent")
-            self.ledger.inc("requests")
-            for name, n in image_cost(sizes, self.cost.image_token_rule).items():
-                self.ledger.inc(name, n)
+            self.ledger.add({"requests": 1, **image_cost(sizes, self.cost.image_token_rule)})
             content, usage = await self._call(body)
         self.count_usage(usage)
         content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
@@ -180,8 +183,7 @@ class ChatClient:
         """A reply's ``usage`` into the ledger and the job's spending."""
         prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
         spend(self.run_id, self.cost.max_cost_usd, call_cost(self.cost, prompt, completion))
-        self.ledger.inc("prompt_tokens", prompt)
-        self.ledger.inc("completion_tokens", completion)
+        self.ledger.add({"prompt_tokens": prompt, "completion_tokens": completion})
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens"):
             self.ledger.inc("cached_prompt_tokens", details["cached_tokens"])
@@ -190,8 +192,10 @@ class ChatClient:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
         for retry in range(self.conn.max_retries + 1):
             try:
-                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read)
-                return await asyncio.wait_for(self._attempt(body), self.conn.timeout_s)
+                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read);
+                # asyncio.timeout, not wait_for: no extra task per attempt
+                async with asyncio.timeout(self.conn.timeout_s):
+                    return await self._attempt(body)
             except Exception as err:  # noqa: BLE001 - classify re-raises what is not a call failure
                 kind, transient, told = classify(err)
                 self.ledger.inc(f"errors.{kind}")
