@@ -14,6 +14,7 @@ the job's prompt overrides travel in the DoFn and are installed in ``setup``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
 import threading
@@ -56,6 +57,9 @@ class Teach(beam.DoFn):
         self.thread.start()
         self.teacher = make_teacher(self.cfg, self.validate_params, self.run_id)
         self._call(self.teacher.open())
+        # what exists now (modules, Beam, the client) lives as long as the worker: keep it out of
+        # the collector's full passes, which hundreds of calls in flight trigger often
+        gc.freeze()
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
