@@ -59,6 +59,7 @@ class Teach(beam.DoFn):
         self._call(self.teacher.open())
         # what exists now (modules, Beam, the client) lives as long as the worker: keep it out of
         # the collector's full passes, which hundreds of calls in flight trigger often
+        gc.collect()
         gc.freeze()
 
     def _call(self, coro):
