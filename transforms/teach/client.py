@@ -3,6 +3,10 @@
 Retry-After) of every transient failure, malformed replies (``reply``) and whole-attempt
 timeouts included, every attempt counted through httpx event hooks, a request budget, the
 response cache, a ledger of what it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
+Each call goes out through the ``openai`` client's own HTTP client with the URL and headers its
+request builder gives (``chat_request``, once) and its error types, skipping its generic per-call
+path; that leans on a few of the SDK's private names, and a unit test holds the request equal to
+what ``client.post`` sends.
 
 The API key is read on the worker and redacted from replies before anything stores them, and
 from anything this module reports.
