@@ -1,14 +1,17 @@
-"""Teacher throughput: our async DoFn vs a 30-thread one-request-per-thread loop.
+"""Teacher throughput: our async DoFn vs bare clients at the same concurrency, side by side.
 
-    python bench/teacher.py [--records 1500] [--latency 0.2] [--concurrency 64]
+    PYTHONPATH=tests python bench/teacher.py [--records 1500] [--latency 0.2] [--concurrency 64] [--no-threads]
 
 The endpoint (bench/endpoint.py) is a local OpenAI-compatible server in its own process,
-answering every call after a fixed latency. A bare httpx client at the same concurrency
-is measured too: on a small machine the client and the endpoint share the cores, and that
-sets a ceiling below concurrency/latency. Both sides do the same work per
-record: build the request (boxed images), call, check the reply. They differ only in
-how calls are in flight. Targets: >= 0.9 x concurrency/latency records/s, and the
-speed-up over the 30-thread loop (at most concurrency/30 by arithmetic).
+answering every call after a fixed latency. Two bare clients run at the same concurrency in
+the same process: an ``httpx`` client and an ``aiohttp`` session (the transport the teacher
+uses), each with one pool of ``concurrency`` connections. Every side does the same work per
+record: make the record from its index, build the request (boxed image, the style's part),
+call, check the reply (turns, CoT, the validation rules); every record must pass. Each side's
+figure is its steady state: the time of N more records (a run of 2N minus a run of N), so
+start-up, ramp and tail cancel out. Target: the DoFn at >= 0.9 x the faster bare client's
+records/s. The 30-thread one-request-per-thread loop is the anchor's design (at most
+concurrency/30 slower by arithmetic).
 """
 from __future__ import annotations
 
@@ -60,43 +63,94 @@ def teacher_cfg(base_url: str, concurrency: int):
 
 
 
-def run_ours(base_url: str, n: int, concurrency: int) -> float:
-    """The DoFn on records made inside the pipeline (``beam.Create`` of built records would
-    pickle and compress every image on the way in: a cost of the harness, not of the teacher)."""
+def run_ours(base_url: str, first: int, n: int, concurrency: int) -> tuple[float, float]:
+    """The DoFn on records ``first..first+n`` made inside the pipeline (``beam.Create`` of built
+    records would pickle and compress every image on the way in: a cost of the harness, not of
+    the teacher). Returns (wall, CPU) seconds; every record must be accepted."""
     import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from groundcot.transforms.teach.dofn import Teach
 
-    started = time.monotonic()
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        (p | beam.Create(list(range(n)), reshuffle=False) | beam.Map(make_record)
-         | beam.ParDo(Teach(teacher_cfg(base_url, concurrency), VALIDATE, "bench")))
-    return time.monotonic() - started
+    started, cpu = time.monotonic(), time.process_time()
+    p = beam.Pipeline(runner=FnApiRunner())
+    (p | beam.Create(list(range(first, first + n)), reshuffle=False) | beam.Map(make_record)
+     | beam.ParDo(Teach(teacher_cfg(base_url, concurrency), VALIDATE, "bench")))
+    result = p.run()
+    result.wait_until_finish()
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu
+    ok = sum(c.committed for c in result.metrics().query(MetricsFilter().with_name("teacher.ok"))["counters"])
+    assert ok == n, f"{ok} of {n} records accepted"
+    return wall, cpu
 
 
-def run_bare(base_url: str, recs, concurrency: int) -> float:
-    """Only the transport: pre-built bodies, no client library, no checks."""
+def bare_work(pictures):
+    """The per-record work outside the client, as a bare client does it: the record from its
+    index, its request (boxed image, style's part), and the reply's check (turns, CoT, rules)."""
+    from groundcot.transforms.styles import style_of
+    from groundcot.transforms.styles.prefix import shared
+    from groundcot.transforms.validate import check
+
+    def build(i: int):
+        record = make_record(i)
+        request = style_of(record).request(record, shared(record, pictures))
+        return record, {"model": "fake", "messages": request.messages, "temperature": 0.2, "max_tokens": 512}
+
+    def verify(record, reply: bytes):
+        import json
+
+        record.turns = style_of(record).reply(record, json.loads(reply)["choices"][0]["message"]["content"])
+        record.cot = "\n\n".join(record.turns)
+        return check(record, **VALIDATE)
+
+    return build, verify
+
+
+def run_bare(base_url: str, first: int, n: int, concurrency: int, transport: str) -> tuple[float, float]:
+    """A bare client (``httpx`` or ``aiohttp``, one pool of ``concurrency`` connections) doing
+    the DoFn's per-record work: records ``first..first+n`` from their index, request built,
+    one call, reply checked. Returns (wall, CPU) seconds."""
     import asyncio
     import json
 
-    import httpx2
+    from groundcot.transforms.styles.prefix import Pictures
 
-    from groundcot.transforms.teach.api import ApiTeacher
-
-    teacher = ApiTeacher(teacher_cfg(base_url, concurrency), VALIDATE)
-    bodies = [json.dumps({"model": "fake", "messages": teacher.prepare(r).messages, "max_tokens": 512}) for r in recs]
+    build, verify = bare_work(Pictures(1024, "jpeg"))
+    url, headers = f"{base_url}/chat/completions", {"content-type": "application/json"}
 
     async def go():
         gate = asyncio.Semaphore(concurrency)
-        async with httpx2.AsyncClient(limits=httpx2.Limits(max_connections=concurrency), timeout=60) as client:
-            async def one(body):
-                async with gate:
-                    (await client.post(f"{base_url}/chat/completions", content=body,
-                                       headers={"content-type": "application/json"})).json()
-            started = time.monotonic()
-            await asyncio.gather(*(one(b) for b in bodies))
-            return time.monotonic() - started
+        if transport == "httpx":
+            import httpx2
+
+            client = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=concurrency,
+                                                             max_keepalive_connections=concurrency), timeout=60)
+
+            async def post(body: bytes) -> bytes:
+                return (await client.post(url, content=body, headers=headers)).raise_for_status().content
+        else:
+            import aiohttp
+
+            client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                           timeout=aiohttp.ClientTimeout(total=60))
+
+            async def post(body: bytes) -> bytes:
+                async with client.post(url, data=body, headers=headers) as response:
+                    response.raise_for_status()
+                    return await response.read()
+
+        async def one(i: int):
+            async with gate:
+                record, body = build(i)
+                return verify(record, await post(json.dumps(body).encode()))
+
+        started, cpu = time.monotonic(), time.process_time()
+        problems = await asyncio.gather(*(one(i) for i in range(first, first + n)))
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        await (client.aclose() if transport == "httpx" else client.close())
+        assert not any(problems), problems[:3]
+        return wall, cpu
 
     return asyncio.run(go())
 
@@ -124,6 +178,14 @@ def run_threads(base_url: str, recs, threads: int = 30) -> float:
     return time.monotonic() - started
 
 
+def steady(run, n: int) -> tuple[float, float]:
+    """Records/s and CPU ms per record of N more records: ``run(first, count)`` on N, then on 2N
+    records, the difference (start-up, ramp and tail cancel out)."""
+    wall_one, cpu_one = run(0, n)
+    wall_two, cpu_two = run(n, 2 * n)
+    return n / (wall_two - wall_one), (cpu_two - cpu_one) / n * 1000
+
+
 def main() -> None:
     from endpoint import serve
 
@@ -131,31 +193,33 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1500)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-threads", action="store_true", help="skip the 30-thread loop")
     args = parser.parse_args()
     port = mp.Queue()
     server = mp.Process(target=serve, args=(args.latency, port), daemon=True)
     server.start()
     base_url = port.get(timeout=30)
+    n, c = args.records, args.concurrency
     try:
-        ideal = args.concurrency / args.latency
-        bare = args.records / run_bare(base_url, records(args.records), args.concurrency)
-        # steady state: N more records in the same pipeline, so start-up cost cancels out (after a
-        # warm-up run: the first pipeline also pays for importing Beam's runner and the client)
-        run_ours(base_url, args.concurrency, args.concurrency)
-        one = run_ours(base_url, args.records, args.concurrency)
-        two = run_ours(base_url, 2 * args.records, args.concurrency)
-        ours, ours_wall = args.records / (two - one), 2 * args.records / two
-        threads = args.records / run_threads(base_url, records(args.records))
-        print(f"{args.records} records, {args.latency * 1000:.0f} ms per call")
-        print(f"  bare httpx, concurrency {args.concurrency}: {bare:6.0f} records/s = {bare / ideal:.2f} x the limit "
-              f"{ideal:.0f}/s (this machine's ceiling: transport only, no work per record)")
-        print(f"  async DoFn, concurrency {args.concurrency}: {ours:6.0f} records/s = "
-              f"{ours / ideal:.2f} x the limit (target >= 0.90), {ours / bare:.2f} x the bare ceiling "
-              f"(steady state; {ours_wall:.0f}/s with pipeline start-up)")
-        print(f"  30 threads, one request each   : {threads:6.0f} records/s = {threads / (30 / args.latency):.2f} "
-              f"x its own limit {30 / args.latency:.0f}/s")
-        print(f"  speed-up: {ours / threads:.2f} x (at most {args.concurrency / 30:.2f} x by arithmetic: "
-              f"{args.concurrency} vs 30 calls in flight)")
+        ideal = c / args.latency
+        run_ours(base_url, 0, c, c)  # warm-up: the first pipeline also imports Beam's runner and the client
+        ours, ours_cpu = steady(lambda first, k: run_ours(base_url, first, k, c), n)
+        bare = {t: steady(lambda first, k: run_bare(base_url, first, k, c, t), n) for t in ("httpx", "aiohttp")}
+        best = max(bare, key=lambda t: bare[t][0])
+        print(f"{n} records, {args.latency * 1000:.0f} ms per call, {c} in flight (limit {ideal:.0f}/s); "
+              "steady state of N more records; each side builds the request, calls and checks the reply")
+        for name, (rate, cpu) in bare.items():
+            print(f"  bare {name:8}: {rate:6.0f} records/s, {cpu:.2f} ms CPU/record")
+        print(f"  async DoFn   : {ours:6.0f} records/s, {ours_cpu:.2f} ms CPU/record")
+        print(f"  ratio: DoFn / bare {best} (the faster bare client) = {ours / bare[best][0]:.2f} (target >= 0.90); "
+              f"DoFn = {ours / ideal:.2f} x the limit")
+        print(f"  CPU ratio: bare {best}'s CPU per record / the DoFn's = {bare[best][1] / ours_cpu:.2f} "
+              "(what records/s would be if one core ran each alone; less swayed by others' load)")
+        if not args.no_threads:
+            threads = n / run_threads(base_url, records(n))
+            print(f"  30 threads, one request each: {threads:6.0f} records/s = {threads / (30 / args.latency):.2f} "
+                  f"x its own limit {30 / args.latency:.0f}/s; DoFn speed-up {ours / threads:.2f} x "
+                  f"(at most {c / 30:.2f} x by arithmetic)")
     finally:
         server.terminate()
 

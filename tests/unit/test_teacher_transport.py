@@ -63,3 +63,52 @@ def test_a_silent_server_is_a_timeout():
     err, ledger = asyncio.run(failure(say_nothing))
     assert err.reason == "teacher_timeout"
     assert ledger["errors.timeout"] == 1 and "errors.connection_error" not in ledger
+
+
+async def reply_ok(reader, writer):
+    """A loopback endpoint answering every request with one short chat completion."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            body = b'{"choices": [{"message": {"content": "hi"}}], "usage": {}}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+def test_a_call_is_the_request_the_openai_client_would_send(monkeypatch):
+    """The teacher sends each call itself (not through the SDK's per-call path): the same URL,
+    headers (key included) and body bytes as ``client.post`` would."""
+    import httpx2
+
+    monkeypatch.setenv("TRANSPORT_KEY", "sk-test-transport-key")
+
+    async def run():
+        server = await asyncio.start_server(reply_ok, "127.0.0.1", 0)
+        conf = cfg(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1")
+        conf.connection.api_key_env = "TRANSPORT_KEY"
+        client = ChatClient(conf, "transport", Ledger())
+        await client.open()
+        seen = []
+
+        async def keep(request):
+            seen.append((str(request.url), list(request.headers.multi_items()), request.content))
+
+        client.client._client.event_hooks["request"].append(keep)
+        messages = [{"role": "user", "content": [{"type": "text", "text": "héllo"},
+                                                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
+        _, body = client.body(messages)
+        await client.client.post("/chat/completions", cast_to=httpx2.Response, body=body)  # the SDK's own path
+        assert await client.complete(messages) == "hi"
+        await client.close()
+        server.close()
+        return seen
+
+    sdk, ours = asyncio.run(run())
+    assert ours == sdk
+    assert ("authorization", "Bearer sk-test-transport-key") in [(k.lower(), v) for k, v in ours[1]]

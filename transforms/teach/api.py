@@ -9,7 +9,6 @@ when ``batch.enabled``: the requests are written down, not sent).
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from typing import Literal, Optional
@@ -193,10 +192,10 @@ class ApiTeacher:
         reply = await self.client.complete(messages, sizes=sizes)
         record.turns = style_of(record).reply(record, reply)
         record.cot = "\n\n".join(record.turns)
-        problem = await asyncio.to_thread(check, record, **self.validate_params)  # CPU: off the loop
+        problem = check(record, **self.validate_params)  # on the loop: a thread hop costs more (one GIL)
         if problem and problem[0] == "answer_mismatch" and self.cfg.judge.enabled and await self.judge(record):
             record.answer_judged = True
-            problem = await asyncio.to_thread(check, record, **self.validate_params)
+            problem = check(record, **self.validate_params)
         return reply, problem
 
     async def write(self, record: Record, request: Request) -> Record:

@@ -3,6 +3,10 @@
 Retry-After) of every transient failure, malformed replies (``reply``) and whole-attempt
 timeouts included, every attempt counted through httpx event hooks, a request budget, the
 response cache, a ledger of what it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
+Each call goes out through the ``openai`` client's own HTTP client with the URL and headers its
+request builder gives (``chat_request``, once) and its error types, skipping its generic per-call
+path; that leans on a few of the SDK's private names, and a unit test holds the request equal to
+what ``client.post`` sends.
 
 The API key is read on the worker and redacted from replies before anything stores them, and
 from anything this module reports.
@@ -43,6 +47,11 @@ class Ledger:
     def inc(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
+
+    def add(self, counts: dict[str, int]) -> None:
+        """Several counts at once (one lock)."""
+        with self._lock:
+            self._counts.update(counts)
 
     def take(self) -> dict[str, int]:
         with self._lock:
@@ -99,6 +108,23 @@ def error_body(err: Exception) -> str:
     return " ".join(str(body).split()) if body else ""
 
 
+def chat_request(client) -> tuple[str, list[tuple[str, str]]]:
+    """The URL and headers ``client`` (an ``openai.AsyncOpenAI``) sends a chat completion with,
+    from its own request builder (worked out once: they are the same for every call)."""
+    from openai._models import FinalRequestOptions
+
+    options = FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={})
+    request = client._build_request(options)
+    return str(request.url), [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+
+
+def dumps(body: dict) -> bytes:
+    """The JSON the ``openai`` client sends for ``body``."""
+    from openai._utils._json import openapi_dumps
+
+    return openapi_dumps(body)
+
+
 class ChatClient:
     """``complete(messages)`` -> the reply text, from the cache or one call (with retries)."""
 
@@ -116,6 +142,7 @@ class ChatClient:
         hooks = {"request": [self._on_request], "response": [self._on_response]}
         self.client = make_client(self.conn, asynchronous=True, max_connections=self.limits.max_concurrency,
                                   event_hooks=hooks, max_retries=0, key=self._key)  # retries are ours (_call)
+        self.url, self.headers = chat_request(self.client)
         self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
 
     async def close(self) -> None:
@@ -166,9 +193,7 @@ class ChatClient:
         async with self.semaphore:
             if not spend(self.run_id, cap):
                 raise TeacherError("teacher_budget_exhausted", f"max_cost_usd {cap:g} spent")
-            self.ledger.inc("requests")
-            for name, n in image_cost(sizes, self.cost.image_token_rule).items():
-                self.ledger.inc(name, n)
+            self.ledger.add({"requests": 1, **image_cost(sizes, self.cost.image_token_rule)})
             content, usage = await self._call(body)
         self.count_usage(usage)
         content = self.redact(content)  # before the cache, the rows or rejected/ can keep it
@@ -180,8 +205,7 @@ class ChatClient:
         """A reply's ``usage`` into the ledger and the job's spending."""
         prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
         spend(self.run_id, self.cost.max_cost_usd, call_cost(self.cost, prompt, completion))
-        self.ledger.inc("prompt_tokens", prompt)
-        self.ledger.inc("completion_tokens", completion)
+        self.ledger.add({"prompt_tokens": prompt, "completion_tokens": completion})
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens"):
             self.ledger.inc("cached_prompt_tokens", details["cached_tokens"])
@@ -190,8 +214,10 @@ class ChatClient:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
         for retry in range(self.conn.max_retries + 1):
             try:
-                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read)
-                return await asyncio.wait_for(self._attempt(body), self.conn.timeout_s)
+                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read);
+                # asyncio.timeout, not wait_for: no extra task per attempt
+                async with asyncio.timeout(self.conn.timeout_s):
+                    return await self._attempt(body)
             except Exception as err:  # noqa: BLE001 - classify re-raises what is not a call failure
                 kind, transient, told = classify(err)
                 self.ledger.inc(f"errors.{kind}")
@@ -203,17 +229,24 @@ class ChatClient:
         raise AssertionError("unreachable")
 
     async def _attempt(self, body: dict) -> tuple[str, dict]:
-        import httpx2
+        """One call, sent as the ``openai`` client sends it (its URL, headers, JSON, HTTP client and
+        errors), minus the per-call work of its generic request path (a third of the CPU of a call);
+        the body is checked here (parse_reply), so a malformed one is a named, retried failure."""
         import openai
+        from openai._httpx2 import request_exceptions, timeout_exceptions
 
-        # The client's documented custom-request path: its auth, headers and status errors;
-        # the body is checked here (parse_reply), so a malformed one is a named, retried failure.
+        http = self.client._client  # the one make_client built: aiohttp transport, our event hooks
+        request = http.build_request("POST", self.url, headers=self.headers, content=dumps(body))
         try:
-            response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body)
-        except openai.APITimeoutError as err:
+            response = await http.send(request)
+        except timeout_exceptions() as err:
             if dropped(err):  # what httpx reports as a connection error, as the aiohttp transport does not
-                raise openai.APIConnectionError(request=err.request) from err.__cause__
-            raise
+                raise openai.APIConnectionError(request=request) from err
+            raise openai.APITimeoutError(request=request) from err
+        except request_exceptions() as err:
+            raise openai.APIConnectionError(request=request) from err
+        if response.is_error:
+            raise self.client._make_status_error_from_response(response)
         return parse_reply(response.content, response.headers.get("content-type", ""))
 
     def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:

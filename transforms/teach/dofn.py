@@ -1,8 +1,10 @@
 """The Beam step that runs any teacher: many records in flight per worker, none lost.
 
 Each DoFn instance runs one asyncio event loop in a background thread. ``process``
-prepares the request on the Beam thread (image work), submits the write to the loop, and
-emits records as they finish; at most ``teacher.max_pending`` records wait at once. An
+prepares the request on the Beam thread (image work), starts the write as a task on the loop
+(one ``call_soon_threadsafe``), and emits records as they finish: each finished task puts its
+record on a queue, so the Beam thread never scans what is in flight; at most
+``teacher.max_pending`` records wait at once. An
 ``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
 ``finish_bundle`` waits for the rest, so a bundle never ends holding records, and in batch
 mode writes the bundle's request lines as a shard. A write that raises rejects its record
@@ -12,8 +14,9 @@ the job's prompt overrides travel in the DoFn and are installed in ``setup``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
+import gc
 import logging
+import queue
 import threading
 
 import apache_beam as beam
@@ -49,11 +52,17 @@ class Teach(beam.DoFn):
 
     def setup(self):
         prompts.install(self.prompt_texts)
+        self._counters: dict = {}
+        self.tasks: set = set()  # the writes running on the loop
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="groundcot-teacher", daemon=True)
         self.thread.start()
         self.teacher = self.make()
         self._call(self.teacher.open())
+        # what exists now (modules, Beam, the client) lives as long as the worker: keep it out of
+        # the collector's full passes, which hundreds of calls in flight trigger often
+        gc.collect()
+        gc.freeze()
 
     def make(self):
         """The object doing the writing (``prepare``, ``write``, ``ledger``, ...): the configured teacher."""
@@ -63,7 +72,9 @@ class Teach(beam.DoFn):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def start_bundle(self):
-        self.pending: dict[cf.Future, object] = {}  # future -> its record
+        self.in_flight = 0  # records handed to the loop and not yet emitted
+        self.done: queue.SimpleQueue = queue.SimpleQueue()  # (record, exception or None), as writes finish
+        self.ready: list = []  # finished, not yet emitted
 
     def process(self, record):
         if record.rejection is not None:
@@ -77,10 +88,25 @@ class Teach(beam.DoFn):
         except Exception as err:  # noqa: BLE001 - e.g. an undecodable image: reject, go on
             yield self._count(self._error(record, err))
             return
-        self.pending[asyncio.run_coroutine_threadsafe(self.teacher.write(record, request), self.loop)] = record
-        if len(self.pending) >= self.teacher.max_pending:
-            cf.wait(self.pending, return_when=cf.FIRST_COMPLETED)
+        self.in_flight += 1
+        self.loop.call_soon_threadsafe(self._start, record, request)
+        self._wait(self.teacher.max_pending - 1)
         yield from self._finished()
+
+    def _start(self, record, request):
+        """On the loop: the record's write as a task that reports to ``done`` when it ends."""
+        task = self.loop.create_task(self.teacher.write(record, request))
+        self.tasks.add(task)  # the loop keeps only weak references
+        task.add_done_callback(lambda t: self._ended(record, t))
+
+    def _ended(self, record, task):
+        self.tasks.discard(task)
+        self.done.put((record, asyncio.CancelledError() if task.cancelled() else task.exception()))
+
+    def _wait(self, most: int):
+        """Block until at most ``most`` records are still in flight."""
+        while self.in_flight - len(self.ready) > most:
+            self.ready.append(self.done.get())
 
     def _error(self, record, err: BaseException):
         detail = self.teacher.redact(f"{type(err).__name__}: {err}")[:400]
@@ -88,7 +114,7 @@ class Teach(beam.DoFn):
         return record.reject(self.stage, f"error_{type(err).__name__}", detail)
 
     def finish_bundle(self):
-        cf.wait(self.pending)
+        self._wait(0)
         if lines := self.teacher.take_batch():  # before the records leave: a shard per bundle
             if self.batch_dir is None:
                 raise RuntimeError("teacher.batch.enabled but the job gave the teacher no batch folder")
@@ -97,19 +123,30 @@ class Teach(beam.DoFn):
             yield GlobalWindows.windowed_value(record)
 
     def _finished(self):
-        done = [f for f in self.pending if f.done()]
         for name, n in self.teacher.ledger.take().items():  # Beam metrics live on this thread
-            Metrics.counter(NAMESPACE, f"{self.stage}.{name}").inc(n)
-        for future in done:
-            record = self.pending.pop(future)
-            if (err := future.exception()) is not None:  # backstop: keep the record, name the failure
+            self._counter(f"{self.stage}.{name}").inc(n)
+        while True:
+            try:
+                self.ready.append(self.done.get_nowait())
+            except queue.Empty:
+                break
+        ready, self.ready = self.ready, []
+        for record, err in ready:
+            self.in_flight -= 1
+            if err is not None:  # backstop: keep the record, name the failure
                 self._error(record, err)
             yield self._count(record)
 
+    def _counter(self, name: str):
+        """Beam's counter ``name`` (made once: making one costs more than counting)."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter(NAMESPACE, name)
+        return counter
+
     def _count(self, record):
-        counter = (f"{self.stage}.ok" if record.rejection is None
-                   else f"{self.stage}.rejected.{record.rejection.reason}")
-        Metrics.counter(NAMESPACE, counter).inc()
+        reason = record.rejection
+        self._counter(f"{self.stage}.ok" if reason is None else f"{self.stage}.rejected.{reason.reason}").inc()
         return record
 
     def teardown(self):
