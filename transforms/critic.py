@@ -22,9 +22,8 @@ from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.styles.pictures import data_url, downscale, numbered, picture
 from groundcot.transforms.styles.prefix import legend
 from groundcot.transforms.teach import is_api
-from groundcot.transforms.teach.api import OpenAIConfig
-from groundcot.transforms.teach.batch import BatchClient
-from groundcot.transforms.teach.client import ChatClient, Ledger, TeacherError
+from groundcot.transforms.teach.api import Endpoint, OpenAIConfig
+from groundcot.transforms.teach.client import TeacherError
 from groundcot.transforms.teach.connection import Connection
 from groundcot.transforms.teach.dofn import Teach
 
@@ -97,26 +96,12 @@ def messages(record: Record, max_side: int, fmt: str) -> tuple[list[dict], tuple
             {"role": "user", "content": [picture(data_url(image, fmt))]}], image.size
 
 
-class Critic:
+class Critic(Endpoint):
     """Grades one record at a time (the ``Teacher`` protocol ``Teach`` runs)."""
 
     def __init__(self, cfg: OpenAIConfig, min_score: float | None, run_id: str):
-        self.cfg, self.min_score = cfg, min_score
-        self.ledger = Ledger()
-        self.client = (BatchClient if cfg.batch.enabled else ChatClient)(cfg, run_id, self.ledger)
-        self.inline, self.max_pending = False, 2 * cfg.limits.max_concurrency
-
-    async def open(self) -> None:
-        await self.client.open()
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def redact(self, text: str) -> str:
-        return self.client.redact(text)
-
-    def take_batch(self) -> list[dict]:
-        return self.client.take() if isinstance(self.client, BatchClient) else []
+        super().__init__(cfg, run_id)
+        self.min_score = min_score
 
     def prepare(self, record: Record):
         return messages(record, self.cfg.request.image_max_side, self.cfg.request.image_format)

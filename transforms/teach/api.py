@@ -129,19 +129,15 @@ class OpenAIConfig(Section):
 PREFIXES = 64  # records whose shared prefix a teacher keeps
 
 
-class ApiTeacher:
-    """The ``Teacher`` that asks a VLM; ``prepare`` builds the request, ``write`` does the I/O."""
+class Endpoint:
+    """What a ``Teacher``-protocol object that calls an OpenAI-compatible endpoint has: its ledger, a
+    live or batch client (``cfg.batch``), at most twice ``max_concurrency`` records in flight."""
 
-    def __init__(self, cfg, validate_params: dict, run_id: str = "run"):
-        self.cfg, self.validate_params = cfg, validate_params
-        self.name = f"openai:{cfg.connection.model}"
+    def __init__(self, cfg, run_id: str = "run"):
+        self.cfg = cfg
         self.ledger = Ledger()
         self.client = (BatchClient if cfg.batch.enabled else ChatClient)(cfg, run_id, self.ledger)
         self.inline, self.max_pending = False, 2 * cfg.limits.max_concurrency
-        req = cfg.request
-        self.pictures = Pictures(req.image_max_side, req.image_format, req.images == "per_step", req.crop_min_zoom)
-        self._prefixes: OrderedDict[str, Request] = OrderedDict()  # record id -> its shared prefix
-        self._lock = threading.Lock()
 
     async def open(self) -> None:
         await self.client.open()
@@ -155,6 +151,19 @@ class ApiTeacher:
     def take_batch(self) -> list[dict]:
         """Batch mode: the request lines gathered since the last call (none when calling live)."""
         return self.client.take() if isinstance(self.client, BatchClient) else []
+
+
+class ApiTeacher(Endpoint):
+    """The ``Teacher`` that asks a VLM; ``prepare`` builds the request, ``write`` does the I/O."""
+
+    def __init__(self, cfg, validate_params: dict, run_id: str = "run"):
+        super().__init__(cfg, run_id)
+        self.validate_params = validate_params
+        self.name = f"openai:{cfg.connection.model}"
+        req = cfg.request
+        self.pictures = Pictures(req.image_max_side, req.image_format, req.images == "per_step", req.crop_min_zoom)
+        self._prefixes: OrderedDict[str, Request] = OrderedDict()  # record id -> its shared prefix
+        self._lock = threading.Lock()
 
     def prefix(self, record: Record) -> Request:
         """The record's shared prefix, built once for all its styles (they arrive close together
