@@ -243,22 +243,36 @@ class DaskRunner(PipelineRunner):
 class DaskResult(PipelineResult):
     def __init__(self, client, futures, cluster=None):
         super().__init__(PipelineState.RUNNING)
-        self.client, self.futures, self.cluster, self.found = client, futures, cluster, None
+        self.client, self.futures, self.cluster, self.found, self.error = client, futures, cluster, None, None
 
     def close(self):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
 
+    @property
+    def state(self):
+        """DONE or FAILED once every future has finished (what ``progress.follow`` polls for), else RUNNING."""
+        if self._state == PipelineState.RUNNING and all(f.done() for f in self.futures):
+            try:
+                self.wait_until_finish()
+            except Exception:  # noqa: BLE001 - FAILED; wait_until_finish raises it again for the caller
+                pass
+        return self._state
+
     def wait_until_finish(self, duration=None):
+        if PipelineState.is_terminal(self._state):
+            if self._state == PipelineState.FAILED and self.error is not None:
+                raise self.error
+            return self._state
         try:
             for _ in ddist.as_completed(self.futures, with_results=True,
                                         timeout=None if duration is None else duration / 1000):
                 pass  # gathering raises a worker's error here
             self.found = self.futures[-1].result()
             self._state = PipelineState.DONE
-        except BaseException:
-            self._state = PipelineState.FAILED
+        except BaseException as err:
+            self._state, self.error = PipelineState.FAILED, err
             raise
         finally:
             self.close()
