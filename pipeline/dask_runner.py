@@ -11,7 +11,8 @@ GroupByKey, Flatten, Reshuffle) and translates them itself:
 * ParDo: one bundle per partition, setup to teardown, in a metrics container; its outputs are kept
   per tag, side inputs are whole dask Items (computed once, before the step);
 * every branch that ends the graph (the sinks) is computed, and the counters and string sets of
-  every bundle are summed into ``result.metrics()`` once the job is done.
+  every bundle are summed into ``result.metrics()``: while the job runs, those of the steps whose
+  every bundle has finished; once it is done, all.
 
 Options: Beam's DaskOptions (``dask_client_address``, ``dask_scheduler_file``, ``dask_npartitions``);
 no address starts a cluster on this machine for the job.
@@ -234,16 +235,16 @@ class DaskRunner(PipelineRunner):
         pipeline.replace_all(dask_overrides())
         visitor = _Visitor(bag_kwargs.get("npartitions"))
         pipeline.visit(visitor)
-        metrics = db.concat(visitor.metrics) if visitor.metrics else db.from_sequence([], npartitions=1)
-        with dask.config.set({"optimization.fuse.active": False}):
-            futures = client.compute([*visitor.sinks(), metrics], optimize_graph=False)
-        return DaskResult(client, futures, cluster)
+        with dask.config.set({"optimization.fuse.active": False}):  # one future per step's metrics
+            futures = client.compute([*visitor.sinks(), *visitor.metrics], optimize_graph=False)
+        return DaskResult(client, futures, cluster, steps=len(visitor.metrics))
 
 
 class DaskResult(PipelineResult):
-    def __init__(self, client, futures, cluster=None):
+    def __init__(self, client, futures, cluster=None, steps: int = 0):
         super().__init__(PipelineState.RUNNING)
         self.client, self.futures, self.cluster, self.found, self.error = client, futures, cluster, None, None
+        self.step_metrics = futures[len(futures) - steps:]  # each a list of bundle metrics
 
     def close(self):
         self.client.close()
@@ -269,7 +270,7 @@ class DaskResult(PipelineResult):
             for _ in ddist.as_completed(self.futures, with_results=True,
                                         timeout=None if duration is None else duration / 1000):
                 pass  # gathering raises a worker's error here
-            self.found = self.futures[-1].result()
+            self.found = [bundle for future in self.step_metrics for bundle in future.result()]
             self._state = PipelineState.DONE
         except BaseException as err:
             self._state, self.error = PipelineState.FAILED, err
@@ -285,11 +286,18 @@ class DaskResult(PipelineResult):
         return self._state
 
     def metrics(self):
-        return DaskMetrics(self.found or [])
+        """All bundles' metrics once the job is done; while it runs, those of the finished steps."""
+        if self.found is not None or PipelineState.is_terminal(self._state):
+            return DaskMetrics(self.found or [])
+        try:
+            return DaskMetrics([bundle for future in self.step_metrics if future.status == "finished"
+                                for bundle in future.result()])
+        except Exception:  # noqa: BLE001 - the job is ending under us: no figures this time
+            return DaskMetrics([])
 
 
 class DaskMetrics(MetricResults):
-    """The summed counters and string sets of every bundle (empty until the job is done)."""
+    """The summed counters and string sets of the bundles given."""
 
     def __init__(self, bundles: list[dict]):
         totals: dict = {}

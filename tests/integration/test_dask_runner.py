@@ -2,9 +2,11 @@
 worker processes), through the real CLI with a relative ``-o``: the same (id, style) rows, depth maps (within one level),
 rejections, stats.json totals and counters as the local runner, the run in the folder ``-o`` names
 (relative to the driver's working folder), and the workers' versions recorded. The driver polls the
-running job every 0.2 s, as it does a long job, and sees it end. The Read of the
+running job every 0.2 s, as it does a long job: it logs the counters of the steps already finished and
+sees the job end. The Read of the
 readers is split into many small byte ranges, so the records are those of the splittable reading."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +65,7 @@ def same_outcomes(a, b) -> bool:
                for x, y in ((maps_a[k], maps_b[k]) for k in maps_a))
 
 
-def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch):
+def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch, caplog):
     models = build_depth(str(tmp_path / "image" / "depth")), build_sam2(str(tmp_path / "image" / "sam2"))
     local = generate(tmp_path / "local", models)
     monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 300)  # many byte ranges per input file
@@ -71,7 +73,11 @@ def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_pat
     runner = (f"runner={{name: dask, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
               f"options: {{dask_client_address: '{cluster.scheduler_address}'}}}}")  # Beam's flag name
     # the driver polls the job's state every 0.2 s: it must see the job end (it polled forever before)
-    on_dask = generate(Path("out/dask"), models, "--set", runner)  # relative: made absolute on the driver
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="groundcot"):
+        on_dask = generate(Path("out/dask"), models, "--set", runner)  # relative: made absolute on the driver
+    # while it ran, the counters of the steps already finished (the read is done long before the end)
+    assert any(r.getMessage().startswith("progress: read 4/4 records") for r in caplog.records)
     out = tmp_path / "out" / "dask"
     assert {k: on_dask[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
     assert on_dask["written"] > 0 and on_dask["counters"]["validate.ok"] == on_dask["written"]
