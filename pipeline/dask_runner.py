@@ -11,7 +11,8 @@ GroupByKey, Flatten, Reshuffle) and translates them itself:
 * ParDo: one bundle per partition, setup to teardown, in a metrics container; its outputs are kept
   per tag, side inputs are whole dask Items (computed once, before the step);
 * every branch that ends the graph (the sinks) is computed, and the counters and string sets of
-  every bundle are summed into ``result.metrics()`` once the job is done.
+  every bundle are summed into ``result.metrics()``: while the job runs, those of the steps whose
+  every bundle has finished; once it is done, all.
 
 Options: Beam's DaskOptions (``dask_client_address``, ``dask_scheduler_file``, ``dask_npartitions``);
 no address starts a cluster on this machine for the job.
@@ -234,39 +235,45 @@ class DaskRunner(PipelineRunner):
         pipeline.replace_all(dask_overrides())
         visitor = _Visitor(bag_kwargs.get("npartitions"))
         pipeline.visit(visitor)
-        metrics = db.concat(visitor.metrics) if visitor.metrics else db.from_sequence([], npartitions=1)
-        with dask.config.set({"optimization.fuse.active": False}):
-            futures = client.compute([*visitor.sinks(), metrics], optimize_graph=False)
-        return DaskResult(client, futures, cluster)
+        with dask.config.set({"optimization.fuse.active": False}):  # one future per step's metrics
+            futures = client.compute([*visitor.sinks(), *visitor.metrics], optimize_graph=False)
+        return DaskResult(client, futures, cluster, steps=len(visitor.metrics))
 
 
 class DaskResult(PipelineResult):
-    def __init__(self, client, futures, cluster=None):
+    def __init__(self, client, futures, cluster=None, steps: int = 0):
         super().__init__(PipelineState.RUNNING)
-        self.client, self.futures, self.cluster, self.found = client, futures, cluster, None
-
-    @property
-    def state(self):
-        """RUNNING until every future has ended (the progress loop polls this before wait_until_finish)."""
-        if self._state == PipelineState.RUNNING and all(f.done() for f in self.futures):
-            failed = any(f.status != "finished" for f in self.futures)
-            return PipelineState.FAILED if failed else PipelineState.DONE
-        return self._state
+        self.client, self.futures, self.cluster, self.found, self.error = client, futures, cluster, None, None
+        self.step_metrics = futures[len(futures) - steps:]  # each a list of bundle metrics
 
     def close(self):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
 
+    @property
+    def state(self):
+        """DONE or FAILED once every future has finished (what ``progress.follow`` polls for), else RUNNING."""
+        if self._state == PipelineState.RUNNING and all(f.done() for f in self.futures):
+            try:
+                self.wait_until_finish()
+            except Exception:  # noqa: BLE001 - FAILED; wait_until_finish raises it again for the caller
+                pass
+        return self._state
+
     def wait_until_finish(self, duration=None):
+        if PipelineState.is_terminal(self._state):
+            if self._state == PipelineState.FAILED and self.error is not None:
+                raise self.error
+            return self._state
         try:
             for _ in ddist.as_completed(self.futures, with_results=True,
                                         timeout=None if duration is None else duration / 1000):
                 pass  # gathering raises a worker's error here
-            self.found = self.futures[-1].result()
+            self.found = [bundle for future in self.step_metrics for bundle in future.result()]
             self._state = PipelineState.DONE
-        except BaseException:
-            self._state = PipelineState.FAILED
+        except BaseException as err:
+            self._state, self.error = PipelineState.FAILED, err
             raise
         finally:
             self.close()
@@ -279,11 +286,18 @@ class DaskResult(PipelineResult):
         return self._state
 
     def metrics(self):
-        return DaskMetrics(self.found or [])
+        """All bundles' metrics once the job is done; while it runs, those of the finished steps."""
+        if self.found is not None or PipelineState.is_terminal(self._state):
+            return DaskMetrics(self.found or [])
+        try:
+            return DaskMetrics([bundle for future in self.step_metrics if future.status == "finished"
+                                for bundle in future.result()])
+        except Exception:  # noqa: BLE001 - the job is ending under us: no figures this time
+            return DaskMetrics([])
 
 
 class DaskMetrics(MetricResults):
-    """The summed counters and string sets of every bundle (empty until the job is done)."""
+    """The summed counters and string sets of the bundles given."""
 
     def __init__(self, bundles: list[dict]):
         totals: dict = {}

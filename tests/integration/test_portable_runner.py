@@ -1,42 +1,31 @@
 """The demo job on Beam's PortableRunner (embedded job server, EXTERNAL environment) against a worker
-pool this test starts: a separate process bound to 127.0.0.1 with its own HOME, TMPDIR and HF_HOME,
-so its workers see neither the driver's temp folders nor its Hugging Face cache. The models are
-tiny random ones saved in a folder the test creates and named by path, as a worker image would hold
-them. Same (id, style) rows, depth maps and stats.json totals as the local runner. Real CLI."""
+pool this test starts as a user would (``python -m groundcot.pipeline.portable --address
+127.0.0.1:0``): a separate process bound to loopback with its own HOME, TMPDIR and HF_HOME and a PATH
+without this interpreter, so its workers see neither the driver's temp folders nor its Hugging Face
+cache, and run on the pool's own interpreter. The models are tiny random ones saved in a folder the
+test creates and named by path, as a worker image would hold them. Same (id, style) rows, depth maps
+and stats.json totals as the local runner; a relative ``-o`` lands under the driver's working folder,
+never the pool's. Real CLI."""
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from groundcot.pipeline.cli import main
-from groundcot.schemas.runs import read_run
+from groundcot.pipeline.stats import here
 from groundcot.transforms.depth import build_tiny_random as build_depth
 from groundcot.transforms.masks import build_tiny_random as build_sam2
 
 from support import REPO
+from support.runs import outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a worker pool and two runs
 DEMO = str(REPO / "jobs" / "demo.yaml")
-# worker_pool_main binds every interface ('[::]:PORT') and has no flag for the address: the same
-# servicer, bound to loopback only
-POOL = """
-import grpc
-from apache_beam.portability.api import beam_fn_api_pb2_grpc
-from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
-from apache_beam.utils import thread_pool_executor
-
-server = grpc.server(thread_pool_executor.shared_unbounded_instance())
-port = server.add_insecure_port("127.0.0.1:0")
-beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
-    BeamFnExternalWorkerPoolServicer(use_process=True), server)
-server.start()
-print(port, flush=True)
-server.wait_for_termination()
-"""
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +43,14 @@ def pool(tmp_path_factory):
         (home / name).mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "TMP", "TEMP"))}
     env.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
-               PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}")  # workers run `python`
+               PATH=os.pathsep.join(["/usr/bin", "/bin"]))  # no `python` of this venv: the pool uses its own
     log = open(home / "pool.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", POOL], stdout=subprocess.PIPE, stderr=log, env=env,
-                            start_new_session=True)
-    port = proc.stdout.readline().decode().strip()
-    assert port.isdigit(), (home / "pool.log").read_text()[-2000:]
-    yield f"127.0.0.1:{port}", home
+    proc = subprocess.Popen([sys.executable, "-m", "groundcot.pipeline.portable", "--address", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=log, env=env, cwd=home, start_new_session=True)
+    address = proc.stdout.readline().decode().strip()
+    assert address.startswith("127.0.0.1:") and address.rsplit(":", 1)[1].isdigit(), \
+        (home / "pool.log").read_text()[-2000:]
+    yield address, home
     os.killpg(proc.pid, signal.SIGTERM)  # the pool and the SDK workers it started
     try:
         proc.wait(timeout=30)
@@ -79,28 +69,25 @@ def generate(out, models, *more):
     return json.loads((out / "stats.json").read_text())
 
 
-def outcomes(out):
-    data = read_run(str(out), decode_images=False).select_columns(["id", "style", "depth_map"]).to_list()
-    rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
-    return ({(r["id"], r["style"]): (r["depth_map"] or {}).get("bytes") for r in data},
-            sorted((r["id"], r.get("style", "")) for r in rejected))
-
-
 TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",
           "by_style")
 
 
-def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(image, pool, tmp_path):
+def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(image, pool, tmp_path, monkeypatch):
     address, worker_home = pool
     local = generate(tmp_path / "local", image)
+    monkeypatch.chdir(tmp_path)
     runner = (f"runner={{name: PortableRunner, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], options: "
               f"{{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}'}}}}")
     started = time.monotonic()
-    portable = generate(tmp_path / "portable", image, "--set", runner)
+    portable = generate(Path("out/portable"), image, "--set", runner)  # relative: made absolute on the driver
     assert time.monotonic() - started < 300
+    out = tmp_path / "out" / "portable"
     assert {k: portable[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
     assert portable["balanced"] and portable["written"] > 0
-    assert outcomes(tmp_path / "portable") == outcomes(tmp_path / "local")  # same rows, same depth maps
+    assert same_outcomes(outcomes(out), outcomes(tmp_path / "local"))  # same rows and depth maps
+    assert portable["worker_versions"] == [here()]  # from the pool's harness, as the driver's
+    assert not (worker_home / "out").exists()  # nothing written relative to the pool's folder
     assert "Starting worker" in (worker_home / "pool.log").read_text()  # the pool's workers did the work
 
 
@@ -118,5 +105,5 @@ def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(ima
     assert portable["counters"]["validate.ok"] == portable["written"] > 0
     assert {k: portable[k] for k in (*TOTALS, "counters", "teacher", "cache")} == \
         {k: local[k] for k in (*TOTALS, "counters", "teacher", "cache")}
-    assert outcomes(tmp_path / "portable") == outcomes(tmp_path / "local")
+    assert same_outcomes(outcomes(tmp_path / "portable"), outcomes(tmp_path / "local"))
     assert (worker_home / "pool.log").read_text().count("Starting worker") - before == 2  # two harnesses

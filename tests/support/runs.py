@@ -1,0 +1,30 @@
+"""Comparing two runs of one job on different runners (local, portable, Dask)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from groundcot.schemas.codecs import decode_png16
+from groundcot.schemas.runs import read_run
+
+
+def outcomes(out) -> tuple[dict, list]:
+    """{(id, style): depth map or None}, and the rejected (id, style) pairs."""
+    out = Path(out)
+    data = read_run(str(out), decode_images=False).select_columns(["id", "style", "depth_map"]).to_list()
+    rejected = [json.loads(line) for f in (out / "rejected").glob("*.jsonl") for line in f.read_text().splitlines()]
+    maps = {(r["id"], r["style"]): (r["depth_map"] or {}).get("bytes") for r in data}
+    return ({key: None if png is None else decode_png16(png) for key, png in maps.items()},
+            sorted((r["id"], r.get("style", "")) for r in rejected))
+
+
+def same_outcomes(a, b) -> bool:
+    """The same rows and rejections, and depth maps equal within one 16-bit level: a runner that puts
+    other records in a batch with an image moves the model's float sums by a rounding."""
+    (maps_a, rejected_a), (maps_b, rejected_b) = a, b
+    if maps_a.keys() != maps_b.keys() or rejected_a != rejected_b:
+        return False
+    return all((x is None) == (y is None) and (x is None or (x.shape == y.shape and np.abs(x - y).max() <= 1.01 / 65535))
+               for x, y in ((maps_a[k], maps_b[k]) for k in maps_a))
