@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path, PurePath
 
@@ -246,7 +248,22 @@ def _prompts(args) -> int:
     return 0
 
 
+INTERRUPT_LINE = ("interrupted; the output folder is as it was (a partial run stays in its staging folder, "
+                  "and the caches keep what was done)")
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C: from now on nothing more is logged (a Beam stage that the interrupt reaches in its set-up
+    logs it with a traceback, and may hand it on wrapped in another error), then KeyboardInterrupt."""
+    _interrupted.set()
+    logging.disable(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
 def _fail(message: str, code: int) -> int:
+    if _interrupted.is_set():  # whatever error the interrupt surfaced as
+        message, code = INTERRUPT_LINE, INTERRUPTED
     print(f"groundcot: {message}".replace("\n", " "), file=sys.stderr)
     return code
 
@@ -390,13 +407,18 @@ MODULES = {"publish": "groundcot.runs.publish", "inspect": "groundcot.runs.inspe
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         # the pending teacher calls' tasks are dropped with the loop: no "Task was destroyed" lines
         logging.getLogger("asyncio").disabled = True
-        return _fail("interrupted; the output folder is as it was (a partial run stays in its staging folder, "
-                     "and the caches keep what was done)", INTERRUPTED)
+        return _fail(INTERRUPT_LINE, INTERRUPTED)
+    except Exception:
+        if _interrupted.is_set():  # the interrupt, wrapped by the runner
+            return _fail(INTERRUPT_LINE, INTERRUPTED)
+        raise
 
 
 def _dispatch(args) -> int:
