@@ -152,7 +152,7 @@ def run_id_of(files: dict[str, bytes | str]) -> str:
 
 
 def main(args) -> int:
-    """The ``groundcot publish`` command; exit code 0, or 1 with one line on stderr."""
+    """The ``groundcot publish`` command; exit code 0, else one line on stderr and 2 (no whole run at RUN) or 1."""
     from huggingface_hub import get_token
 
     revision = args.revision or "main"
@@ -168,7 +168,10 @@ def main(args) -> int:
         url = push(files, args.repo_id, token, args.private, args.revision)
         if published(run) != run_id:  # the files went up while a re-run replaced them
             raise PublishError(f"{run} was re-published while uploading ({url} may mix two runs); publish again")
-    except (RunNotFound, RunChanging, PublishError) as err:
+    except RunNotFound as err:  # no run there, or a cut shard: as inspect and export say it
+        print(f"groundcot: publish: {err}", file=sys.stderr)
+        return 2
+    except (RunChanging, PublishError) as err:
         print(f"groundcot: publish: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - Hub errors: one line, without the token

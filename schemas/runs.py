@@ -148,20 +148,16 @@ def read_run(runs: str | Sequence[str], styles: Sequence[str] | None = None, sou
 
     from groundcot.schemas.columns import features
 
-    files: dict[str, list[str]] = {style: [] for style in styles or ()}
-    for run in ([runs] if isinstance(runs, str) else runs):
-        for style, paths in style_shards(run).items():
-            if not styles or style in styles:
-                files.setdefault(style, []).extend(p for p in paths if splits is None or split_of(p) in splits)
-    files = {style: paths for style, paths in files.items() if paths}
     names = list(TRAIN_COLUMNS)
     union = features()
 
     def load(run: str) -> list:
-        """The run's styles as datasets, each loaded whole (into datasets' cache) before ``consistent`` checks."""
+        """The run's styles (their shards of ``splits``) as datasets, each loaded whole (into datasets'
+        cache) before ``consistent`` checks: the shards are listed and read inside one try."""
         loaded = []
         for style, paths in style_shards(run).items():
-            if not styles or style in styles:
+            paths = [p for p in paths if splits is None or split_of(p) in splits]
+            if paths and (not styles or style in styles):
                 loaded.append((style, datasets.load_dataset("parquet", data_files=paths, split="train")))
         return loaded
 

@@ -46,16 +46,19 @@ def recomputed(out, run) -> dict:
 def test_tiny_model_on_the_demo_test_split(run, tmp_path, capsys):
     model = build_tiny_qwen25vl(str(tmp_path / "tiny"))
     out = tmp_path / "eval"
-    assert main(["eval", model, "--run", str(run), "--style", "sif", "--style", "textual", "--limit", "3",
+    assert main(["eval", model, "--run", str(run), "--style", "sif", "--style", "textual", "--limit", "2",
                  "--max-new-tokens", "24", "-o", str(out)]) == 0
     result = json.loads((out / "eval.json").read_text())
     test_ids = {r["id"] for r in read_run(str(run), splits=["test"])}
+    train = read_run(str(run), splits=["train"], decode_images=False)
+    assert test_ids and not test_ids & set(train["id"])  # splits= keeps only those splits' shards
+    assert len(train) + len(read_run(str(run), splits=["test"], decode_images=False)) == len(read_run(str(run)))
     saved = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    assert len(saved) == 6 and {g["id"] for g in saved} <= test_ids and {g["split"] for g in saved} == {"test"}
+    assert len(saved) == 4 and {g["id"] for g in saved} <= test_ids and {g["split"] for g in saved} == {"test"}
     assert all(isinstance(g["completion"], str) and g["prompt"][0]["role"] == "user" for g in saved)
     assert result["split"] == "test" and result["backend"] == "transformers" and result["model"] == "tiny"
     assert {s: e["rewards"] for s, e in result["styles"].items()} == recomputed(out, run)
-    assert {s: e["rows"] for s, e in result["styles"].items()} == {"sif": 3, "textual": 3}
+    assert {s: e["rows"] for s, e in result["styles"].items()} == {"sif": 2, "textual": 2}
     assert "hiou" in result["styles"]["sif"] and "hiou" not in result["styles"]["textual"]
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG" and "<table" in (out / "eval.html").read_text()
 

@@ -120,9 +120,11 @@ def test_publish_and_inspect_name_a_cut_shard(tmp_path, demo_run, capfd):
     shard = sorted((run / "data" / "sif").glob("*.parquet"))[0]
     data = shard.read_bytes()
     shard.write_bytes(data[:len(data) // 2])
-    assert main(["publish", str(run), "--repo-id", "me/x", "--dry-run"]) == 1
+    assert main(["publish", str(run), "--repo-id", "me/x", "--dry-run"]) == 2
     assert str(shard) in one_line(capfd)
-    assert main(["inspect", str(run), "-o", str(tmp_path / "report")]) != 0
+    assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path / "trl")]) == 2
+    assert str(shard) in one_line(capfd)
+    assert main(["inspect", str(run), "-o", str(tmp_path / "report")]) == 2
     err = capfd.readouterr().err
     assert str(shard) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
