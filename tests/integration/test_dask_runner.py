@@ -5,7 +5,6 @@ rejections, stats.json totals and counters as the local runner, the run in the f
 running job every 0.2 s, as it does a long job: it logs the counters of the steps already finished and
 sees the job end. The Read of the
 readers is split into many small byte ranges, so the records are those of the splittable reading."""
-import json
 import logging
 from pathlib import Path
 
@@ -15,15 +14,13 @@ pytest.importorskip("distributed")
 from dask.distributed import LocalCluster  # noqa: E402
 
 from groundcot.pipeline import dask_runner  # noqa: E402
-from groundcot.pipeline.cli import main  # noqa: E402
 from groundcot.pipeline.stats import here  # noqa: E402
 from groundcot.transforms.depth import build_tiny_random as build_depth  # noqa: E402
 from groundcot.transforms.masks import build_tiny_random as build_sam2  # noqa: E402
 
 from support import REPO
-from support.runs import outcomes, same_outcomes  # noqa: E402
+from support.runs import demo_with_models, outcomes, same_outcomes  # noqa: E402
 
-DEMO = str(REPO / "jobs" / "demo.yaml")
 TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",
           "by_style", "counters", "teacher", "cache")
 
@@ -36,12 +33,7 @@ def cluster():
 
 
 def generate(out, models, *more):
-    depth, sam2 = models
-    args = ["generate", DEMO, "-o", str(out), "--limit", "4", "--set", "styles=[sif, aperture]",
-            "--set", f"depth.model={depth}", "--set", "depth.fallback=none",
-            "--set", f"masks.model={sam2}", "--set", "masks.fallback=none", *more]
-    assert main(args) == 0
-    return json.loads((out / "stats.json").read_text())
+    return demo_with_models(out, models, 4, *more)
 
 
 def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch, caplog):

@@ -43,6 +43,11 @@ def recomputed(out, run) -> dict:
     return figures
 
 
+def rgb_bytes(data_url: str) -> bytes:
+    """The RGB pixels of an image sent as a data URL (to find the row a request asks about)."""
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB").tobytes()
+
+
 def test_tiny_model_on_the_demo_test_split(run, tmp_path, capsys):
     model = build_tiny_qwen25vl(str(tmp_path / "tiny"))
     out = tmp_path / "eval"
@@ -81,7 +86,7 @@ def test_endpoint_model_scored_with_the_reward_code(run, tmp_path, monkeypatch):
         text = next(p["text"] for p in content if p["type"] == "text")
         url = content[0]["image_url"]["url"]
         assert url.startswith("data:image/png;base64,")
-        pixels = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB").tobytes()
+        pixels = rgb_bytes(url)
         key = next(k for k in rows if text.startswith(k[0]) and k[1] == pixels)
         return rows[key]["cot"] if key in right else "<think>no idea</think><answer>zebra</answer>"
 
@@ -130,7 +135,7 @@ def test_mgpo_rolls_out_through_its_environment(run, tmp_path):
         first = body["messages"][0]["content"]
         text = next(p["text"] for p in first if p["type"] == "text")
         url = first[0]["image_url"]["url"]
-        pixels = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB").tobytes()
+        pixels = rgb_bytes(url)
         key = next(k for k in rows if k[0] in text and k[1] == pixels)
         if len(body["messages"]) == 1:
             box = [round(v) for v in rows[key]["actions"][0]["bbox_2d"]]

@@ -6,7 +6,6 @@ cache, and run on the pool's own interpreter. The models are tiny random ones sa
 test creates and named by path, as a worker image would hold them. Same (id, style) rows, depth maps
 and stats.json totals as the local runner; a relative ``-o`` lands under the driver's working folder,
 never the pool's. Real CLI."""
-import json
 import os
 import signal
 import subprocess
@@ -16,16 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from groundcot.pipeline.cli import main
 from groundcot.pipeline.stats import here
 from groundcot.transforms.depth import build_tiny_random as build_depth
 from groundcot.transforms.masks import build_tiny_random as build_sam2
 
 from support import REPO
-from support.runs import outcomes, same_outcomes
+from support.runs import demo_with_models, outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a worker pool and two runs
-DEMO = str(REPO / "jobs" / "demo.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +58,7 @@ def pool(tmp_path_factory):
 
 
 def generate(out, models, *more):
-    depth, sam2 = models
-    args = ["generate", DEMO, "-o", str(out), "--limit", "3", "--set", "styles=[sif, aperture]",
-            "--set", f"depth.model={depth}", "--set", "depth.fallback=none",
-            "--set", f"masks.model={sam2}", "--set", "masks.fallback=none", *more]
-    assert main(args) == 0
-    return json.loads((out / "stats.json").read_text())
+    return demo_with_models(out, models, 3, *more)
 
 
 TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",

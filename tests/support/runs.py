@@ -28,3 +28,18 @@ def same_outcomes(a, b) -> bool:
         return False
     return all((x is None) == (y is None) and (x is None or (x.shape == y.shape and np.abs(x - y).max() <= 1.01 / 65535))
                for x, y in ((maps_a[k], maps_b[k]) for k in maps_a))
+
+
+def demo_with_models(out, models, limit: int, *more) -> dict:
+    """The bundled demo job, sif and aperture, with the given tiny depth and SAM2 folders (no
+    fallback), through the CLI; its stats.json."""
+    from groundcot.pipeline.cli import main
+
+    from support import REPO
+
+    depth, sam2 = models
+    args = ["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", str(limit),
+            "--set", "styles=[sif, aperture]", "--set", f"depth.model={depth}", "--set", "depth.fallback=none",
+            "--set", f"masks.model={sam2}", "--set", "masks.fallback=none", *more]
+    assert main(args) == 0
+    return json.loads((Path(out) / "stats.json").read_text())
