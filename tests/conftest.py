@@ -9,6 +9,13 @@ import pytest
 from support import REPO, png_bytes, viscot_line
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules holding slow tests first (their order kept): under ``-n auto --dist loadfile`` they
+    start at once, beside the many quick ones, instead of being the last ones left running."""
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow)
+
+
 class _Lines(logging.Handler):
     def __init__(self):
         super().__init__()

@@ -106,9 +106,13 @@ def endpoint_model(base_url: str, model: str, api_key_env: str | None, max_new_t
     import openai
 
     from groundcot.transforms.styles.pictures import data_url, picture
-    from groundcot.transforms.teach.connection import Connection, make_client
+    from groundcot.transforms.teach.connection import Connection, EndpointError, check_endpoint, make_client
 
     conn = Connection(base_url=base_url, model=model, api_key_env=api_key_env)
+    try:  # one look before the rows: an endpoint that is down fails at once, not after the client's retries
+        check_endpoint(conn, what="--base-url", model_key="MODEL", key_setting="--api-key-env")
+    except EndpointError as err:
+        raise EvalError(str(err)) from None
     client = make_client(conn, asynchronous=False)
 
     def part(p: dict) -> dict:

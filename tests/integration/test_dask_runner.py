@@ -21,6 +21,8 @@ from groundcot.transforms.masks import build_tiny_random as build_sam2  # noqa: 
 from support import REPO
 from support.runs import demo_with_models, outcomes, same_outcomes  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a cluster of two worker processes, each loading the models
+
 TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced", "filtered_out", "by_source",
           "by_style", "counters", "teacher", "cache")
 

@@ -93,10 +93,10 @@ def test_endpoint_model_scored_with_the_reward_code(run, tmp_path, monkeypatch):
     monkeypatch.setenv("EVAL_KEY", "sk-eval-secret")
     out = tmp_path / "eval"
     with FakeOpenAI(reply_with=reply) as fake:
-        assert main(["eval", "served-model", "--run", str(run), "--style", "sif", "--base-url", fake.base_url,
+        assert main(["eval", "fake-vlm", "--run", str(run), "--style", "sif", "--base-url", fake.base_url,
                      "--api-key-env", "EVAL_KEY", "-o", str(out)]) == 0
         assert {r["headers"]["authorization"] for r in fake.requests} == {"Bearer sk-eval-secret"}
-        assert {r["body"]["model"] for r in fake.requests} == {"served-model"}
+        assert {r["body"]["model"] for r in fake.requests} == {"fake-vlm"}
     result = json.loads((out / "eval.json").read_text())
     sif = result["styles"]["sif"]
     assert sif["rows"] == len(rows) and sif["rewards"]["answer"] == pytest.approx(len(right) / len(rows))
@@ -118,11 +118,20 @@ def test_an_endpoint_that_fails_is_one_line_without_the_key(run, tmp_path, monke
     monkeypatch.setenv("EVAL_KEY", "sk-eval-secret")
     with FakeOpenAI(reply_with=lambda body: "unused") as fake:
         url = fake.base_url
-    assert main(["eval", "served-model", "--run", str(run), "--style", "textual", "--base-url", url,
+    assert main(["eval", "fake-vlm", "--run", str(run), "--style", "textual", "--base-url", url,
                  "--api-key-env", "EVAL_KEY", "-o", str(tmp_path / "eval")]) == 2
     err = capfd.readouterr().err.strip()
-    assert err.splitlines()[-1].startswith(f"groundcot: --base-url {url}: APIConnectionError")
+    assert err.splitlines()[-1].startswith(f"groundcot: --base-url {url}/models is unreachable (")
     assert "sk-eval-secret" not in err and "Traceback" not in err
+
+
+def test_a_model_the_endpoint_does_not_serve_is_one_line_before_any_row(run, tmp_path, capfd):
+    with FakeOpenAI(reply_with=lambda body: "unused") as fake:
+        assert main(["eval", "no-such-model", "--run", str(run), "--style", "textual", "--base-url", fake.base_url,
+                     "-o", str(tmp_path / "eval")]) == 2
+        assert not fake.requests  # nothing was asked
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("groundcot: MODEL: 'no-such-model' is not served by") and "fake-vlm" in err
 
 
 def test_mgpo_rolls_out_through_its_environment(run, tmp_path):
@@ -146,7 +155,7 @@ def test_mgpo_rolls_out_through_its_environment(run, tmp_path):
 
     out = tmp_path / "eval"
     with FakeOpenAI(reply_with=reply) as fake:
-        assert main(["eval", "served-model", "--run", str(run), "--style", "mgpo", "--base-url", fake.base_url,
+        assert main(["eval", "fake-vlm", "--run", str(run), "--style", "mgpo", "--base-url", fake.base_url,
                      "-o", str(out)]) == 0
     mgpo = json.loads((out / "eval.json").read_text())["styles"]["mgpo"]
     assert mgpo["rows"] == len(rows) and mgpo["tool_calls_per_answer"] == 1.0

@@ -85,9 +85,13 @@ class EndpointError(RuntimeError):
     """The teacher's endpoint cannot serve this job (one line, never the key)."""
 
 
-def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "teacher.connection") -> None:
+def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "teacher.connection",
+                   what: str = "teacher endpoint", model_key: str | None = None,
+                   key_setting: str | None = None) -> None:
     """Raise ``EndpointError`` when ``GET {base_url}/models`` cannot be reached, refuses the key, or
-    lists models without ``conn.model``.
+    lists models without ``conn.model`` (``what`` names the endpoint in the message; ``key_name`` the
+    config section; ``model_key`` and ``key_setting`` where the model and the key's variable are set,
+    by default ``<key_name>.model`` and ``<key_name>.api_key_env``).
 
     Any other answer (even a 404 from a server without ``/models``) counts as reachable: the
     run's own retries deal with what is transient.
@@ -100,19 +104,19 @@ def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "t
     try:
         response = httpx2.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=timeout_s)
     except httpx2.TimeoutException:
-        raise EndpointError(f"teacher endpoint {shown}: no answer within {timeout_s:g} s") from None
+        raise EndpointError(f"{what} {shown}: no answer within {timeout_s:g} s") from None
     except (httpx2.HTTPError, httpx2.InvalidURL) as err:
         reason = str(err).replace(key, "***") if key else str(err)  # e.g. [Errno 111] Connection refused
         reason = reason.splitlines()[0][:200] if reason.strip() else type(err).__name__
-        raise EndpointError(f"teacher endpoint {shown} is unreachable ({reason})") from None
+        raise EndpointError(f"{what} {shown} is unreachable ({reason})") from None
     if response.status_code in (401, 403):
         source = conn.api_key_secret or conn.api_key_env
-        whose = f"the key in {source}" if key else f"requests without a key (set {key_name}.api_key_env)"
-        raise EndpointError(f"teacher endpoint {shown} refused {whose} (HTTP {response.status_code})")
+        whose = f"the key in {source}" if key else f"requests without a key (set {key_setting or key_name + '.api_key_env'})"
+        raise EndpointError(f"{what} {shown} refused {whose} (HTTP {response.status_code})")
     served = served_models(response)
     if served is not None and conn.model not in served:
         listed = ", ".join(sorted(served)[:20]) or "none"
-        raise EndpointError(f"{key_name}.model: {conn.model!r} is not served by {shown} (it serves: {listed})")
+        raise EndpointError(f"{model_key or key_name + '.model'}: {conn.model!r} is not served by {shown} (it serves: {listed})")
 
 
 def served_models(response) -> list[str] | None:
