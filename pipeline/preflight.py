@@ -81,27 +81,31 @@ def runner_like(name: str, names: list[str]) -> str | None:
     return by_bare[close[0]] if close else None
 
 
-def beam_flags() -> dict[str, str]:
-    """Every registered option's flag name (``dask_client_address``) -> its attribute (``address``)."""
+def beam_flags() -> tuple[dict[str, str], set[str]]:
+    """Every registered option's flag name (``dask_client_address``) -> its attribute (``address``), and
+    every attribute (those only a ``--no_x`` flag sets, such as ``pipeline_type_check``, included)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         try:
             cls._add_argparse_args(parser)
         except argparse.ArgumentError:  # one class registered twice
             continue
-    return {flag[2:]: action.dest for action in parser._actions for flag in action.option_strings
-            if flag.startswith("--") and not isinstance(action, argparse._StoreFalseAction)}  # --no_x: not x
+    flags = {flag[2:]: action.dest for action in parser._actions for flag in action.option_strings
+             if flag.startswith("--") and not isinstance(action, argparse._StoreFalseAction)}  # --no_x: not x
+    return flags, {action.dest for action in parser._actions}
 
 
 def _options(given: dict, **values) -> PipelineOptions:
     """Beam's options from ``runner.options`` (by flag name, ``dask_client_address``, or attribute name,
     ``address``) and ``values``; a key no registered option class knows is a ConfigError, not dropped."""
-    flags = beam_flags()
-    known = set(flags.values())
+    flags, known = beam_flags()
     unknown = sorted(k for k in given if k not in known and k not in flags)
     if unknown:
         raise ConfigError(f"runner.options: Beam knows no option {', '.join(unknown)} (see the runner's "
                           "pipeline options for the names)")
+    # Beam's construction-time type inference: half the time of building the graph, and groundcot's
+    # stages carry no type hints to check (every element is pickled); runner.options can turn it on
+    values.setdefault("pipeline_type_check", False)
     values.update({k if k in known else flags[k]: v for k, v in given.items()})
     return PipelineOptions(flags=[], **values)
 
