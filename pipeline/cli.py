@@ -84,11 +84,21 @@ def at_least_one(text: str) -> int:
     return value
 
 
+# Beam logs a failed step's error with its traceback, then raises it again: groundcot's last line names it
+RAISED_AGAIN = "apache_beam.runners.common"
+
+
+def _shown(record: logging.LogRecord) -> bool:
+    """groundcot's lines; other libraries' errors, but not one that Beam raises again."""
+    if record.name.startswith("groundcot"):
+        return True
+    return record.levelno >= logging.ERROR and not (record.name == RAISED_AGAIN and record.exc_info)
+
+
 def _setup_logging() -> None:
     """groundcot's INFO lines; other libraries only at ERROR."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger().handlers[0].addFilter(
-        lambda r: r.name.startswith("groundcot") or r.levelno >= logging.ERROR)
+    logging.getLogger().handlers[0].addFilter(_shown)
     warnings.filterwarnings("ignore", module="apache_beam")
 
 
