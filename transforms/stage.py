@@ -36,6 +36,7 @@ class Stage(beam.DoFn):
 
     def setup(self):
         self.tally = Tally(self.progress_dir, self.name) if self.progress_dir else None
+        self.metrics: dict = {}  # key -> its Beam counter
         self.seen, self.last_log, self.started = 0, time.monotonic(), time.monotonic()
 
     def process(self, record: Record):
@@ -59,7 +60,9 @@ class Stage(beam.DoFn):
 
     def _count(self, key: str) -> None:
         """A Beam counter (stats.json, cluster progress) and this worker's tally (the local live line)."""
-        Metrics.counter(NAMESPACE, key).inc()
+        if key not in self.metrics:
+            self.metrics[key] = Metrics.counter(NAMESPACE, key)
+        self.metrics[key].inc()
         if self.tally:
             self.tally.add(key)
 
