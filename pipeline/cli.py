@@ -84,11 +84,21 @@ def at_least_one(text: str) -> int:
     return value
 
 
+# Beam logs a failed step's error with its traceback, then raises it again: groundcot's last line names it
+RAISED_AGAIN = "apache_beam.runners.common"
+
+
+def _shown(record: logging.LogRecord) -> bool:
+    """groundcot's lines; other libraries' errors, but not one that Beam raises again."""
+    if record.name.startswith("groundcot"):
+        return True
+    return record.levelno >= logging.ERROR and not (record.name == RAISED_AGAIN and record.exc_info)
+
+
 def _setup_logging() -> None:
     """groundcot's INFO lines; other libraries only at ERROR."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger().handlers[0].addFilter(
-        lambda r: r.name.startswith("groundcot") or r.levelno >= logging.ERROR)
+    logging.getLogger().handlers[0].addFilter(_shown)
     warnings.filterwarnings("ignore", module="apache_beam")
 
 
@@ -99,10 +109,8 @@ def bundled_jobs() -> Path:
     return Path(jobs.__file__).parent
 
 
-def resolve_config(name: str) -> str:
-    """``name`` if it is a file, else the bundled job it names, else a ConfigError listing them."""
-    from groundcot.pipeline.config import ConfigError
-
+def find_config(name: str) -> str | None:
+    """``name`` if it is a file, else the bundled job it names, else None."""
     if Path(name).is_file():
         return name
     parts = PurePath(name).parts
@@ -112,8 +120,21 @@ def resolve_config(name: str) -> str:
         if bundled.is_file():
             log.info("%s is not a file here; using the bundled job %s", name, bundled)
             return str(bundled)
+    return None
+
+
+def no_config(name: str) -> str:
     names = ", ".join(sorted(p.stem for p in bundled_jobs().glob("*.yaml")))
-    raise ConfigError(f"{name}: no such file, and no bundled job of that name (bundled: {names})")
+    return f"{name}: no such file, and no bundled job of that name (bundled: {names})"
+
+
+def resolve_config(name: str) -> str:
+    """``name`` if it is a file, else the bundled job it names, else a ConfigError listing them."""
+    from groundcot.pipeline.config import ConfigError
+
+    if (found := find_config(name)) is None:
+        raise ConfigError(no_config(name))
+    return found
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -421,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def _starting(config: str) -> None:
+    """The first progress line, before the seconds of importing Beam (and the models' libraries)."""
+    log.info("progress: starting: reading %s, loading Beam", config)
+
+
 def _dispatch(args) -> int:
     run = getattr(args, "run", None)
     if run is not None and "://" not in run and not Path(run).is_dir():  # export, inspect, publish
@@ -444,13 +470,13 @@ def _dispatch(args) -> int:
         print(BUILDERS[args.kind](args.out))
         return 0
     if args.command == "demo":
-        return _generate(str(bundled_jobs() / "demo.yaml"), args.out, None, [], overwrite=args.overwrite)
-    from groundcot.pipeline.config import ConfigError
-
-    try:
-        config = resolve_config(args.config)
-    except ConfigError as err:
-        return _fail(f"config error: {err}", USAGE)
+        config = str(bundled_jobs() / "demo.yaml")
+        _starting(config)
+        return _generate(config, args.out, None, [], overwrite=args.overwrite)
+    config = find_config(args.config)  # without importing Beam: the first line comes at once
+    if config is None:
+        return _fail(f"config error: {no_config(args.config)}", USAGE)
+    _starting(config)
     return _generate(config, args.out, args.limit, args.overrides, overwrite=args.overwrite,
                      allow_empty=args.allow_empty, check=args.check, dry_run=args.dry_run)
 

@@ -75,7 +75,8 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         records = records | f"{label}Dedupe" >> DropDuplicates()
         inputs.append(records | f"{label}CountIn" >> beam.Map(lambda r: (f"{r.source}\tin\t\t", 1)))
         per_source.append(records | f"{label}LoadImage" >> beam.ParDo(
-            stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every)))
+            stage("image", partial(load_image, image_root=src.image_root, **cfg.images.model_dump()), every,
+                  first=True)))
     records = per_source | "MergeSources" >> beam.Flatten()
     if cfg.split.test_fraction or cfg.quality.near_duplicates.enabled:
         records, distinct = records | "NearDuplicates" >> Grouped(cfg.quality.near_duplicates, stage)

@@ -14,6 +14,7 @@ Beam's ``FileSystems``, so OUT may be a bucket prefix. The lock is exclusive on 
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,6 +36,34 @@ UNREADABLE_LOCK_GRACE_S = 30  # a lock file still empty after this long was left
 
 class OutputRefused(RuntimeError):
     """OUT cannot be used by this run; one line saying why and what to do."""
+
+
+class DiskFull(RuntimeError):
+    """A disk filled while the run wrote; one line naming where."""
+
+
+FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def disk_full(err: BaseException, out: str) -> str | None:
+    """The line for a failure that filled a disk (``OUT: no space left on device``), else None.
+
+    Seen in the error, in what it wraps (Beam raises a step's error again, augmented) or, from a worker
+    process, in its text. Names the file when it is outside OUT, else OUT (a run writes only there).
+    """
+    found, seen = err, set()
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, OSError) and found.errno in FULL:
+            name = str(found.filename or "")
+            where = name if name and not name.startswith(f"{out}/") else out
+            return f"{where}: {FULL[found.errno]}"
+        found = found.__cause__ or found.__context__
+    text = str(err)
+    for number, words in FULL.items():
+        if f"[Errno {number}]" in text or os.strerror(number) in text:
+            return f"{out}: {words}"
+    return None
 
 
 def is_local(path: str) -> bool:

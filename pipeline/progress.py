@@ -23,6 +23,7 @@ from typing import Self
 
 log = logging.getLogger("groundcot")
 READ, LAST = "image", "depth_image"  # the first per-record stage, and the last before the sink
+READER = "read"  # the readers' rejections (``read.rejected.<reason>``), counted by the first stage
 PLANNED, CHECKED = "styles", "validate"  # row stages (after the fan-out: one row per record and style)
 
 
@@ -46,6 +47,12 @@ def _rejected(counters: dict[str, int], stage: str) -> int:
     return sum(n for k, n in counters.items() if k.startswith(f"{stage}.rejected."))
 
 
+def _read(counters: dict[str, int]) -> int:
+    """Records read: those the readers rejected, and those through the first stage (its counts can lag
+    the next stage's by a flush: never fewer than went on)."""
+    return _rejected(counters, READER) + max(_seen(counters, READ), _seen(counters, "expand"))
+
+
 def _eta(done: int, total: int, elapsed: float) -> float | None:
     return (total - done) / (done / elapsed) if done and elapsed > 0 else None
 
@@ -61,8 +68,7 @@ def figures(counters: dict[str, int], total: int | None, elapsed: float, final: 
     ...          "depth_image.arrived_rejected": 20}, 100, 10.0)
     'read 50/100 records; rows: 80 planned, 70 validated, 80/190 finished (60 kept, 20 rejected); 8.0 rows/s; ETA 13s'
     """
-    # a stage's counts can lag the next stage's by a flush: never fewer read than went on
-    read = max(_seen(counters, READ), _seen(counters, "expand"))
+    read = _read(counters)
     kept = counters.get(f"{LAST}.ok", 0)
     parts = [f"read {read}" + (f"/{total}" if total else "") + " records"]
     if f"{LAST}.arrived_rejected" not in counters and not _seen(counters, PLANNED):  # Beam's counters
@@ -77,7 +83,7 @@ def figures(counters: dict[str, int], total: int | None, elapsed: float, final: 
     expected = None
     ok_expanded = counters.get("expand.ok", 0)
     if total and ok_expanded and not final:  # rows per record so far; records rejected before the fan-out stay one row
-        before = _rejected(counters, READ) + _rejected(counters, "expand")
+        before = _rejected(counters, READER) + _rejected(counters, READ) + _rejected(counters, "expand")
         expected = max(finished, round(before + (total - before) * _seen(counters, PLANNED) / ok_expanded))
     parts.append(f"rows: {_seen(counters, PLANNED)} planned, {_seen(counters, CHECKED)} validated, "
                   f"{finished}" + (f"/{expected}" if expected else "") + f" finished ({kept} kept, {rejected} rejected)")
@@ -95,7 +101,7 @@ def phase(counters: dict[str, int], total: int | None) -> str:
     >>> phase({}, 10), phase({"image.ok": 3}, 10), phase({"image.ok": 10}, 10)
     ('loading models', 'reading', 'writing')
     """
-    read = max(_seen(counters, READ), _seen(counters, "expand"))
+    read = _read(counters)
     if not read:
         return "loading models"
     return "writing" if total is not None and read >= total else "reading"

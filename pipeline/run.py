@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from groundcot.pipeline import progress
 from groundcot.pipeline.config import JobConfig, absolute_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
-from groundcot.pipeline.outputs import OutputFolder
+from groundcot.pipeline.outputs import DiskFull, OutputFolder, disk_full
 from groundcot.pipeline.preflight import count_records, prepare
 from groundcot.pipeline.stats import (
     EmptyRun,
@@ -56,18 +56,31 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     folder = OutputFolder(out, run_id, overwrite)
     with folder as staging:
         log.info("run %s writes into %s until it finishes", run_id, staging)
-        stats = run_graph(cfg, staging, models, runner, options, run_id)
-        if not allow_empty:
-            try:
-                check_not_empty(stats)
-            except EmptyRun as err:
-                folder.keep_staging = True
-                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
-                               f"rejections: groundcot inspect {staging}); pass --allow-empty to publish such a "
-                               "run") from None
-        write_card(staging)  # README.md + figures/: the folder is Hub-ready
-        folder.publish()
+        with _disk_full(out, "; nothing published, {out} is as it was"):
+            stats = run_graph(cfg, staging, models, runner, options, run_id)
+            if not allow_empty:
+                try:
+                    check_not_empty(stats)
+                except EmptyRun as err:
+                    folder.keep_staging = True
+                    raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
+                                   f"rejections: groundcot inspect {staging}); pass --allow-empty to publish "
+                                   "such a run") from None
+            write_card(staging)  # README.md + figures/: the folder is Hub-ready
+        with _disk_full(out, " while publishing; run again once there is space"):
+            folder.publish()
     return stats
+
+
+@contextlib.contextmanager
+def _disk_full(out: str, then: str):
+    """A disk that fills (Beam's traceback is not shown: cli.py) ends the run with one line naming it."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if (full := disk_full(err, out)) is None:
+            raise
+        raise DiskFull(full + then.format(out=out)) from None
 
 
 SECRET_OPTION = re.compile(r"password|secret|token|credential|api_?key", re.IGNORECASE)

@@ -22,7 +22,7 @@ from groundcot.transforms.styles import STYLES, in_order
 
 CARD, FIGURES = "README.md", "figures"
 EXAMPLE_COLUMNS = ("source", "dataset", "image_path", "question", "answer", "gt_boxes", "cot", "image", "chain",
-                   "actions", "frame")  # what an example shows: its text, and its image with its steps boxed
+                   "actions", "frame", "hiou")  # what an example shows: its text, its image with its steps boxed
 FIGURE_TITLES = {"hiou.png": "HIoU per style (the styles whose rows have boxes)",
                  "chain_length.png": "Steps per trajectory, per style",
                  "rejections.png": "Rejected records by reason"}
@@ -326,14 +326,22 @@ def fenced(text: str, info: str = "text") -> str:
 
 
 def example(style: str, row: dict) -> str:
-    """One config's example: a heading, its boxed picture (``figures/example-STYLE.png``) and its text."""
+    """One config's example: a heading, its picture (``figures/example-STYLE.png``, boxed when its CoT
+    has boxes) and its text."""
     cot = row["cot"] if len(row["cot"] or "") <= 900 else row["cot"][:900] + " ..."
     shown = f"{row['source']}/{row['dataset']}, {row['image_path']}"
+    what = "focus steps boxed and numbered" if shows_boxes(row) else "as it is (its CoT has no boxes)"
     picture = (figure_line(example_figure(style), f"{style} example: {shown}",
-                           f"{style}: the first row's image, focus steps boxed and numbered")
+                           f"{style}: the first row's image, {what}")
                if row.get("image") else "(this row holds no image)")
     text = f"Q: {row['question']}\nA: {row['answer']}\nGT boxes: {row['gt_boxes']}\n\n{cot}"
     return f"### `{style}`\n\n{picture}\n\nFrom {row['source']}/{row['dataset']}, {code(row['image_path'])}.\n\n{fenced(text)}"
+
+
+def shows_boxes(row: dict) -> bool:
+    """Whether the row's CoT has boxes: the styles whose CoT has them score it (HIoU); textual's words have
+    none, though its row keeps its sif twin's chain."""
+    return row.get("hiou") is not None
 
 
 def code(text: str) -> str:
@@ -360,7 +368,7 @@ def cited(styles: list[str], provenances: list[Provenance], cfg: dict) -> list[s
 def figures(run: str, found: dict, stats: dict) -> list[str]:
     """Write the PNGs under RUN/figures; their paths relative to the run."""
     from groundcot.runs import plots
-    from groundcot.runs.inspect import boxed_picture
+    from groundcot.runs.inspect import boxed_picture, picture
 
     drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),  # a style without boxes has no HIoU: not drawn
              "chain_length.png": (plots.chain_length_histogram, dict(found["steps"])),
@@ -372,10 +380,10 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
                 write_bytes(f"{run}/{FIGURES}/{name}", handle.read())
     written = [f"{FIGURES}/{name}" for name in drawn]
     for style, row in found["examples"].items():
-        picture, _ = boxed_picture(row)
-        if picture is not None:
+        shown = boxed_picture(row)[0] if shows_boxes(row) else picture(row)
+        if shown is not None:
             buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
+            shown.save(buffer, format="PNG")
             write_bytes(f"{run}/{FIGURES}/{example_figure(style)}", buffer.getvalue())
             written.append(f"{FIGURES}/{example_figure(style)}")
     return written

@@ -310,10 +310,15 @@ def figure(src: str, caption: str) -> str:
     return f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
 
 
+def picture(row: dict):
+    """The row's image, downscaled; None for a row without one."""
+    return _image(_bytes_of(row.get("image")))
+
+
 def boxed_picture(row: dict):
     """The row's image (downscaled) with its focus steps' boxes numbered in step colours, and a
     caption; (None, "") for a row without an image."""
-    base = _image(_bytes_of(row.get("image")))
+    base = picture(row)
     if base is None:
         return None, ""
     steps = steps_of(row)

@@ -24,20 +24,27 @@ class Stage(beam.DoFn):
     ``fn`` signals an expected rejection with ``record.reject(stage, reason)``. An
     unexpected exception becomes a rejection too (reason ``error_<ExceptionType>``), so
     one bad record never stops a run and is never lost.
+
+    ``first``: the first stage after the readers, which also counts the records a reader rejected
+    (``read.rejected.<reason>``): they were read, and no earlier stage counts them.
     """
 
     def __init__(self, name: str, fn: Callable[[Record], Record], log_every_s: float = 0.0,
-                 progress_dir: str | None = None):
+                 progress_dir: str | None = None, first: bool = False):
         self.name, self.fn, self.log_every_s, self.progress_dir = name, fn, log_every_s, progress_dir
+        self.first = first
 
     def setup(self):
-        self.ok = Metrics.counter(NAMESPACE, f"{self.name}.ok")
         self.tally = Tally(self.progress_dir, self.name) if self.progress_dir else None
+        self.metrics: dict = {}  # key -> its Beam counter
         self.seen, self.last_log, self.started = 0, time.monotonic(), time.monotonic()
 
     def process(self, record: Record):
-        if record.rejection is not None and self.tally:  # the last stage sees every rejection made upstream
-            self.tally.add(f"{self.name}.arrived_rejected")
+        if record.rejection is not None:
+            if self.tally:  # the last stage sees every rejection made upstream
+                self.tally.add(f"{self.name}.arrived_rejected")
+            if self.first:
+                self._count(f"{record.rejection.stage}.rejected.{record.rejection.reason}")
         if record.rejection is None:
             try:
                 record = self.fn(record)
@@ -45,15 +52,19 @@ class Stage(beam.DoFn):
                 log.exception("stage %s failed on record %s", self.name, record.id)
                 record.reject(self.name, f"error_{type(err).__name__}", str(err)[:500])
             if record.rejection is None:
-                self.ok.inc()
-                key = f"{self.name}.ok"
+                self._count(f"{self.name}.ok")
             else:
-                key = f"{self.name}.rejected.{record.rejection.reason}"
-                Metrics.counter(NAMESPACE, key).inc()
-            if self.tally:
-                self.tally.add(key)
+                self._count(f"{self.name}.rejected.{record.rejection.reason}")
         self._progress()
         yield record
+
+    def _count(self, key: str) -> None:
+        """A Beam counter (stats.json, cluster progress) and this worker's tally (the local live line)."""
+        if key not in self.metrics:
+            self.metrics[key] = Metrics.counter(NAMESPACE, key)
+        self.metrics[key].inc()
+        if self.tally:
+            self.tally.add(key)
 
     def finish_bundle(self):
         if self.tally:

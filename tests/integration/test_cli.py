@@ -91,7 +91,7 @@ def test_ctrl_c_during_generate_is_one_line_and_exit_130(tmp_path):
     while time.monotonic() < deadline:  # until the job runs (its progress line), then Ctrl-C
         line = proc.stderr.readline()
         lines.append(line)
-        if "progress" in line or "run " in line and "writes into" in line:
+        if "progress: " in line and "progress: starting" not in line or "run " in line and "writes into" in line:
             break
     time.sleep(2)
     proc.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from groundcot.pipeline.cli import main
+from groundcot.pipeline.outputs import disk_full
 
 from support import REPO, one_line, png_bytes, viscot_line
 from support.fake_openai import FakeOpenAI
@@ -226,3 +227,52 @@ def test_a_limit_below_one_is_a_usage_error(job, capfd, limit):
     assert err == f"groundcot generate: error: argument --limit: must be at least 1 (got {limit}) " \
                   "(see groundcot generate --help)"
     assert not out.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs root), unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_leaves_the_previous_run(job, small_disk):
+    config, _ = job
+    out = small_disk / "out"
+    assert generate(config, out) == 0  # a small previous run; the demo's 4 MB do not fit beside it
+    before = snapshot(out)
+    proc = subprocess.run([str(Path(sys.executable).parent / "groundcot"), "demo", "-o", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=small_disk.parent)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == f"groundcot: {out}: no space left on device; nothing published, {out} is as it was"
+    assert "Traceback" not in proc.stderr and not [line for line in lines if " ERROR " in line], proc.stderr[-3000:]
+    assert "progress: failed after " in lines[-2]
+    assert snapshot(out) == before and proc.stdout == ""
+
+
+def test_a_full_disk_is_named_from_the_error_it_wraps_or_its_text():
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as err:  # as Beam raises a step's error again
+            raise RuntimeError(f"OSError: {err} [while running 'Write']")  # noqa: B904
+    except RuntimeError as err:
+        assert disk_full(err, "/o") == "/o: no space left on device"
+    worker = RuntimeError("OSError: [Errno 28] No space left on device [while running 'Write']")  # a worker's text
+    assert disk_full(worker, "/o") == "/o: no space left on device"
+    assert disk_full(OSError(28, "No space left on device", "/tmp/cache/a"), "/o") == "/tmp/cache/a: no space " \
+                                                                                     "left on device"
+    assert disk_full(OSError(28, "No space left on device", "/o/x/stats.json"), "/o") == "/o: no space left on device"
+    assert disk_full(RuntimeError("ValueError: bad row [while running 'Write']"), "/o") is None

@@ -3,6 +3,7 @@ Hub's) shows them, the figures' titles, legends and ticks, and the card and the 
 in headless Chromium (the rendered DOM: every picture loaded, no fence broken)."""
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -62,6 +63,21 @@ def test_the_cards_example_picture_is_the_rows_image_with_its_steps_boxed(demo_r
     last = len(row["chain"]) - 1
     x1, y1, x2, y2 = pixel_box(row["chain"][last]["boxes"][0], *picture.size)
     assert picture.getpixel(((x1 + x2) // 2, y2)) == colour(last)[1]  # the evidence step, in its colour
+
+
+def test_the_textual_example_picture_is_its_rows_image_without_boxes(demo_run):
+    rows = first_rows(demo_run)
+    assert rows["textual"]["hiou"] is None and rows["textual"]["chain"]  # words only, its sif twin's chain kept
+    textual = (demo_run / "figures" / "example-textual.png").read_bytes()
+    assert textual != (demo_run / "figures" / "example-sif.png").read_bytes(), "textual shows sif's boxed picture"
+    shown = Image.open(io.BytesIO(textual)).convert("RGB")
+    row = Image.open(io.BytesIO(rows["textual"]["image"]["bytes"])).convert("RGB")
+    assert shown.size == row.size and shown.tobytes() == row.tobytes()  # the image as the row holds it, no box
+    tokens = commonmark().parse(card_body(demo_run))
+    titles = {c.attrs["src"]: c.attrs["title"] for t in tokens if t.type == "inline" for c in t.children or []
+              if c.type == "image"}
+    assert "no boxes" in titles["figures/example-textual.png"]
+    assert "boxed" in titles["figures/example-sif.png"]
 
 
 def test_the_figures_have_titles_whole_number_count_ticks_and_no_empty_series(tmp_path):

@@ -64,7 +64,8 @@ def test_the_local_run_logs_one_progress_line_instead_of_per_stage_lines(demo_re
     run, _, lines = demo_report
     stats = json.loads((run / "stats.json").read_text())
     progress = [line for line in lines if line.startswith("progress: ")]
-    assert progress[0].startswith("progress: loading models (")  # at once, before any record is through
+    assert progress[0].startswith("progress: starting: reading ")  # before Beam is imported
+    assert progress[1].startswith("progress: loading models (")  # at once, before any record is through
     n = stats["records_in"]  # the demo's jsonl lines are its input size
     assert progress and progress[-1].startswith("progress: done after ") and f": read {n}/{n} records; rows: " in progress[-1]
     assert f"finished ({stats['written']} kept, {stats['rejected']} rejected)" in progress[-1]

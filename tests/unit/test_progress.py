@@ -26,6 +26,12 @@ def test_figures_count_rows_per_stage_and_take_the_eta_from_the_slowest_stage():
     assert figures({"expand.ok": 2, "styles.ok": 4, "depth_image.ok": 2}, 70, 1.0).startswith("read 2/70 records")
     assert figures(counters, 100, 10.0, final=True) == ("read 100/100 records; rows: 180 planned, 50 validated, "
                                                         "60 finished (40 kept, 20 rejected); 6.0 rows/s")
+    # records a reader rejected were read: counted by the first stage as read.rejected.<reason>
+    readers = {"read.rejected.bad_size": 1, "image.ok": 2, "expand.ok": 2, "styles.ok": 2, "validate.ok": 2,
+               "depth_image.ok": 2, "depth_image.arrived_rejected": 1}
+    assert figures(readers, 3, 1.0, final=True).startswith("read 3/3 records; rows: 2 planned, 2 validated, "
+                                                           "3 finished (2 kept, 1 rejected)")
+    assert phase(readers, 3) == "writing" and phase({"read.rejected.bad_json": 1}, 3) == "reading"
     # Beam's counters (cluster runners): what they tell, named as such
     beam_counts = {"image.ok": 40, "image.rejected.missing_image": 10, "depth_image.ok": 120}
     assert figures(beam_counts, 100, 10.0) == "read 50/100 records; rows: 120 kept, 10 rejected (records and rows); " \
