@@ -17,18 +17,15 @@ from functools import partial
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 
 from groundcot.pipeline.config import JobConfig, prompt_texts
 from groundcot.pipeline.stats import NoteVersions
 from groundcot.transforms.cache import with_teacher_cache
 from groundcot.transforms.critic import Critique, client_config
 from groundcot.transforms.dedup import Grouped
-from groundcot.transforms.depth import DepthHandler
 from groundcot.transforms.depth_image import attach_depth_image
 from groundcot.transforms.expand import expand_record
 from groundcot.transforms.images import load_image
-from groundcot.transforms.masks import Sam2Handler
 from groundcot.transforms.mix import Sample, drop_styles
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.sink import WriteOutputs, split_name
@@ -86,6 +83,11 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
         inputs.append(mixed)
     if cfg.split.test_fraction:
         records = records | "Split" >> beam.ParDo(stage("split", partial(assign_split, **cfg.split.model_dump())))
+    if cfg.depth.enabled or cfg.masks.enabled:  # imported only here: Beam's RunInference imports torch
+        from apache_beam.ml.inference.base import RunInference
+
+        from groundcot.transforms.depth import DepthHandler
+        from groundcot.transforms.masks import Sam2Handler
     if cfg.depth.enabled:
         records = records | "DepthArriving" >> beam.Map(_arriving("depth")) | "Depth" >> RunInference(
             DepthHandler(models["depth"], cfg.depth.batch_size, cfg.depth.device, cache=cfg.cache,

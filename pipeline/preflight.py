@@ -16,8 +16,6 @@ from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import OutputFolder, OutputRefused
 from groundcot.transforms.critic import client_config
-from groundcot.transforms.depth import resolve_depth_model
-from groundcot.transforms.masks import resolve_sam2_model
 from groundcot.transforms.models import ResolvedModel
 from groundcot.transforms.secrets import SecretError
 from groundcot.transforms.secrets import check as check_secret
@@ -274,8 +272,12 @@ def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
         local = not on_cluster(cfg.runner)  # workers share this machine's disk and network
         models: dict[str, ResolvedModel] = {}
         if cfg.depth.enabled:
+            from groundcot.transforms.depth import resolve_depth_model  # with torch: only when used
+
             models["depth"] = resolve_depth_model(cfg.depth.model, cfg.depth.fallback, local)
         if cfg.masks.enabled:
+            from groundcot.transforms.masks import resolve_sam2_model
+
             models["masks"] = resolve_sam2_model(cfg.masks.model, cfg.masks.fallback, local)
     except OutputRefused:
         raise
