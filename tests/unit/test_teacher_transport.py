@@ -117,3 +117,23 @@ def test_a_call_is_the_request_the_openai_client_would_send(monkeypatch):
     assert {"authorization", "content-type", "user-agent", "x-stainless-lang", "x-stainless-retry-count"} <= names
     assert ("authorization", "Bearer sk-test-transport-key") in ours[1]
     assert '"héllo"'.encode() in ours[2]
+
+
+def test_calls_go_through_the_proxy_the_environment_names(monkeypatch):
+    """HTTP_PROXY is honoured as by the openai client (looked up once, not per call): the proxy
+    (here the loopback endpoint itself) gets the request with the endpoint's whole URL."""
+    seen = []
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def run():
+        server = await asyncio.start_server(reply_ok(seen), "127.0.0.1", 0)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        client = ChatClient(cfg("http://teacher.invalid/v1"), "transport", Ledger())
+        await client.open()
+        assert await client.complete([{"role": "user", "content": "hi"}]) == "hi"
+        await client.close()
+        server.close()
+
+    asyncio.run(run())
+    assert [line for line, _, _ in seen] == ["POST http://teacher.invalid/v1/chat/completions HTTP/1.1"]

@@ -143,7 +143,7 @@ class ChatClient:
         # the SDK client gives the URL, headers and error types; the calls go out through our session
         self.client = make_client(self.conn, asynchronous=True, max_retries=0, key=self._key)  # retries: _call
         self.url, self.headers = chat_request(self.client)
-        self.session = make_session(self.limits.max_concurrency, self.headers)
+        self.session = make_session(self.url, self.limits.max_concurrency, self.headers)
         self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
 
     async def close(self) -> None:

@@ -81,16 +81,22 @@ def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | 
                               http_client=openai.DefaultAioHttpClient(timeout=conn.timeout_s, **options))
 
 
-def make_session(max_connections: int, headers: list[tuple[str, str]]):
-    """The ``aiohttp`` session the teacher sends its chat completions through (one per client,
-    made on its event loop): a pool of ``max_connections``, ``headers`` (an ``openai`` client's,
-    see ``client.chat_request``) on every request, TLS and proxies from the environment as that
-    client's, and no timeouts of its own (the teacher bounds each whole attempt)."""
+def make_session(url: str, max_connections: int, headers: list[tuple[str, str]]):
+    """The ``aiohttp`` session the teacher sends its chat completions to ``url`` through (one per
+    client, made on its event loop): a pool of ``max_connections``, ``headers`` (an ``openai``
+    client's, see ``client.chat_request``) on every request, TLS and proxy from the environment as
+    that client's (looked up once: aiohttp's ``trust_env`` reads them again on every request, in a
+    thread), and no timeouts of its own (the teacher bounds each whole attempt)."""
+    from urllib.request import getproxies, proxy_bypass
+
     import aiohttp
     import httpx2
 
+    parts = urlsplit(url)
+    proxies = getproxies()
+    proxy = None if proxy_bypass(parts.hostname or "") else proxies.get(parts.scheme) or proxies.get("all")
     connector = aiohttp.TCPConnector(limit=max_connections, ssl=httpx2.create_ssl_context())
-    return aiohttp.ClientSession(connector=connector, headers=headers, trust_env=True,
+    return aiohttp.ClientSession(connector=connector, headers=headers, proxy=proxy,
                                  timeout=aiohttp.ClientTimeout(total=None))
 
 
