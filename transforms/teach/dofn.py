@@ -18,6 +18,8 @@ import gc
 import logging
 import queue
 import threading
+import time
+from collections import Counter, deque
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -29,6 +31,7 @@ from groundcot.transforms.teach import STAGE, make_teacher
 from groundcot.transforms.teach.batch import write_shards
 
 log = logging.getLogger("groundcot")
+FLUSH_S = 0.5  # how often counts reach Beam while a bundle runs (progress reads them)
 
 
 def run_inline(coro):
@@ -53,7 +56,11 @@ class Teach(beam.DoFn):
     def setup(self):
         prompts.install(self.prompt_texts)
         self._counters: dict = {}
+        self.tally: Counter = Counter()  # counts not yet handed to Beam (see _flush)
+        self.flushed = 0.0  # when they last were
         self.tasks: set = set()  # the writes running on the loop
+        self.incoming: deque = deque()  # (record, request) handed to the loop, not yet started
+        self.waking = False  # whether the loop has a _start to run
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="groundcot-teacher", daemon=True)
         self.thread.start()
@@ -89,15 +96,23 @@ class Teach(beam.DoFn):
             yield self._count(self._error(record, err))
             return
         self.in_flight += 1
-        self.loop.call_soon_threadsafe(self._start, record, request)
-        self._wait(self.teacher.max_pending - 1)
+        self.incoming.append((record, request))
+        if not self.waking:  # one wake-up of the loop (a syscall) for all records handed over until it runs
+            self.waking = True
+            self.loop.call_soon_threadsafe(self._start)
+        most = self.teacher.max_pending
+        if self.in_flight - len(self.ready) >= most:  # full: wait until a few (not one) are done, so
+            self._wait(most - max(1, most // 8))        # each thread wakes once per batch, not per record
         yield from self._finished()
 
-    def _start(self, record, request):
-        """On the loop: the record's write as a task that reports to ``done`` when it ends."""
-        task = self.loop.create_task(self.teacher.write(record, request))
-        self.tasks.add(task)  # the loop keeps only weak references
-        task.add_done_callback(lambda t: self._ended(record, t))
+    def _start(self):
+        """On the loop: the records handed over, each write a task that reports to ``done`` when it ends."""
+        self.waking = False  # before taking: a record added after this point brings another _start
+        while self.incoming:
+            record, request = self.incoming.popleft()
+            task = self.loop.create_task(self.teacher.write(record, request))
+            self.tasks.add(task)  # the loop keeps only weak references
+            task.add_done_callback(lambda t, record=record: self._ended(record, t))
 
     def _ended(self, record, task):
         self.tasks.discard(task)
@@ -121,10 +136,19 @@ class Teach(beam.DoFn):
             write_shards(self.batch_dir, lines, self.cfg.batch.shard_requests)
         for record in self._finished():
             yield GlobalWindows.windowed_value(record)
+        self._flush()
+
+    def _flush(self):
+        """The counts so far (the ledger's and ours) into Beam's counters, which live on this thread."""
+        self.tally.update({f"{self.stage}.{name}": n for name, n in self.teacher.ledger.take().items()})
+        for name, n in self.tally.items():
+            self._counter(name).inc(n)
+        self.tally.clear()
+        self.flushed = time.monotonic()
 
     def _finished(self):
-        for name, n in self.teacher.ledger.take().items():  # Beam metrics live on this thread
-            self._counter(f"{self.stage}.{name}").inc(n)
+        if time.monotonic() - self.flushed > FLUSH_S:  # and in finish_bundle: counting per record costs CPU
+            self._flush()
         while True:
             try:
                 self.ready.append(self.done.get_nowait())
@@ -146,7 +170,7 @@ class Teach(beam.DoFn):
 
     def _count(self, record):
         reason = record.rejection
-        self._counter(f"{self.stage}.ok" if reason is None else f"{self.stage}.rejected.{reason.reason}").inc()
+        self.tally[f"{self.stage}.ok" if reason is None else f"{self.stage}.rejected.{reason.reason}"] += 1
         return record
 
     def teardown(self):
