@@ -1,12 +1,18 @@
-"""The HTTP side of an API teacher: one ``openai`` async client per worker (built by
-``connection.make_client``), bounded concurrency, retries (``retry``: backoff with jitter,
-Retry-After) of every transient failure, malformed replies (``reply``) and whole-attempt
-timeouts included, every attempt counted through httpx event hooks, a request budget, the
-response cache, a ledger of what it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
-Each call goes out through the ``openai`` client's own HTTP client with the URL and headers its
-request builder gives (``chat_request``, once) and its error types, skipping its generic per-call
-path; that leans on a few of the SDK's private names, and a unit test holds the request equal to
-what ``client.post`` sends.
+"""The HTTP side of an API teacher: per worker, one ``openai`` async client (built by
+``connection.make_client``) for the URL, headers and error types of a chat completion, and one
+``aiohttp`` session (``connection.make_session``) that sends the calls; bounded concurrency,
+retries (``retry``: backoff with jitter, Retry-After) of every transient failure, malformed
+replies (``reply``) and whole-attempt timeouts included, every attempt and reply status counted
+here, a request budget, the response cache, a ledger of what it cost. ``batch.BatchClient`` is
+the same client writing requests down instead of sending them.
+
+Each call is the request the SDK's builder gives (``chat_request``, worked out once) with the
+JSON it would send (``dumps``), posted through the session: the SDK's per-call path and httpx on
+top of aiohttp cost as much CPU as the rest of a call. Failures become the SDK's errors (a
+timeout ``APITimeoutError``, a refused, reset or cut connection ``APIConnectionError``, an HTTP
+error the status error the SDK makes from an ``httpx2.Response`` built only then), so
+``retry.classify`` and ``error_body`` read them as before. That leans on a few of the SDK's
+private names; a unit test holds what an endpoint receives equal to what ``client.post`` sends.
 
 The API key is read on the worker and redacted from replies before anything stores them, and
 from anything this module reports.

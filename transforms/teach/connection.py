@@ -61,7 +61,8 @@ def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | 
 
     The async client runs on the aiohttp transport (``openai[aiohttp]``): httpcore's pool scans every
     connection on each request and reply, which at 64 connections cost more CPU per call than the
-    rest of the client. ``max_connections`` bounds its pool. ``max_retries`` defaults to the
+    rest of the client. The teacher takes only its request builder and error types and sends
+    through ``make_session``. ``max_connections`` bounds its pool. ``max_retries`` defaults to the
     connection's (the teacher passes 0: its own retries also cover malformed replies). ``key``: an
     already-read key.
     """

@@ -1,11 +1,13 @@
 """The Beam step that runs any teacher: many records in flight per worker, none lost.
 
 Each DoFn instance runs one asyncio event loop in a background thread. ``process``
-prepares the request on the Beam thread (image work), starts the write as a task on the loop
-(one ``call_soon_threadsafe``), and emits records as they finish: each finished task puts its
-record on a queue, so the Beam thread never scans what is in flight; at most
-``teacher.max_pending`` records wait at once. An
-``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
+prepares the request on the Beam thread (image work), hands it to the loop, which starts each
+write as a task (one ``call_soon_threadsafe`` wakes it for all records handed over until it
+runs), and emits records as they finish: each finished task puts its record on a queue, so the
+Beam thread never scans what is in flight. At most ``teacher.max_pending`` records wait at once;
+when full, the Beam thread sleeps until an eighth of them are done (not one: each wake-up of a
+thread is a hand-over of the GIL). Counters reach Beam every ``FLUSH_S`` and at the bundle's
+end, not per record. An ``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
 ``finish_bundle`` waits for the rest, so a bundle never ends holding records, and in batch
 mode writes the bundle's request lines as a shard. A write that raises rejects its record
 with ``error_<Type>``; the run goes on. The teacher's ledger becomes ``teacher.<name>`` counters;
