@@ -1,13 +1,13 @@
 """The Beam step that runs any teacher: many records in flight per worker, none lost.
 
-Each DoFn instance runs one asyncio event loop in a background thread. ``process``
-prepares the request on the Beam thread (image work), hands it to the loop, which starts each
-write as a task (one ``call_soon_threadsafe`` wakes it for all records handed over until it
-runs), and emits records as they finish: each finished task puts its record on a queue, so the
-Beam thread never scans what is in flight. At most ``teacher.max_pending`` records wait at once;
-when full, the Beam thread sleeps until an eighth of them are done (not one: each wake-up of a
-thread is a hand-over of the GIL). Counters reach Beam every ``FLUSH_S`` and at the bundle's
-end, not per record. An ``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
+Each DoFn instance runs one asyncio event loop in a background thread. ``process`` hands
+each record to the loop (one ``call_soon_threadsafe`` wakes it for all records handed over
+until it runs), where one task prepares its request (image work) and writes it; each finished
+task puts its record on a queue, so the Beam thread never scans what is in flight. At most
+``teacher.max_pending`` records wait at once; when full, the Beam thread sleeps until an eighth
+of them are done (not one: each wake-up of a thread is a hand-over of the GIL). Counters reach
+Beam every ``FLUSH_S`` and at the bundle's end, not per record. An ``inline`` teacher (the
+template: no I/O) prepares and writes on the Beam thread instead.
 ``finish_bundle`` waits for the rest, so a bundle never ends holding records, and in batch
 mode writes the bundle's request lines as a shard. A write that raises rejects its record
 with ``error_<Type>``; the run goes on. The teacher's ledger becomes ``teacher.<name>`` counters;
@@ -89,16 +89,14 @@ class Teach(beam.DoFn):
         if record.rejection is not None:
             yield record
             return
-        try:
-            request = self.teacher.prepare(record)
-            if self.teacher.inline:  # nothing to wait for: no hop to the loop's thread
-                yield self._count(run_inline(self.teacher.write(record, request)))
-                return
-        except Exception as err:  # noqa: BLE001 - e.g. an undecodable image: reject, go on
-            yield self._count(self._error(record, err))
+        if self.teacher.inline:  # nothing to wait for: no hop to the loop's thread
+            try:
+                yield self._count(run_inline(self.teacher.write(record, self.teacher.prepare(record))))
+            except Exception as err:  # noqa: BLE001 - e.g. an undecodable image: reject, go on
+                yield self._count(self._error(record, err))
             return
         self.in_flight += 1
-        self.incoming.append((record, request))
+        self.incoming.append(record)
         if not self.waking:  # one wake-up of the loop (a syscall) for all records handed over until it runs
             self.waking = True
             self.loop.call_soon_threadsafe(self._start)
@@ -111,10 +109,16 @@ class Teach(beam.DoFn):
         """On the loop: the records handed over, each write a task that reports to ``done`` when it ends."""
         self.waking = False  # before taking: a record added after this point brings another _start
         while self.incoming:
-            record, request = self.incoming.popleft()
-            task = self.loop.create_task(self.teacher.write(record, request))
+            record = self.incoming.popleft()
+            task = self.loop.create_task(self._write(record))
             self.tasks.add(task)  # the loop keeps only weak references
             task.add_done_callback(lambda t, record=record: self._ended(record, t))
+
+    async def _write(self, record):
+        """On the loop: the record's request, then its write. The request's CPU work is done here, as
+        a bare client does it: done on Beam's thread, the two threads handed the GIL back and forth
+        around every image operation and syscall, which cost more CPU than the overlap saved."""
+        return await self.teacher.write(record, self.teacher.prepare(record))
 
     def _ended(self, record, task):
         self.tasks.discard(task)
