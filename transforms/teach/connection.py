@@ -96,7 +96,8 @@ def make_session(url: str, max_connections: int, headers: list[tuple[str, str]])
     parts = urlsplit(url)
     proxies = getproxies()
     proxy = None if proxy_bypass(parts.hostname or "") else proxies.get(parts.scheme) or proxies.get("all")
-    connector = aiohttp.TCPConnector(limit=max_connections, ssl=httpx2.create_ssl_context())
+    # idle connections kept 5 s as by the SDK's pool (aiohttp's default 15 s outlives uvicorn's 5 s)
+    connector = aiohttp.TCPConnector(limit=max_connections, ssl=httpx2.create_ssl_context(), keepalive_timeout=5.0)
     return aiohttp.ClientSession(connector=connector, headers=headers, proxy=proxy,
                                  timeout=aiohttp.ClientTimeout(total=None))
 
