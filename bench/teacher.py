@@ -3,15 +3,18 @@
     PYTHONPATH=tests python bench/teacher.py [--records 1500] [--latency 0.2] [--concurrency 64] [--no-threads]
 
 The endpoint (bench/endpoint.py) is a local OpenAI-compatible server in its own process,
-answering every call after a fixed latency. Two bare clients run at the same concurrency in
-the same process: an ``httpx`` client and an ``aiohttp`` session (the transport the teacher
-uses), each with one pool of ``concurrency`` connections. Every side does the same work per
-record: make the record from its index, build the request (boxed image, the style's part),
-call, check the reply (turns, CoT, the validation rules); every record must pass. Each side's
-figure is its steady state: the time of N more records (a run of 2N minus a run of N), so
-start-up, ramp and tail cancel out. Target: the DoFn at >= 0.9 x the faster bare client's
-records/s. The 30-thread one-request-per-thread loop is the anchor's design (at most
-concurrency/30 slower by arithmetic).
+answering every call after a fixed latency. The DoFn (transforms/teach/dofn.py) prepares each
+request on Beam's thread and sends it from its event loop's thread through the teacher's own
+``aiohttp`` session (the ``openai`` client's URL, headers and JSON; transforms/teach/client.py).
+Two bare clients run at the same concurrency in one thread of the same process: an ``httpx``
+client and an ``aiohttp`` session, each with one pool of ``concurrency`` connections. Every
+side does the same work per record: make the record from its index, build the request (boxed
+image, the style's part), call, check the reply (turns, CoT, the validation rules); every
+record must pass. Each side's figure is its steady state: the time of N more records (a run of
+2N minus a run of N), so start-up, ramp and tail cancel out; that difference is noisy (+-10% on
+a loaded machine), so CPU per record and the CPU ratio line are the steadier figures. Target:
+the DoFn at >= 0.9 x the faster bare client's records/s. The 30-thread one-request-per-thread
+loop is the anchor's design (at most concurrency/30 slower by arithmetic).
 """
 from __future__ import annotations
 

@@ -144,13 +144,13 @@ def pair_iou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
 
     Degenerate boxes stay in the matrix (IoU 0 with everything) and in the count.
     """
-    from scipy.optimize import linear_sum_assignment
-
     if (edge := _empty_sides(pred, gt)) is not None:
         return edge
     matrix = np.array([[0.0 if is_degenerate(p) or is_degenerate(g) else iou(p, g) for g in gt] for p in pred])
     if min(matrix.shape) == 1:  # one box on a side: the best match is the largest IoU (no solver needed)
         return float(matrix.max())
+    from scipy.optimize import linear_sum_assignment  # here: importing from a package costs CPU per call
+
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     return float(matrix[rows, cols].sum()) / min(len(pred), len(gt))
 

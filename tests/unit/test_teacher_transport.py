@@ -65,41 +65,42 @@ def test_a_silent_server_is_a_timeout():
     assert ledger["errors.timeout"] == 1 and "errors.connection_error" not in ledger
 
 
-async def reply_ok(reader, writer):
-    """A loopback endpoint answering every request with one short chat completion."""
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            await reader.readexactly(length)
-            body = b'{"choices": [{"message": {"content": "hi"}}], "usage": {}}'
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
+def reply_ok(seen: list):
+    """A loopback endpoint answering every request with one short chat completion; it keeps each
+    request's line, headers (lower-cased names) and body in ``seen``."""
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                line, *fields = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")[:-2]
+                headers = sorted((k.lower(), v.strip()) for k, v in (f.split(":", 1) for f in fields))
+                length = int(dict(headers)["content-length"])
+                seen.append((line, headers, await reader.readexactly(length)))
+                body = b'{"choices": [{"message": {"content": "hi"}}], "usage": {}}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return handle
 
 
 def test_a_call_is_the_request_the_openai_client_would_send(monkeypatch):
-    """The teacher sends each call itself (not through the SDK's per-call path): the same URL,
-    headers (key included) and body bytes as ``client.post`` would."""
+    """The teacher sends each call through its own aiohttp session (not the SDK's per-call path):
+    the endpoint sees the same request line, headers (key included) and body bytes as from
+    ``client.post``."""
     import httpx2
 
     monkeypatch.setenv("TRANSPORT_KEY", "sk-test-transport-key")
+    seen = []
 
     async def run():
-        server = await asyncio.start_server(reply_ok, "127.0.0.1", 0)
+        server = await asyncio.start_server(reply_ok(seen), "127.0.0.1", 0)
         conf = cfg(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1")
         conf.connection.api_key_env = "TRANSPORT_KEY"
         client = ChatClient(conf, "transport", Ledger())
         await client.open()
-        seen = []
-
-        async def keep(request):
-            seen.append((str(request.url), list(request.headers.multi_items()), request.content))
-
-        client.client._client.event_hooks["request"].append(keep)
         messages = [{"role": "user", "content": [{"type": "text", "text": "héllo"},
                                                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
         _, body = client.body(messages)
@@ -107,8 +108,32 @@ def test_a_call_is_the_request_the_openai_client_would_send(monkeypatch):
         assert await client.complete(messages) == "hi"
         await client.close()
         server.close()
-        return seen
 
-    sdk, ours = asyncio.run(run())
+    asyncio.run(run())
+    sdk, ours = seen
     assert ours == sdk
-    assert ("authorization", "Bearer sk-test-transport-key") in [(k.lower(), v) for k, v in ours[1]]
+    assert ours[0] == "POST /v1/chat/completions HTTP/1.1"
+    names = {k for k, _ in ours[1]}
+    assert {"authorization", "content-type", "user-agent", "x-stainless-lang", "x-stainless-retry-count"} <= names
+    assert ("authorization", "Bearer sk-test-transport-key") in ours[1]
+    assert '"héllo"'.encode() in ours[2]
+
+
+def test_calls_go_through_the_proxy_the_environment_names(monkeypatch):
+    """HTTP_PROXY is honoured as by the openai client (looked up once, not per call): the proxy
+    (here the loopback endpoint itself) gets the request with the endpoint's whole URL."""
+    seen = []
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def run():
+        server = await asyncio.start_server(reply_ok(seen), "127.0.0.1", 0)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        client = ChatClient(cfg("http://teacher.invalid/v1"), "transport", Ledger())
+        await client.open()
+        assert await client.complete([{"role": "user", "content": "hi"}]) == "hi"
+        await client.close()
+        server.close()
+
+    asyncio.run(run())
+    assert [line for line, _, _ in seen] == ["POST http://teacher.invalid/v1/chat/completions HTTP/1.1"]

@@ -183,7 +183,7 @@ class ApiTeacher(Endpoint):
         return built
 
     def prepare(self, record: Record) -> Request:
-        """The style's request (CPU work, off the event loop): the shared prefix, then the style's part."""
+        """The style's request (CPU work, on the DoFn's event loop): the shared prefix, then the style's part."""
         return style_of(record).request(record, self.prefix(record))
 
     async def judge(self, record: Record) -> bool:

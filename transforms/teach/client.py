@@ -1,12 +1,18 @@
-"""The HTTP side of an API teacher: one ``openai`` async client per worker (built by
-``connection.make_client``), bounded concurrency, retries (``retry``: backoff with jitter,
-Retry-After) of every transient failure, malformed replies (``reply``) and whole-attempt
-timeouts included, every attempt counted through httpx event hooks, a request budget, the
-response cache, a ledger of what it cost. ``batch.BatchClient`` is the same client writing requests down instead of sending them.
-Each call goes out through the ``openai`` client's own HTTP client with the URL and headers its
-request builder gives (``chat_request``, once) and its error types, skipping its generic per-call
-path; that leans on a few of the SDK's private names, and a unit test holds the request equal to
-what ``client.post`` sends.
+"""The HTTP side of an API teacher: per worker, one ``openai`` async client (built by
+``connection.make_client``) for the URL, headers and error types of a chat completion, and one
+``aiohttp`` session (``connection.make_session``) that sends the calls; bounded concurrency,
+retries (``retry``: backoff with jitter, Retry-After) of every transient failure, malformed
+replies (``reply``) and whole-attempt timeouts included, every attempt and reply status counted
+here, a request budget, the response cache, a ledger of what it cost. ``batch.BatchClient`` is
+the same client writing requests down instead of sending them.
+
+Each call is the request the SDK's builder gives (``chat_request``, worked out once) with the
+JSON it would send (``dumps``), posted through the session: the SDK's per-call path and httpx on
+top of aiohttp cost as much CPU as the rest of a call. Failures become the SDK's errors (a
+timeout ``APITimeoutError``, a refused, reset or cut connection ``APIConnectionError``, an HTTP
+error the status error the SDK makes from an ``httpx2.Response`` built only then), so
+``retry.classify`` and ``error_body`` read them as before. That leans on a few of the SDK's
+private names; a unit test holds what an endpoint receives equal to what ``client.post`` sends.
 
 The API key is read on the worker and redacted from replies before anything stores them, and
 from anything this module reports.
@@ -19,9 +25,9 @@ import threading
 from collections import Counter
 
 from groundcot.transforms.cache import Cache, json_key
-from groundcot.transforms.teach.connection import make_client
+from groundcot.transforms.teach.connection import make_client, make_session
 from groundcot.transforms.teach.reply import BadReply, parse_reply
-from groundcot.transforms.teach.retry import backoff, classify, dropped
+from groundcot.transforms.teach.retry import backoff, classify
 from groundcot.transforms.teach.tokens import image_cost
 
 _BUDGETS: dict[str, list[int]] = {}
@@ -115,7 +121,8 @@ def chat_request(client) -> tuple[str, list[tuple[str, str]]]:
 
     options = FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={})
     request = client._build_request(options)
-    return str(request.url), [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+    skip = ("content-length", "host")  # aiohttp sets both per request
+    return str(request.url), [(k, v) for k, v in request.headers.multi_items() if k.lower() not in skip]
 
 
 def dumps(body: dict) -> bytes:
@@ -134,26 +141,22 @@ class ChatClient:
         self.cfg, self.run_id, self.ledger = cfg, run_id, ledger
         self.conn, self.limits, self.cost = cfg.connection, cfg.limits, cfg.cost
         self.cache = Cache(cfg.cache)
-        self.client = None
+        self.client = self.session = None
         self._key = None
 
     async def open(self) -> None:
         self._key = self.conn.key()
-        hooks = {"request": [self._on_request], "response": [self._on_response]}
-        self.client = make_client(self.conn, asynchronous=True, max_connections=self.limits.max_concurrency,
-                                  event_hooks=hooks, max_retries=0, key=self._key)  # retries are ours (_call)
+        # the SDK client gives the URL, headers and error types; the calls go out through our session
+        self.client = make_client(self.conn, asynchronous=True, max_retries=0, key=self._key)  # retries: _call
         self.url, self.headers = chat_request(self.client)
+        self.session = make_session(self.url, self.limits.max_concurrency, self.headers)
         self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
 
     async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
         if self.client is not None:
             await self.client.close()
-
-    async def _on_request(self, request) -> None:
-        self.ledger.inc("attempts")
-
-    async def _on_response(self, response) -> None:
-        self.ledger.inc(f"status_{response.status_code}")
 
     def redact(self, text: str) -> str:
         return self.conn.redact(text, self._key)
@@ -214,7 +217,7 @@ class ChatClient:
         """The reply's text and usage, retrying transient failures up to ``max_retries`` times."""
         for retry in range(self.conn.max_retries + 1):
             try:
-                # the whole attempt, however slowly the bytes come (httpx's timeouts are per read);
+                # the whole attempt, however slowly the bytes come (the session has no timeouts);
                 # asyncio.timeout, not wait_for: no extra task per attempt
                 async with asyncio.timeout(self.conn.timeout_s):
                     return await self._attempt(body)
@@ -229,25 +232,42 @@ class ChatClient:
         raise AssertionError("unreachable")
 
     async def _attempt(self, body: dict) -> tuple[str, dict]:
-        """One call, sent as the ``openai`` client sends it (its URL, headers, JSON, HTTP client and
-        errors), minus the per-call work of its generic request path (a third of the CPU of a call);
-        the body is checked here (parse_reply), so a malformed one is a named, retried failure."""
-        import openai
-        from openai._httpx2 import request_exceptions, timeout_exceptions
+        """One call: the ``openai`` client's URL, headers and JSON, sent through our aiohttp session
+        (the SDK's per-call path and httpx's cost as much CPU as the rest of a call), its failures
+        raised as the SDK's errors; the body is checked here (parse_reply), so a malformed one is a
+        named, retried failure."""
+        import aiohttp
 
-        http = self.client._client  # the one make_client built: aiohttp transport, our event hooks
-        request = http.build_request("POST", self.url, headers=self.headers, content=dumps(body))
+        self.ledger.inc("attempts")
         try:
-            response = await http.send(request)
-        except timeout_exceptions() as err:
-            if dropped(err):  # what httpx reports as a connection error, as the aiohttp transport does not
-                raise openai.APIConnectionError(request=request) from err
-            raise openai.APITimeoutError(request=request) from err
-        except request_exceptions() as err:
-            raise openai.APIConnectionError(request=request) from err
-        if response.is_error:
-            raise self.client._make_status_error_from_response(response)
-        return parse_reply(response.content, response.headers.get("content-type", ""))
+            async with self.session.post(self.url, data=dumps(body)) as response:
+                self.ledger.inc(f"status_{response.status}")
+                content = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:  # not ours: that one cancels this call
+            raise self._transport_error(err) from err
+        if response.status >= 400:
+            raise self._status_error(response, content)
+        return parse_reply(content, response.headers.get("content-type", ""))
+
+    def _transport_error(self, err: Exception) -> Exception:
+        """The SDK's error for a failed exchange: a timeout, or a refused, reset or cut connection."""
+        import httpx2
+        import openai
+
+        request = httpx2.Request("POST", self.url)
+        if isinstance(err, asyncio.TimeoutError):
+            return openai.APITimeoutError(request=request)
+        return openai.APIConnectionError(request=request)
+
+    def _status_error(self, response, content: bytes) -> Exception:
+        """The SDK's status error (its type, body and headers) for an HTTP error reply."""
+        import httpx2
+
+        # the body is decoded already: no content-encoding, and httpx counts its own length
+        headers = [(k, v) for k, v in response.raw_headers if k.lower() not in (b"content-encoding", b"content-length")]
+        reply = httpx2.Response(response.status, headers=headers, content=content,
+                                request=httpx2.Request("POST", self.url))
+        return self.client._make_status_error_from_response(reply)
 
     def _failure(self, kind: str, err: Exception, attempts: int) -> TeacherError:
         self.ledger.inc(f"failures.{kind}")

@@ -56,14 +56,15 @@ def api_key(env_name: str | None, secret: str | None = None) -> str | None:
 
 
 def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | None = None,
-                event_hooks: dict | None = None, max_retries: int | None = None, key: str | None = None):
+                max_retries: int | None = None, key: str | None = None):
     """An ``openai.AsyncOpenAI`` (``asynchronous``) or ``openai.OpenAI`` client for ``conn``.
 
     The async client runs on the aiohttp transport (``openai[aiohttp]``): httpcore's pool scans every
     connection on each request and reply, which at 64 connections cost more CPU per call than the
-    rest of the client. ``max_connections`` bounds its pool, ``event_hooks`` are httpx's (the
-    teacher counts attempts with them). ``max_retries`` defaults to the connection's (the teacher
-    passes 0: its own retries also cover malformed replies). ``key``: an already-read key.
+    rest of the client. The teacher takes only its request builder and error types and sends
+    through ``make_session``. ``max_connections`` bounds its pool. ``max_retries`` defaults to the
+    connection's (the teacher passes 0: its own retries also cover malformed replies). ``key``: an
+    already-read key.
     """
     import openai
 
@@ -73,12 +74,32 @@ def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | 
         return openai.OpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries)
     import httpx2
 
-    options = {"event_hooks": event_hooks} if event_hooks else {}
+    options = {}
     if max_connections is not None:
         options["limits"] = httpx2.Limits(max_connections=max_connections,
                                           max_keepalive_connections=max_connections)
     return openai.AsyncOpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries,
                               http_client=openai.DefaultAioHttpClient(timeout=conn.timeout_s, **options))
+
+
+def make_session(url: str, max_connections: int, headers: list[tuple[str, str]]):
+    """The ``aiohttp`` session the teacher sends its chat completions to ``url`` through (one per
+    client, made on its event loop): a pool of ``max_connections``, ``headers`` (an ``openai``
+    client's, see ``client.chat_request``) on every request, TLS and proxy from the environment as
+    that client's (looked up once: aiohttp's ``trust_env`` reads them again on every request, in a
+    thread), and no timeouts of its own (the teacher bounds each whole attempt)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    import aiohttp
+    import httpx2
+
+    parts = urlsplit(url)
+    proxies = getproxies()
+    proxy = None if proxy_bypass(parts.hostname or "") else proxies.get(parts.scheme) or proxies.get("all")
+    # idle connections kept 5 s as by the SDK's pool (aiohttp's default 15 s outlives uvicorn's 5 s)
+    connector = aiohttp.TCPConnector(limit=max_connections, ssl=httpx2.create_ssl_context(), keepalive_timeout=5.0)
+    return aiohttp.ClientSession(connector=connector, headers=headers, proxy=proxy,
+                                 timeout=aiohttp.ClientTimeout(total=None))
 
 
 class EndpointError(RuntimeError):

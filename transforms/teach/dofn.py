@@ -1,11 +1,13 @@
 """The Beam step that runs any teacher: many records in flight per worker, none lost.
 
-Each DoFn instance runs one asyncio event loop in a background thread. ``process``
-prepares the request on the Beam thread (image work), starts the write as a task on the loop
-(one ``call_soon_threadsafe``), and emits records as they finish: each finished task puts its
-record on a queue, so the Beam thread never scans what is in flight; at most
-``teacher.max_pending`` records wait at once. An
-``inline`` teacher (the template: no I/O) writes on the Beam thread instead.
+Each DoFn instance runs one asyncio event loop in a background thread. ``process`` hands
+each record to the loop (one ``call_soon_threadsafe`` wakes it for all records handed over
+until it runs), where one task prepares its request (image work) and writes it; each finished
+task puts its record on a queue, so the Beam thread never scans what is in flight. At most
+``teacher.max_pending`` records wait at once; when full, the Beam thread sleeps until an eighth
+of them are done (not one: each wake-up of a thread is a hand-over of the GIL). Counters reach
+Beam every ``FLUSH_S`` and at the bundle's end, not per record. An ``inline`` teacher (the
+template: no I/O) prepares and writes on the Beam thread instead.
 ``finish_bundle`` waits for the rest, so a bundle never ends holding records, and in batch
 mode writes the bundle's request lines as a shard. A write that raises rejects its record
 with ``error_<Type>``; the run goes on. The teacher's ledger becomes ``teacher.<name>`` counters;
@@ -18,6 +20,8 @@ import gc
 import logging
 import queue
 import threading
+import time
+from collections import Counter, deque
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -29,6 +33,7 @@ from groundcot.transforms.teach import STAGE, make_teacher
 from groundcot.transforms.teach.batch import write_shards
 
 log = logging.getLogger("groundcot")
+FLUSH_S = 0.5  # how often counts reach Beam while a bundle runs (progress reads them)
 
 
 def run_inline(coro):
@@ -53,7 +58,11 @@ class Teach(beam.DoFn):
     def setup(self):
         prompts.install(self.prompt_texts)
         self._counters: dict = {}
+        self.tally: Counter = Counter()  # counts not yet handed to Beam (see _flush)
+        self.flushed = 0.0  # when they last were
         self.tasks: set = set()  # the writes running on the loop
+        self.incoming: deque = deque()  # (record, request) handed to the loop, not yet started
+        self.waking = False  # whether the loop has a _start to run
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="groundcot-teacher", daemon=True)
         self.thread.start()
@@ -80,24 +89,36 @@ class Teach(beam.DoFn):
         if record.rejection is not None:
             yield record
             return
-        try:
-            request = self.teacher.prepare(record)
-            if self.teacher.inline:  # nothing to wait for: no hop to the loop's thread
-                yield self._count(run_inline(self.teacher.write(record, request)))
-                return
-        except Exception as err:  # noqa: BLE001 - e.g. an undecodable image: reject, go on
-            yield self._count(self._error(record, err))
+        if self.teacher.inline:  # nothing to wait for: no hop to the loop's thread
+            try:
+                yield self._count(run_inline(self.teacher.write(record, self.teacher.prepare(record))))
+            except Exception as err:  # noqa: BLE001 - e.g. an undecodable image: reject, go on
+                yield self._count(self._error(record, err))
             return
         self.in_flight += 1
-        self.loop.call_soon_threadsafe(self._start, record, request)
-        self._wait(self.teacher.max_pending - 1)
+        self.incoming.append(record)
+        if not self.waking:  # one wake-up of the loop (a syscall) for all records handed over until it runs
+            self.waking = True
+            self.loop.call_soon_threadsafe(self._start)
+        most = self.teacher.max_pending
+        if self.in_flight - len(self.ready) >= most:  # full: wait until a few (not one) are done, so
+            self._wait(most - max(1, most // 8))        # each thread wakes once per batch, not per record
         yield from self._finished()
 
-    def _start(self, record, request):
-        """On the loop: the record's write as a task that reports to ``done`` when it ends."""
-        task = self.loop.create_task(self.teacher.write(record, request))
-        self.tasks.add(task)  # the loop keeps only weak references
-        task.add_done_callback(lambda t: self._ended(record, t))
+    def _start(self):
+        """On the loop: the records handed over, each write a task that reports to ``done`` when it ends."""
+        self.waking = False  # before taking: a record added after this point brings another _start
+        while self.incoming:
+            record = self.incoming.popleft()
+            task = self.loop.create_task(self._write(record))
+            self.tasks.add(task)  # the loop keeps only weak references
+            task.add_done_callback(lambda t, record=record: self._ended(record, t))
+
+    async def _write(self, record):
+        """On the loop: the record's request, then its write. The request's CPU work is done here, as
+        a bare client does it: done on Beam's thread, the two threads handed the GIL back and forth
+        around every image operation and syscall, which cost more CPU than the overlap saved."""
+        return await self.teacher.write(record, self.teacher.prepare(record))
 
     def _ended(self, record, task):
         self.tasks.discard(task)
@@ -121,10 +142,19 @@ class Teach(beam.DoFn):
             write_shards(self.batch_dir, lines, self.cfg.batch.shard_requests)
         for record in self._finished():
             yield GlobalWindows.windowed_value(record)
+        self._flush()
+
+    def _flush(self):
+        """The counts so far (the ledger's and ours) into Beam's counters, which live on this thread."""
+        self.tally.update({f"{self.stage}.{name}": n for name, n in self.teacher.ledger.take().items()})
+        for name, n in self.tally.items():
+            self._counter(name).inc(n)
+        self.tally.clear()
+        self.flushed = time.monotonic()
 
     def _finished(self):
-        for name, n in self.teacher.ledger.take().items():  # Beam metrics live on this thread
-            self._counter(f"{self.stage}.{name}").inc(n)
+        if time.monotonic() - self.flushed > FLUSH_S:  # and in finish_bundle: counting per record costs CPU
+            self._flush()
         while True:
             try:
                 self.ready.append(self.done.get_nowait())
@@ -146,7 +176,7 @@ class Teach(beam.DoFn):
 
     def _count(self, record):
         reason = record.rejection
-        self._counter(f"{self.stage}.ok" if reason is None else f"{self.stage}.rejected.{reason.reason}").inc()
+        self.tally[f"{self.stage}.ok" if reason is None else f"{self.stage}.rejected.{reason.reason}"] += 1
         return record
 
     def teardown(self):

@@ -39,18 +39,6 @@ def classify(err: Exception) -> tuple[str, bool, float | None]:
     raise err
 
 
-def dropped(err: BaseException) -> bool:
-    """A refused, closed or reset connection: the aiohttp transport reports each as a timeout."""
-    import aiohttp
-
-    cause = err.__cause__
-    while cause is not None:
-        if isinstance(cause, aiohttp.ClientConnectionError):
-            return not isinstance(cause, asyncio.TimeoutError)
-        cause = cause.__cause__
-    return False
-
-
 def retry_after(headers) -> float | None:
     """Seconds the server asks to wait (``retry-after-ms``, ``retry-after`` seconds or date).
 
