@@ -54,19 +54,19 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     out = absolute_paths(cfg, out)  # checked as written, run as absolute: workers have other working folders
     run_id = uuid.uuid4().hex
     folder = OutputFolder(out, run_id, overwrite)
-    with folder as staging:
+    # from the lock and the staging folder on: a disk that fills is one line, and nothing is published
+    with _disk_full(out, "; nothing published, {out} is as it was"), folder as staging:
         log.info("run %s writes into %s until it finishes", run_id, staging)
-        with _disk_full(out, "; nothing published, {out} is as it was"):
-            stats = run_graph(cfg, staging, models, runner, options, run_id)
-            if not allow_empty:
-                try:
-                    check_not_empty(stats)
-                except EmptyRun as err:
-                    folder.keep_staging = True
-                    raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
-                                   f"rejections: groundcot inspect {staging}); pass --allow-empty to publish "
-                                   "such a run") from None
-            write_card(staging)  # README.md + figures/: the folder is Hub-ready
+        stats = run_graph(cfg, staging, models, runner, options, run_id)
+        if not allow_empty:
+            try:
+                check_not_empty(stats)
+            except EmptyRun as err:
+                folder.keep_staging = True
+                raise EmptyRun(f"{err}; nothing published, {out} is as it was (this run's outputs, its "
+                               f"rejections: groundcot inspect {staging}); pass --allow-empty to publish "
+                               "such a run") from None
+        write_card(staging)  # README.md + figures/: the folder is Hub-ready
         with _disk_full(out, " while publishing; run again once there is space"):
             folder.publish()
     return stats
@@ -77,6 +77,8 @@ def _disk_full(out: str, then: str):
     """A disk that fills (Beam's traceback is not shown: cli.py) ends the run with one line naming it."""
     try:
         yield
+    except DiskFull:  # named already (publishing, inside the run's own)
+        raise
     except (OSError, RuntimeError) as err:
         if (full := disk_full(err, out)) is None:
             raise

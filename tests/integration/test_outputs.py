@@ -256,7 +256,8 @@ def test_a_full_disk_is_one_line_and_leaves_the_previous_run(job, small_disk):
                           capture_output=True, text=True, timeout=600, cwd=small_disk.parent)
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1] == f"groundcot: {out}: no space left on device; nothing published, {out} is as it was"
+    assert lines[-1] == f"groundcot: {out}: no space left on device; nothing published, {out} is as it was", \
+        proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and not [line for line in lines if " ERROR " in line], proc.stderr[-3000:]
     assert "progress: failed after " in lines[-2]
     assert snapshot(out) == before and proc.stdout == ""
