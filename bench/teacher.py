@@ -3,8 +3,8 @@
     PYTHONPATH=tests python bench/teacher.py [--records 1500] [--latency 0.2] [--concurrency 64] [--no-threads]
 
 The endpoint (bench/endpoint.py) is a local OpenAI-compatible server in its own process,
-answering every call after a fixed latency. The DoFn (transforms/teach/dofn.py) prepares each
-request on Beam's thread and sends it from its event loop's thread through the teacher's own
+answering every call after a fixed latency. The DoFn (transforms/teach/dofn.py) hands each
+record to its event loop's thread, where one task prepares the request and sends it through the teacher's own
 ``aiohttp`` session (the ``openai`` client's URL, headers and JSON; transforms/teach/client.py).
 Two bare clients run at the same concurrency in one thread of the same process: an ``httpx``
 client and an ``aiohttp`` session, each with one pool of ``concurrency`` connections. Every

@@ -27,7 +27,8 @@ class Teacher(Protocol):
         """``text`` with any secret removed."""
 
     def prepare(self, record: Record) -> Any:
-        """CPU work for the request (runs on the Beam thread, may raise); the API teacher's is a
+        """CPU work for the request (may raise; on the event loop in the record's task, or on the Beam
+        thread for an ``inline`` teacher); the API teacher's is a
         ``styles.prefix.Request`` whose leading messages all styles of the record share."""
 
     async def write(self, record: Record, request: Any) -> Record:
