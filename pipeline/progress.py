@@ -145,6 +145,8 @@ class Live:
             return f"{phase(counters, self.total)} ({took})"
         head = f"{ending} after {took}" if ending else f"{phase(counters, self.total)} ({took})"
         elapsed = now - (self.first_count or self.started)
+        if elapsed < 1.0:  # counts first seen just now (a run shorter than a line's interval): the whole run
+            elapsed = now - self.started
         text = f"{head}: {figures(counters, self.total, elapsed, final=ending is not None)}"
         return text + ("; nothing published" if ending == "failed" else "")
 

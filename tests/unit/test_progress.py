@@ -55,6 +55,18 @@ def test_the_first_line_comes_at_once_and_a_failed_run_claims_nothing(caplog):
     assert "written" not in last
 
 
+def test_a_run_whose_counts_come_at_its_end_reports_its_rate_over_the_whole_run(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="groundcot"):
+        with Live(total=8, every_s=0, stream=io.StringIO()) as live:
+            time.sleep(0.2)  # no line saw counts before the last one
+            for stage in ("image", "styles", "validate", "depth_image"):
+                _worker(live.folder, stage, 8)
+    rate = float(caplog.records[-1].getMessage().split(" rows/s")[0].rsplit(" ", 1)[-1])
+    assert 8 / 0.5 < rate < 8 / 0.2  # 8 rows over the run's ~0.2 s, not "0.0 rows/s"
+
+
 def _worker(folder: str, stage: str, n: int) -> None:
     tally = Tally(folder, stage)
     for i in range(n):
