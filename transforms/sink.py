@@ -11,6 +11,8 @@ import re
 from functools import partial
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.options.value_provider import StaticValueProvider
 
@@ -64,6 +66,14 @@ def _size(value) -> int:
     return 8
 
 
+class ShardWriter(pq.ParquetWriter):
+    """A shard's writer that, when dropped unclosed (its bundle failed), never writes its footer at
+    exit: on a full disk that would print 'Exception ignored ... No space left' after the last line."""
+
+    def __del__(self):
+        self.is_open = False
+
+
 class ParquetRowsSink(fileio.FileSink):
     """Rows of one style -> one Parquet file, a row group every ``row_group_size`` rows or ``buffer_mb``
     MB, whichever comes first (small row groups let the Hub's dataset viewer page through image rows)."""
@@ -74,9 +84,7 @@ class ParquetRowsSink(fileio.FileSink):
         self._rows, self._bytes, self._writer = [], 0, None
 
     def open(self, fh) -> None:
-        import pyarrow.parquet as pq
-
-        self._writer = pq.ParquetWriter(fh, self.schema)
+        self._writer = ShardWriter(fh, self.schema)
         self._rows, self._bytes = [], 0
 
     def write(self, row: dict) -> None:
@@ -86,8 +94,6 @@ class ParquetRowsSink(fileio.FileSink):
             self._write_group()
 
     def _write_group(self) -> None:
-        import pyarrow as pa
-
         if self._rows:
             table = pa.Table.from_pylist(self._rows, schema=self.schema)
             try:
