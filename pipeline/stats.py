@@ -119,8 +119,9 @@ def summarise(counts: dict, styles: list[str], elapsed: float) -> dict:
 def cross_check(stats: dict, counters: dict[str, int], staging: str) -> None:
     """The counts read back agree with Beam's committed counters, where the runner reports them.
 
-    Every record that reached the image stage (the readers' rejections too) was counted in, and every row validate (and the critic)
-    passed was written: fewer read back means the counts file did not hold what the job did.
+    Every record that reached the image stage (the readers' rejections too) was counted in, and every
+    row validate (and the critic) passed was written: fewer read back means the counts file did not
+    hold what the job did.
     """
     loaded = sum(n for k, n in counters.items()
                  if k == "image.ok" or k.startswith(("image.rejected.", "read.rejected.")))

@@ -99,7 +99,7 @@ class ParquetRowsSink(fileio.FileSink):
             try:
                 self._writer.write_table(table, row_group_size=len(self._rows))
             except BaseException:
-                self._abandon()
+                self._writer = None  # a failed write (a full disk) drops the writer: nothing is retried
                 raise
         self._rows, self._bytes = [], 0
 
@@ -107,22 +107,8 @@ class ParquetRowsSink(fileio.FileSink):
         """Called once before the file is closed: the last row group and the footer."""
         if self._writer is not None:
             self._write_group()
-            try:
-                self._writer.close()
-            except BaseException:
-                self._abandon()
-                raise
-            self._writer = None
-
-    def _abandon(self) -> None:
-        """A write failed (a full disk): the writer is dropped now, its close's error ignored, so that its
-        ``__del__`` does not try again when the process exits (a traceback after the run's last line)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 - the write's own error is the one raised
-                writer.is_open = False
+            writer, self._writer = self._writer, None
+            writer.close()
 
 
 def shard_name(window, pane, shard_index, total_shards, compression, destination) -> str:

@@ -55,16 +55,13 @@ def api_key(env_name: str | None, secret: str | None = None) -> str | None:
     return os.environ.get(env_name) if env_name else None
 
 
-def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | None = None,
-                max_retries: int | None = None, key: str | None = None):
+def make_client(conn: Connection, *, asynchronous: bool, max_retries: int | None = None, key: str | None = None):
     """An ``openai.AsyncOpenAI`` (``asynchronous``) or ``openai.OpenAI`` client for ``conn``.
 
-    The async client runs on the aiohttp transport (``openai[aiohttp]``): httpcore's pool scans every
-    connection on each request and reply, which at 64 connections cost more CPU per call than the
-    rest of the client. The teacher takes only its request builder and error types and sends
-    through ``make_session``. ``max_connections`` bounds its pool. ``max_retries`` defaults to the
-    connection's (the teacher passes 0: its own retries also cover malformed replies). ``key``: an
-    already-read key.
+    The async client is on the aiohttp transport (``openai[aiohttp]``); the teacher takes only its
+    request builder and error types from it and sends through ``make_session``. ``max_retries``
+    defaults to the connection's (the teacher passes 0: its own retries also cover malformed
+    replies). ``key``: an already-read key.
     """
     import openai
 
@@ -72,14 +69,8 @@ def make_client(conn: Connection, *, asynchronous: bool, max_connections: int | 
     retries = conn.max_retries if max_retries is None else max_retries
     if not asynchronous:
         return openai.OpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries)
-    import httpx2
-
-    options = {}
-    if max_connections is not None:
-        options["limits"] = httpx2.Limits(max_connections=max_connections,
-                                          max_keepalive_connections=max_connections)
     return openai.AsyncOpenAI(base_url=conn.base_url, api_key=key, timeout=conn.timeout_s, max_retries=retries,
-                              http_client=openai.DefaultAioHttpClient(timeout=conn.timeout_s, **options))
+                              http_client=openai.DefaultAioHttpClient(timeout=conn.timeout_s))
 
 
 def make_session(url: str, max_connections: int, headers: list[tuple[str, str]]):
@@ -119,6 +110,7 @@ def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "t
     """
     import httpx2
 
+    model_key, key_setting = model_key or f"{key_name}.model", key_setting or f"{key_name}.api_key_env"
     key = conn.key()
     url = httpx2.URL(f"{conn.base_url.rstrip('/')}/models")
     shown = str(url.copy_with(userinfo=b"", query=None))  # nothing secret from the URL either
@@ -132,12 +124,12 @@ def check_endpoint(conn: Connection, timeout_s: float = 10.0, key_name: str = "t
         raise EndpointError(f"{what} {shown} is unreachable ({reason})") from None
     if response.status_code in (401, 403):
         source = conn.api_key_secret or conn.api_key_env
-        whose = f"the key in {source}" if key else f"requests without a key (set {key_setting or key_name + '.api_key_env'})"
+        whose = f"the key in {source}" if key else f"requests without a key (set {key_setting})"
         raise EndpointError(f"{what} {shown} refused {whose} (HTTP {response.status_code})")
     served = served_models(response)
     if served is not None and conn.model not in served:
         listed = ", ".join(sorted(served)[:20]) or "none"
-        raise EndpointError(f"{model_key or key_name + '.model'}: {conn.model!r} is not served by {shown} (it serves: {listed})")
+        raise EndpointError(f"{model_key}: {conn.model!r} is not served by {shown} (it serves: {listed})")
 
 
 def served_models(response) -> list[str] | None:
