@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import heapq
 import os
 import tempfile
 
@@ -12,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from groundcot.pipeline.beam_patch import memoize_dofn_specs
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import OutputFolder, OutputRefused
@@ -144,26 +146,27 @@ def check_sources(cfg: JobConfig, offline: bool = False) -> None:
 
 IMAGE_SAMPLE = 8  # records per source whose images --check looks for
 SAMPLE_MAX_BYTES = 256 << 20  # sources with more annotation bytes than this are not sampled
-_sampled: list = []  # the in-process pipeline of sample_records hands its records back here
+_sampled: list = []  # the in-process pipeline of sample_records keeps its records here
 
 
-def _keep(records) -> None:
-    _sampled.extend(records)
+def _keep(record, n: int) -> None:
+    """Keep the ``n`` smallest ids seen so far (trimmed in steps: the sources are small enough to be sampled)."""
+    _sampled.append(record)
+    if len(_sampled) >= 4 * n:
+        _sampled[:] = heapq.nsmallest(n, _sampled, key=lambda r: r.id)
 
 
 def sample_records(src, n: int = IMAGE_SAMPLE) -> list:
     """The ``n`` records with the smallest ids that the source gives (those ``limit: n`` would read),
-    read by the source's own reader in an in-process pipeline."""
+    read by the source's own reader in an in-process pipeline (one fused stage: no combine)."""
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     _sampled.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         _ = (p | "Read" >> get_source(src.kind).read(src)
-             | "Kept" >> beam.Filter(lambda r: not r.filtered)
-             | "Smallest" >> beam.combiners.Top.Smallest(n, key=lambda r: r.id)
-             | "Keep" >> beam.Map(_keep))
-    found = list(_sampled)
+             | "Keep" >> beam.Map(lambda r: None if r.filtered else _keep(r, n)))
+    found = heapq.nsmallest(n, _sampled, key=lambda r: r.id)
     _sampled.clear()
     return found
 
@@ -263,6 +266,7 @@ def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
     """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
     skipping bucket paths it has no credentials for), then the runner, its options and the models
     the workers will load. Raises ConfigError, OutputRefused or CheckFailed."""
+    memoize_dofn_specs()  # this process builds (and on local runners runs) the job's pipelines
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
     try:

@@ -166,3 +166,22 @@ def hiou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
     0.5
     """
     return (global_iou(pred, gt) + pair_iou(pred, gt)) / 2
+
+
+QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 16384  # Qwen2.5-VL's preprocessor defaults
+
+
+def qwen_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
+                max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
+    """(h, w) as Qwen2-VL's ``smart_resize`` (transformers' image processor) gives them: here so the
+    teacher's ledger and the mgpo frame import no transformers (and torch) on every worker; a unit
+    test holds it equal to the original."""
+    h, w = round(height / factor) * factor, round(width / factor) * factor
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w

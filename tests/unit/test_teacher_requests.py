@@ -150,10 +150,13 @@ def test_rectangle_crops_are_sent_only_when_they_add_detail():
 def test_qwen_resize_is_transformers_smart_resize():
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-    from groundcot.transforms.teach.tokens import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, qwen_resize
+    from groundcot.schemas.boxes import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, qwen_resize
 
     sizes = [(1, 1), (10, 13), (27, 29), (48, 64), (240, 320), (479, 641), (1080, 1920), (3000, 4000),
              (5000, 5000), (100, 7000), (8000, 60)]
     for h, w in sizes:
         assert qwen_resize(h, w) == smart_resize(h, w, factor=28, min_pixels=QWEN_MIN_PIXELS,
                                                  max_pixels=QWEN_MAX_PIXELS), (h, w)
+        for low, high in ((4 * QWEN_MIN_PIXELS, 200_704), (QWEN_MIN_PIXELS, 1_003_520)):  # mgpo's crops.min/max_pixels
+            assert qwen_resize(h, w, min_pixels=low, max_pixels=high) == smart_resize(
+                h, w, factor=28, min_pixels=low, max_pixels=high), (h, w, low, high)

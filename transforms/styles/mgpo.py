@@ -75,9 +75,7 @@ def model_frame(width: int, height: int, frame: str, min_pixels: int, max_pixels
     """(w, h) of the image as the model sees it: its own size, or Qwen2.5-VL's resize."""
     if frame == "original":
         return width, height
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-    h, w = smart_resize(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
+    h, w = B.qwen_resize(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
     return w, h
 
 

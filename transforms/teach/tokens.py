@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 
+from groundcot.schemas.boxes import qwen_resize
+
 RULES = ("qwen2.5-vl", "openai-tiles")
-QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 
 
 def image_tokens(width: int, height: int, rule: str = "qwen2.5-vl") -> int:
@@ -31,21 +32,6 @@ def image_tokens(width: int, height: int, rule: str = "qwen2.5-vl") -> int:
         w, h = w * scale, h * scale
         return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
     raise ValueError(f"unknown image token rule {rule!r}; known: {', '.join(RULES)}")
-
-
-def qwen_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
-                max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
-    """Qwen2-VL's ``smart_resize`` (transformers' image processor), here so the teacher's ledger
-    does not import transformers on every worker; a unit test holds it equal to the original."""
-    h, w = round(height / factor) * factor, round(width / factor) * factor
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
-    return h, w
 
 
 def image_cost(sizes, rule: str) -> dict[str, int]:
