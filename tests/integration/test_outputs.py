@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,29 @@ def generate(config, out, *args):
     return main(["generate", config, "-o", str(out), *FAST, *args])
 
 
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """The toy job (conftest's ``toy_job``: the same six records), run once for this module."""
+    root = tmp_path_factory.mktemp("toy_run")
+    (root / "images").mkdir()
+    lines = []
+    for i in range(6):
+        (root / "images" / f"img{i}.png").write_bytes(png_bytes(64, 48))
+        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
+    (root / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "job.yaml").write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
+    assert generate(str(root / "job.yaml"), root / "out") == 0
+    return root / "out"
+
+
+@pytest.fixture
+def published(job, toy_run):
+    """``job`` whose output folder holds a finished run of it (a copy of ``toy_run``)."""
+    config, out = job
+    shutil.copytree(toy_run, out)
+    return config, out
+
+
 def snapshot(out):
     """Every file under ``out`` with its bytes."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
@@ -41,9 +65,8 @@ def stats_of(out):
     return stats
 
 
-def test_a_run_publishes_its_files_and_a_manifest(job):
-    config, out = job
-    assert generate(config, out) == 0
+def test_a_run_publishes_its_files_and_a_manifest(toy_run):
+    out = toy_run
     manifest = json.loads((out / "_groundcot.json").read_text())
     assert manifest["state"] == "published" and manifest["run_id"] == stats_of(out)["run_id"]
     assert sorted(manifest["files"]) == sorted(p for p in snapshot(out) if p != "_groundcot.json")
@@ -57,9 +80,8 @@ def test_a_run_publishes_its_files_and_a_manifest(job):
      "api_key_env: GROUNDCOT_NO_SUCH_KEY}}",
      "GROUNDCOT_NO_SUCH_KEY"),
 ])
-def test_a_run_that_fails_its_checks_leaves_the_previous_outputs_byte_identical(job, capfd, bad, key):
-    config, out = job
-    assert generate(config, out) == 0
+def test_a_run_that_fails_its_checks_leaves_the_previous_outputs_byte_identical(published, capfd, bad, key):
+    config, out = published
     before = snapshot(out)
     assert generate(config, out, "--set", bad) != 0
     assert key in one_line(capfd)
@@ -116,9 +138,8 @@ def _lock(out, pid, run_id):
         {"run_id": run_id, "pid": pid, "host": socket.gethostname(), "started": "2024-01-01T00:00:00+00:00"}))
 
 
-def test_a_run_is_refused_while_another_holds_the_lock(job, capfd):
-    config, out = job
-    assert generate(config, out) == 0
+def test_a_run_is_refused_while_another_holds_the_lock(published, capfd):
+    config, out = published
     _lock(out, os.getpid(), "the-other-run")  # a live process holds it
     before = snapshot(out)
     assert generate(config, out) == 2
@@ -172,9 +193,8 @@ def test_a_killed_run_leaves_the_previous_outputs_and_a_rerun_succeeds(job, capf
     assert not (out / ".groundcot.lock").exists() and not (out / ".groundcot-staging").exists()
 
 
-def test_a_run_that_reads_no_records_fails_unless_allow_empty(job, capfd):
-    config, out = job
-    assert generate(config, out) == 0
+def test_a_run_that_reads_no_records_fails_unless_allow_empty(published, capfd):
+    config, out = published
     before = snapshot(out)
     none = "sources.0.filters.datasets=[not_there]"
     assert generate(config, out, "--set", none) == 1
