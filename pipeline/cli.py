@@ -356,8 +356,8 @@ def _train(args) -> int:
         if args.out:
             tree["output_dir"] = args.out
         job = validated(SftJob if args.method == "sft" else GrpoJob, tree, config)
+        check_model(job.model)  # before the data, torch's import and the libraries' minutes of Hub retries
         job = with_device_precision(job)
-        check_model(job.model)  # before the data and the libraries' minutes of Hub retries
     except (ConfigError, ValueError) as err:
         return _fail(f"config error: {err}", USAGE)
     except ModelMissing as err:

@@ -42,7 +42,9 @@ def job(tmp_path, run, model, style: str, sam2: str, **grpo) -> str:
     tree = yaml.safe_load((REPO / "jobs" / "train_grpo_mgpo.yaml").read_text())
     tree.update(model=model, output_dir=str(tmp_path / "out"), data={"runs": [str(run)], "styles": [style]},
                 train={**tree["train"], **SMALL})
-    tree["grpo"].update(num_generations=2, max_completion_length=1024, max_turns=2,
+    # max_completion_length: the longest scripted rollout (aperture's segment and zoom calls, the segment's
+    # image and the answer) is ~370 tokens; TRL's own generation samples up to this many tokens a turn
+    tree["grpo"].update(num_generations=2, max_completion_length=512, max_turns=2,
                         segment={"model": sam2, "device": "cpu"}, **grpo)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(tree))

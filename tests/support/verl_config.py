@@ -2,6 +2,7 @@
 verl's own files (tests/fixtures/verl/)."""
 from __future__ import annotations
 
+import functools
 import re
 
 import yaml
@@ -40,13 +41,18 @@ def override(config: dict, arg: str) -> None:
 def readme_overrides(containing: str = "verl.trainer.main_ppo") -> list[str]:
     """The overrides of the README's first verl command whose block holds ``containing``, with the
     path commands (``$(python -c "...")``) filled in as a shell would."""
-    import subprocess
-    import sys
-
     text = (REPO / "README.md").read_text()
     block = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
                  if "verl.trainer.main_ppo" in b and containing in b)
-    block = re.sub(r"\$\(python -c \"([^\"]*)\"\)", lambda m: subprocess.run(
-        [sys.executable, "-c", m.group(1)], capture_output=True, text=True, check=True).stdout.strip(), block)
+    block = re.sub(r"\$\(python -c \"([^\"]*)\"\)", lambda m: python_c(m.group(1)), block)
     args = [t for line in block.splitlines() for t in line.split("#")[0].split() if t not in ("\\", "...")]
     return args[args.index("verl.trainer.main_ppo") + 1:]
+
+
+@functools.cache
+def python_c(code: str) -> str:
+    """What ``$(python -c CODE)`` gives: its output, stripped (each command run once per test process)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

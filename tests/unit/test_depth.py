@@ -205,16 +205,17 @@ def test_the_shared_cache_keeps_json_and_blobs_and_is_off_without_a_root(tmp_pat
 LOAD_ELSEWHERE = """
 import hashlib, json, pickle, sys, tempfile
 from groundcot.schemas.record import Record
-handler = pickle.load(sys.stdin.buffer)
-loaded = handler.load_model()
-[r] = handler.run_inference([pickle.loads(bytes.fromhex(sys.argv[1]))], loaded)
-print(json.dumps({"identity": loaded.identity, "tmp": tempfile.gettempdir(),
-                  "map": hashlib.sha256(r.depth_map).hexdigest()}))
+for handler in pickle.load(sys.stdin.buffer):
+    loaded = handler.load_model()
+    [r] = handler.run_inference([pickle.loads(bytes.fromhex(sys.argv[1]))], loaded)
+    print(json.dumps({"identity": loaded.identity, "tmp": tempfile.gettempdir(),
+                      "map": hashlib.sha256(r.depth_map).hexdigest()}))
 """
 
 
-def load_elsewhere(handler, tmp_path, **env):
-    """``handler.load_model()`` and one record in another process with its own HOME, TMPDIR and HF_HOME."""
+def load_elsewhere(handlers, tmp_path, **env) -> list[dict]:
+    """Each handler's ``load_model()`` and one record, in turn, in one other process with its own HOME,
+    TMPDIR and HF_HOME (a worker: one interpreter, so its imports are paid once for all the handlers)."""
     import os
     import pickle
     import subprocess
@@ -227,32 +228,31 @@ def load_elsewhere(handler, tmp_path, **env):
     clean.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
                  **env)
     proc = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, pickle.dumps(record(0, 64, 48)).hex()],
-                          check=False, input=pickle.dumps(handler), capture_output=True, env=clean, timeout=300)
+                          check=False, input=pickle.dumps(handlers), capture_output=True, env=clean, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return [json.loads(line) for line in proc.stdout.decode().strip().splitlines()[-len(handlers):]]
 
 
-def test_the_fallback_is_built_on_the_worker_with_the_same_weights_everywhere(tmp_path):
-    handler = DepthHandler(ResolvedModel("no-such-org/depth", fallback=True), device="cpu")
-    here = handler.load_model()
-    there = load_elsewhere(handler, tmp_path)
-    assert there["tmp"] == str(tmp_path / "worker" / "tmp")  # not the driver's temp folder
-    assert there["identity"] == here.identity  # same weights, so the same cache keys
-    [mine] = handler.run_inference([record(0, 64, 48)], here)
-    assert there["map"] == hashlib.sha256(mine.depth_map).hexdigest()
-    assert not list((tmp_path / "worker" / "tmp").glob("groundcot-tiny-*"))  # built, loaded, removed
-
-
-def test_a_hub_id_is_found_in_the_workers_own_hf_cache(tmp_path):
-    """The driver has never seen the model: the worker finds it in its HF cache (offline)."""
+def test_a_worker_finds_its_models_itself(tmp_path):
+    """In a worker process with its own temp folder and HF cache (offline), which the driver never
+    looked into: the fallback is built there with the same weights as here, and a Hub id the driver
+    has never seen is found in the worker's HF cache."""
+    fallback = DepthHandler(ResolvedModel("no-such-org/depth", fallback=True), device="cpu")
     sha = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "worker" / "hf" / "hub" / "models--groundcot-test--tiny-depth"
     build_tiny_random(str(repo / "snapshots" / sha))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(sha)
-    handler = DepthHandler(ResolvedModel("groundcot-test/tiny-depth", "groundcot-test/tiny-depth"), device="cpu")
-    assert handler.model.kind == "hub"
-    assert load_elsewhere(handler, tmp_path)["identity"] == f"groundcot-test/tiny-depth@{sha}"
+    hub = DepthHandler(ResolvedModel("groundcot-test/tiny-depth", "groundcot-test/tiny-depth"), device="cpu")
+    assert hub.model.kind == "hub"
+    here = fallback.load_model()
+    there, from_cache = load_elsewhere([fallback, hub], tmp_path)
+    assert there["tmp"] == str(tmp_path / "worker" / "tmp"), "the fallback: not built in the driver's temp folder"
+    assert there["identity"] == here.identity, "the fallback: the same weights, so the same cache keys"
+    [mine] = fallback.run_inference([record(0, 64, 48)], here)
+    assert there["map"] == hashlib.sha256(mine.depth_map).hexdigest(), "the fallback: the same depth map"
+    assert not list((tmp_path / "worker" / "tmp").glob("groundcot-tiny-*")), "the fallback: built, loaded, removed"
+    assert from_cache["identity"] == f"groundcot-test/tiny-depth@{sha}", "the Hub id: from the worker's HF cache"
 
 
 def test_a_bucket_model_is_copied_into_the_workers_cache_and_loaded_from_there(tmp_path):
