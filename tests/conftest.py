@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from support import REPO, png_bytes, viscot_line
+
+# One torch thread per test process: `-n auto` already runs a process per core, and torch's extra
+# intra-op threads only spin against the other workers (a tiny model's decode step: 0.24 s of CPU
+# with one thread, 11-21 s with two). Set before anything imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items):
