@@ -15,8 +15,9 @@ GroupByKey, Flatten, Reshuffle) and translates them itself:
 * Flatten: partition i of the result joins partition i of each input (no more partitions than the
   largest input);
 * every branch that ends the graph (the sinks) is computed, and the counters and string sets of
-  every bundle are summed into ``result.metrics()``: while the job runs, those of the steps whose
-  every bundle has finished; once it is done, all.
+  every bundle are summed into ``result.metrics()``: while the job runs, those of the bundles
+  finished (each bundle's metrics are a future of their own, which a worker computes before any
+  other task once the bundle is done); once it is done, all.
 
 Options: Beam's DaskOptions (``dask_client_address``, ``dask_scheduler_file``, ``dask_npartitions``);
 no address starts a cluster on this machine for the job.
@@ -297,7 +298,8 @@ class _Visitor(PipelineVisitor):
             specs.append((type(side), side._view_options()))
             values.append(whole(self.bags[side.pvalue], main.npartitions))
         raw = main.map_partitions(run_bundle, transform.fn, self.job, node.full_label, args, kwargs, specs, *values)
-        self.metrics.append(raw.map_partitions(bundle_metrics))
+        with dask.annotate(priority=1):  # a bundle's metrics before any other task: the driver follows them
+            self.metrics.append(raw.map_partitions(bundle_metrics))
         main_tag = getattr(transform, "output_tags", None)
         for tag, out in outputs.items():
             self.bags[out] = raw.map_partitions(pick, None if tag in (None, "None", main_tag) else tag)
@@ -321,18 +323,21 @@ class DaskRunner(PipelineRunner):
         pipeline.replace_all(dask_overrides())
         visitor = _Visitor(bag_kwargs.get("npartitions"))
         pipeline.visit(visitor)
-        with dask.config.set({"optimization.fuse.active": False}):  # one future per step's metrics
-            futures = client.compute([*visitor.sinks(), *visitor.metrics], optimize_graph=False)
-        return DaskResult(client, futures, cluster, steps=len(visitor.metrics), job=visitor.job)
+        sinks = visitor.sinks()
+        # a future per partition: the sinks' (all [] once done) and each bundle's metrics
+        held = client.persist([*sinks, *visitor.metrics], optimize_graph=False)
+        futures = [[future for bag in bags for future in ddist.futures_of(bag)]
+                   for bags in (held[:len(sinks)], held[len(sinks):])]
+        return DaskResult(client, *futures, cluster=cluster, job=visitor.job)
 
 
 class DaskResult(PipelineResult):
-    def __init__(self, client, futures, cluster=None, steps: int = 0, job: str = ""):
+    def __init__(self, client, sinks: list, bundle_metrics: list, cluster=None, job: str = ""):
         super().__init__(PipelineState.RUNNING)
-        self.client, self.futures, self.cluster, self.found, self.error = client, futures, cluster, None, None
-        self.job = job
-        self.step_metrics = futures[len(futures) - steps:]  # each a list of bundle metrics
-        self.fetched: dict = {}  # a finished step's index -> its bundle metrics, fetched once
+        self.client, self.cluster, self.found, self.error, self.job = client, cluster, None, None, job
+        self.bundle_metrics = bundle_metrics  # futures, each [a bundle's metrics]
+        self.futures = [*sinks, *bundle_metrics]
+        self.fetched: dict = {}  # a finished bundle's index -> [its metrics], fetched once
 
     def close(self):
         try:  # the DoFns the job's bundles set up in each worker
@@ -362,7 +367,7 @@ class DaskResult(PipelineResult):
             for _ in ddist.as_completed(self.futures, with_results=True,
                                         timeout=None if duration is None else duration / 1000):
                 pass  # gathering raises a worker's error here
-            self.found = self.finished_steps(everything=True)
+            self.found = self.finished_bundles(everything=True)
             self._state = PipelineState.DONE
         except BaseException as err:
             self._state, self.error = PipelineState.FAILED, err
@@ -378,21 +383,21 @@ class DaskResult(PipelineResult):
         return self._state
 
     def metrics(self):
-        """All bundles' metrics once the job is done; while it runs, those of the finished steps."""
+        """All bundles' metrics once the job is done; while it runs, those of the bundles finished."""
         if self.found is not None or PipelineState.is_terminal(self._state):
             return DaskMetrics(self.found or [])
         try:
-            return DaskMetrics(self.finished_steps())
+            return DaskMetrics(self.finished_bundles())
         except Exception:  # noqa: BLE001 - the job is ending under us: no figures this time
             return DaskMetrics([])
 
-    def finished_steps(self, everything: bool = False) -> list[dict]:
-        """The bundle metrics of the steps finished (``everything``: of all steps, which must be), each
-        step's fetched from the workers once, in one gather for those newly finished."""
-        new = [i for i, future in enumerate(self.step_metrics)
+    def finished_bundles(self, everything: bool = False) -> list[dict]:
+        """The metrics of the bundles finished (``everything``: of all, which must be), each fetched
+        from the workers once, in one gather for those newly finished."""
+        new = [i for i, future in enumerate(self.bundle_metrics)
                if i not in self.fetched and (everything or future.status == "finished")]
         if new:
-            self.fetched.update(zip(new, self.client.gather([self.step_metrics[i] for i in new])))
+            self.fetched.update(zip(new, self.client.gather([self.bundle_metrics[i] for i in new])))
         return [bundle for i in sorted(self.fetched) for bundle in self.fetched[i]]
 
 
