@@ -8,11 +8,16 @@ GroupByKey, Flatten, Reshuffle) and translates them itself:
 
 * Read: the source is split on the driver (8 MiB bundles); each bundle is one partition, read
   by the source's own ``read`` (the same records as on every other runner);
-* ParDo: one bundle per partition, setup to teardown, in a metrics container; its outputs are kept
-  per tag, side inputs are whole dask Items (computed once, before the step);
+* ParDo: one bundle per partition, in a metrics container; its outputs are kept per tag, side inputs
+  are whole dask Items (computed once, before the step). A worker process sets up a step's DoFn
+  once and reuses it for the step's later bundles (Beam's DoFn contract: a model loads once per
+  worker, not per bundle); the job's DoFns are torn down in every worker when it ends;
+* Flatten: partition i of the result joins partition i of each input (no more partitions than the
+  largest input);
 * every branch that ends the graph (the sinks) is computed, and the counters and string sets of
-  every bundle are summed into ``result.metrics()``: while the job runs, those of the steps whose
-  every bundle has finished; once it is done, all.
+  every bundle are summed into ``result.metrics()``: while the job runs, those of the bundles
+  finished (each bundle's metrics are a future of their own, which a worker computes before any
+  other task once the bundle is done); once it is done, all.
 
 Options: Beam's DaskOptions (``dask_client_address``, ``dask_scheduler_file``, ``dask_npartitions``);
 no address starts a cluster on this machine for the job.
@@ -21,6 +26,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
+import threading
+import time
+import uuid
 import zlib
 
 import dask
@@ -52,6 +61,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 BUNDLE_BYTES = 8 << 20  # a Read's split size
+log = logging.getLogger(__name__)
 
 
 def windowed(item):
@@ -91,8 +101,68 @@ def _metrics(container: MetricsContainer) -> dict:
     return found
 
 
-def run_bundle(items, fn, label: str, args, kwargs, side_specs, *side_values):  # noqa: PLR0913
-    """One partition as one bundle of ``fn``: [(pairs of (tag, value), metrics)]."""
+class _SetUp:
+    """The DoFns this worker process has set up, per (job, step), while no bundle uses them.
+
+    Beam's contract: ``setup`` once per DoFn instance, which then serves many bundles (one at a time),
+    and ``teardown`` at most once, when the runner drops it. A bundle takes an idle instance of its
+    step, or sets up its own copy of the DoFn (the task's argument); it gives it back when the bundle
+    succeeds and tears it down when it fails. The job's instances are torn down when the job ends
+    (``teardown_job``, run on every worker by the driver), and any left idle for ``IDLE_S`` (a driver
+    that died) when a later bundle starts in this process."""
+
+    IDLE_S = 600.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle: dict = collections.defaultdict(list)  # (job, step) -> [(DoFn, when given back)]
+
+    def take(self, key):
+        """An idle instance of the step, or None; those idle too long are torn down."""
+        now = time.monotonic()
+        with self.lock:
+            stale = [fn for fns in self.idle.values() for fn, since in fns if now - since > self.IDLE_S]
+            if stale:
+                self.idle = collections.defaultdict(list, {
+                    k: kept for k, fns in self.idle.items()
+                    if (kept := [(fn, since) for fn, since in fns if now - since <= self.IDLE_S])})
+            idle = self.idle.get(key)
+            found = idle.pop()[0] if idle else None
+        for fn in stale:
+            teardown(fn)
+        return found
+
+    def give_back(self, key, fn) -> None:
+        with self.lock:
+            if all(fn is not other for other, _ in self.idle[key]):  # workers sharing the task's own objects
+                self.idle[key].append((fn, time.monotonic()))
+
+    def drop(self, job: str) -> int:
+        with self.lock:
+            fns = [fn for key in [k for k in self.idle if k[0] == job] for fn, _ in self.idle.pop(key)]
+        for fn in fns:
+            teardown(fn)
+        return len(fns)
+
+
+_SET_UP = _SetUp()
+
+
+def teardown(fn) -> None:
+    try:
+        DoFnSignature(fn).teardown_lifecycle_method.method_value()
+    except Exception:  # noqa: BLE001 - best effort, as on Beam's runners
+        log.warning("teardown of %s failed", type(fn).__name__, exc_info=True)
+
+
+def teardown_job(job: str) -> int:
+    """On a worker: tear down the job's idle DoFns (how many)."""
+    return _SET_UP.drop(job)
+
+
+def run_bundle(items, fn, job: str, label: str, args, kwargs, side_specs, *side_values):  # noqa: PLR0913
+    """One partition as one bundle of ``fn``, with an instance of the step this process has already
+    set up if one is idle: [(pairs of (tag, value), metrics)]."""
     receivers = _Receivers()
     handler = _OutputHandler(window_fn=GlobalWindows(), main_receivers=receivers[None], tagged_receivers=receivers,
                              per_element_output_counter=None, output_batch_converter=None,
@@ -102,20 +172,26 @@ def run_bundle(items, fn, label: str, args, kwargs, side_specs, *side_values):  
     sampler = statesampler.StateSampler(label, counters.CounterFactory())
     statesampler.set_current_tracker(sampler)
     container = MetricsContainer(label)
+    key, ready = (job, label), _SET_UP.take((job, label))
+    fn = fn if ready is None else ready
     try:
         with sampler.scoped_state(label, "process", metrics_container=container):
             invoker = DoFnInvoker.create_invoker(
                 DoFnSignature(fn), handler, context=DoFnContext(label, state=None), side_inputs=sides,
                 input_args=list(args), input_kwargs=kwargs, user_state_context=None,
                 bundle_finalizer_param=DoFn.BundleFinalizerParam())
-            invoker.invoke_setup()
+            if ready is None:
+                invoker.invoke_setup()
             invoker.invoke_start_bundle()
             for item in items:
                 invoker.invoke_process(windowed(item))
             invoker.invoke_finish_bundle()  # what a sink emits here belongs to the bundle
-            invoker.invoke_teardown()
+    except BaseException:
+        teardown(fn)  # a failed bundle's instance is not used again
+        raise
     finally:
         statesampler.set_current_tracker(None)
+    _SET_UP.give_back(key, fn)
     return [(receivers.pairs, _metrics(container))]
 
 
@@ -153,6 +229,16 @@ def gather(*parts):
     return [item for part in parts for item in part]
 
 
+def flatten(bags: list):
+    """Beam's Flatten: partition i gathers partition i of every input that has one, so the result has
+    as many partitions as the largest input, not their sum (``db.concat``'s): a Partition and the
+    Flatten that joins its branches again no longer doubles the bundles of every later step."""
+    n = max(bag.npartitions for bag in bags)
+    name = f"flatten-{tokenize(*[bag.name for bag in bags])}"
+    graph = {(name, i): (gather, *[(bag.name, i) for bag in bags if i < bag.npartitions]) for i in range(n)}
+    return db.Bag(HighLevelGraph.from_collections(name, graph, dependencies=bags), name, n)
+
+
 def whole(bag, n: int):
     """A bag of ``n`` partitions, each holding every item of ``bag``: a side input, given to each bundle.
 
@@ -168,6 +254,7 @@ def whole(bag, n: int):
 @dataclasses.dataclass
 class _Visitor(PipelineVisitor):
     npartitions: int | None = None
+    job: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)  # names its DoFns in the workers
     bags: dict = dataclasses.field(default_factory=dict)  # PCollection -> Bag
     consumed: set = dataclasses.field(default_factory=set)
     metrics: list = dataclasses.field(default_factory=list)  # one Bag per ParDo: a dict per bundle
@@ -191,7 +278,7 @@ class _Visitor(PipelineVisitor):
             bag = inputs[0].groupby(stable_key, shuffle="tasks").map_partitions(
                 lambda buckets: [kv for b in buckets for kv in group(b)])
         elif isinstance(transform, _Flatten):
-            bag = db.concat(inputs) if inputs else db.from_sequence([], npartitions=1)
+            bag = flatten(inputs) if inputs else db.from_sequence([], npartitions=1)
         elif isinstance(transform, (_Reshuffle, _GroupAlsoByWindow, WindowInto)):
             bag = inputs[0]  # one global window: nothing to do
         elif isinstance(transform, ParDo):
@@ -210,8 +297,9 @@ class _Visitor(PipelineVisitor):
             self.consumed.add(side.pvalue)
             specs.append((type(side), side._view_options()))
             values.append(whole(self.bags[side.pvalue], main.npartitions))
-        raw = main.map_partitions(run_bundle, transform.fn, node.full_label, args, kwargs, specs, *values)
-        self.metrics.append(raw.map_partitions(bundle_metrics))
+        raw = main.map_partitions(run_bundle, transform.fn, self.job, node.full_label, args, kwargs, specs, *values)
+        with dask.annotate(priority=1):  # a bundle's metrics before any other task: the driver follows them
+            self.metrics.append(raw.map_partitions(bundle_metrics))
         main_tag = getattr(transform, "output_tags", None)
         for tag, out in outputs.items():
             self.bags[out] = raw.map_partitions(pick, None if tag in (None, "None", main_tag) else tag)
@@ -235,18 +323,27 @@ class DaskRunner(PipelineRunner):
         pipeline.replace_all(dask_overrides())
         visitor = _Visitor(bag_kwargs.get("npartitions"))
         pipeline.visit(visitor)
-        with dask.config.set({"optimization.fuse.active": False}):  # one future per step's metrics
-            futures = client.compute([*visitor.sinks(), *visitor.metrics], optimize_graph=False)
-        return DaskResult(client, futures, cluster, steps=len(visitor.metrics))
+        sinks = visitor.sinks()
+        # a future per partition: the sinks' (all [] once done) and each bundle's metrics
+        held = client.persist([*sinks, *visitor.metrics], optimize_graph=False)
+        futures = [[future for bag in bags for future in ddist.futures_of(bag)]
+                   for bags in (held[:len(sinks)], held[len(sinks):])]
+        return DaskResult(client, *futures, cluster=cluster, job=visitor.job)
 
 
 class DaskResult(PipelineResult):
-    def __init__(self, client, futures, cluster=None, steps: int = 0):
+    def __init__(self, client, sinks: list, bundle_metrics: list, cluster=None, job: str = ""):
         super().__init__(PipelineState.RUNNING)
-        self.client, self.futures, self.cluster, self.found, self.error = client, futures, cluster, None, None
-        self.step_metrics = futures[len(futures) - steps:]  # each a list of bundle metrics
+        self.client, self.cluster, self.found, self.error, self.job = client, cluster, None, None, job
+        self.bundle_metrics = bundle_metrics  # futures, each [a bundle's metrics]
+        self.futures = [*sinks, *bundle_metrics]
+        self.fetched: dict = {}  # a finished bundle's index -> [its metrics], fetched once
 
     def close(self):
+        try:  # the DoFns the job's bundles set up in each worker
+            self.client.run(teardown_job, self.job, on_error="ignore")
+        except Exception:  # noqa: BLE001 - workers gone: nothing of the job is left in them
+            log.debug("dask: tearing down the job's DoFns failed", exc_info=True)
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -270,7 +367,7 @@ class DaskResult(PipelineResult):
             for _ in ddist.as_completed(self.futures, with_results=True,
                                         timeout=None if duration is None else duration / 1000):
                 pass  # gathering raises a worker's error here
-            self.found = [bundle for future in self.step_metrics for bundle in future.result()]
+            self.found = self.finished_bundles(everything=True)
             self._state = PipelineState.DONE
         except BaseException as err:
             self._state, self.error = PipelineState.FAILED, err
@@ -286,14 +383,22 @@ class DaskResult(PipelineResult):
         return self._state
 
     def metrics(self):
-        """All bundles' metrics once the job is done; while it runs, those of the finished steps."""
+        """All bundles' metrics once the job is done; while it runs, those of the bundles finished."""
         if self.found is not None or PipelineState.is_terminal(self._state):
             return DaskMetrics(self.found or [])
         try:
-            return DaskMetrics([bundle for future in self.step_metrics if future.status == "finished"
-                                for bundle in future.result()])
+            return DaskMetrics(self.finished_bundles())
         except Exception:  # noqa: BLE001 - the job is ending under us: no figures this time
             return DaskMetrics([])
+
+    def finished_bundles(self, everything: bool = False) -> list[dict]:
+        """The metrics of the bundles finished (``everything``: of all, which must be), each fetched
+        from the workers once, in one gather for those newly finished."""
+        new = [i for i, future in enumerate(self.bundle_metrics)
+               if i not in self.fetched and (everything or future.status == "finished")]
+        if new:
+            self.fetched.update(zip(new, self.client.gather([self.bundle_metrics[i] for i in new])))
+        return [bundle for i in sorted(self.fetched) for bundle in self.fetched[i]]
 
 
 class DaskMetrics(MetricResults):

@@ -2,9 +2,10 @@
 worker processes), through the real CLI with a relative ``-o``: the same (id, style) rows, depth maps (within one level),
 rejections, stats.json totals and counters as the local runner, the run in the folder ``-o`` names
 (relative to the driver's working folder), and the workers' versions recorded. The driver polls the
-running job every 0.2 s, as it does a long job: it logs the counters of the steps already finished and
+running job every 0.2 s, as it does a long job: it logs the counters of the bundles already finished and
 sees the job end. The Read of the
-readers is split into many small byte ranges, so the records are those of the splittable reading."""
+readers is split into small byte ranges (five over the two input files, each cut mid-line), so the
+records are those of the splittable reading."""
 import logging
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def generate(out, models, *more):
 def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch, caplog):
     models = build_depth(str(tmp_path / "image" / "depth")), build_sam2(str(tmp_path / "image" / "sam2"))
     local = generate(tmp_path / "local", models)
-    monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 300)  # many byte ranges per input file
+    monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 1000)  # 2 and 3 byte ranges in the 1.7 and 2.9 kB files
     monkeypatch.chdir(tmp_path)
     runner = (f"runner={{name: dask, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
               f"options: {{dask_client_address: '{cluster.scheduler_address}'}}}}")  # Beam's flag name
@@ -49,7 +50,7 @@ def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_pat
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="groundcot"):
         on_dask = generate(Path("out/dask"), models, "--set", runner)  # relative: made absolute on the driver
-    # while it ran, the counters of the steps already finished (the read is done long before the end)
+    # while it ran, the counters of the bundles already finished (the read is done long before the end)
     assert any(r.getMessage().startswith("progress: read 4/4 records") for r in caplog.records)
     out = tmp_path / "out" / "dask"
     assert {k: on_dask[k] for k in TOTALS} == {k: local[k] for k in TOTALS}

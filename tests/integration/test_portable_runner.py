@@ -5,7 +5,7 @@ without this interpreter, so its workers see neither the driver's temp folders n
 cache, and run on the pool's own interpreter. The models are tiny random ones saved in a folder the
 test creates and named by path, as a worker image would hold them. Same (id, style) rows, depth maps
 and stats.json totals as the local runner; a relative ``-o`` lands under the driver's working folder,
-never the pool's. Real CLI."""
+never the pool's. Real CLI. One pair of runs (local, portable) serves both tests."""
 import os
 import signal
 import subprocess
@@ -22,7 +22,7 @@ from groundcot.transforms.masks import build_tiny_random as build_sam2
 from support import REPO
 from support.runs import demo_with_models, outcomes, same_outcomes
 
-pytestmark = pytest.mark.slow  # a worker pool and two runs
+pytestmark = pytest.mark.slow  # a worker pool and two runs (one local, one on the pool)
 
 
 @pytest.fixture(scope="module")
@@ -65,37 +65,47 @@ TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced",
           "by_style")
 
 
-def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(image, pool, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def runs(image, pool, tmp_path_factory):
+    """One run on the local runner and one on the pool, from a driver whose working folder is ``root``:
+    a relative ``-o``, the counters polled every 0.2 s, ``sdk_worker_parallelism: 2``. Both tests
+    below check this one pair of runs (each pool run starts its SDK harnesses, a few seconds each)."""
     address, worker_home = pool
-    local = generate(tmp_path / "local", image)
-    monkeypatch.chdir(tmp_path)
-    runner = (f"runner={{name: PortableRunner, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], options: "
-              f"{{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}'}}}}")
-    started = time.monotonic()
-    portable = generate(Path("out/portable"), image, "--set", runner)  # relative: made absolute on the driver
-    assert time.monotonic() - started < 300
-    out = tmp_path / "out" / "portable"
-    assert {k: portable[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
-    assert portable["balanced"] and portable["written"] > 0
-    assert same_outcomes(outcomes(out), outcomes(tmp_path / "local"))  # same rows and depth maps
-    assert portable["worker_versions"] == [here()]  # from the pool's harness, as the driver's
-    assert not (worker_home / "out").exists()  # nothing written relative to the pool's folder
-    assert "Starting worker" in (worker_home / "pool.log").read_text()  # the pool's workers did the work
-
-
-def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(image, pool, tmp_path):
-    """The driver polls the running job's counters every 0.2 s (Beam's portable result kept its first,
-    empty answer: stats.json had no counters); ``sdk_worker_parallelism: 2`` starts two SDK harness
-    processes in the pool. Rows, totals and every counter equal the local runner's."""
-    address, worker_home = pool
+    root = tmp_path_factory.mktemp("driver")
     before = (worker_home / "pool.log").read_text().count("Starting worker")
-    local = generate(tmp_path / "local", image)
-    runner = (f"runner={{name: PortableRunner, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
+    local = generate(root / "local", image)
+    runner = (f"runner={{name: PortableRunner, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{root}'], "
               f"options: {{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}', "
               "sdk_worker_parallelism: 2}}")
-    portable = generate(tmp_path / "portable", image, "--set", runner)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        started = time.monotonic()
+        portable = generate(Path("out/portable"), image, "--set", runner)  # relative: made absolute on the driver
+        took = time.monotonic() - started
+    started_harnesses = (worker_home / "pool.log").read_text().count("Starting worker") - before
+    return {"root": root, "local": local, "portable": portable, "took": took, "harnesses": started_harnesses}
+
+
+def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(runs, pool):
+    _, worker_home = pool
+    root, local, portable = runs["root"], runs["local"], runs["portable"]
+    assert runs["took"] < 300
+    out = root / "out" / "portable"
+    assert (out / "stats.json").exists(), "a relative -o lands under the driver's working folder"
+    assert {k: portable[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
+    assert portable["balanced"] and portable["written"] > 0
+    assert same_outcomes(outcomes(out), outcomes(root / "local"))  # same rows and depth maps
+    assert portable["worker_versions"] == [here()]  # from the pool's harness, as the driver's
+    assert not (worker_home / "out").exists()  # nothing written relative to the pool's folder
+    assert runs["harnesses"] > 0, "the pool's workers did the work"
+
+
+def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(runs):
+    """The driver polls the running job's counters every 0.2 s (Beam's portable result kept its first,
+    empty answer: stats.json had no counters); ``sdk_worker_parallelism: 2`` starts two SDK harness
+    processes in the pool. Totals and every counter equal the local runner's (its rows: the test above)."""
+    local, portable = runs["local"], runs["portable"]
     assert portable["counters"]["validate.ok"] == portable["written"] > 0
     assert {k: portable[k] for k in (*TOTALS, "counters", "teacher", "cache")} == \
         {k: local[k] for k in (*TOTALS, "counters", "teacher", "cache")}
-    assert same_outcomes(outcomes(tmp_path / "portable"), outcomes(tmp_path / "local"))
-    assert (worker_home / "pool.log").read_text().count("Starting worker") - before == 2  # two harnesses
+    assert runs["harnesses"] == 2, "two harnesses"
