@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, png_bytes, viscot_line
+from support import REPO, write_toy_job
 
 # One torch thread per test process: `-n auto` already runs a process per core, and torch's extra
 # intra-op threads only spin against the other workers (a tiny model's decode step: 0.24 s of CPU
@@ -87,13 +87,8 @@ def image_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def toy_job(tmp_path, image_root):
-    """A small local VisCoT job of six good records; returns (config path, output folder)."""
-    lines = []
-    for i in range(6):
-        (image_root / f"img{i}.png").write_bytes(png_bytes(64, 48))
-        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
-    (tmp_path / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
-    config = tmp_path / "job.yaml"
-    config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
+def toy_job(tmp_path, image_root):  # image_root makes tmp_path/images, where the job's images go
+    """A small local VisCoT job of six good records (``support.write_toy_job``); returns (config path,
+    output folder)."""
+    config = write_toy_job(tmp_path)
     return config, tmp_path / "out"

@@ -15,7 +15,7 @@ import pytest
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.outputs import disk_full
 
-from support import REPO, one_line, png_bytes, viscot_line
+from support import REPO, one_line, png_bytes, viscot_line, write_toy_job
 from support.fake_openai import FakeOpenAI
 
 FAST = ["--set", "depth.enabled=false", "--set", "masks.enabled=false"]
@@ -33,15 +33,10 @@ def generate(config, out, *args):
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    """The toy job (conftest's ``toy_job``: the same six records), run once for this module."""
+    """The toy job (``toy_job``'s six records), run once for this module."""
     root = tmp_path_factory.mktemp("toy_run")
     (root / "images").mkdir()
-    lines = []
-    for i in range(6):
-        (root / "images" / f"img{i}.png").write_bytes(png_bytes(64, 48))
-        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
-    (root / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "job.yaml").write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
+    write_toy_job(root)
     assert generate(str(root / "job.yaml"), root / "out") == 0
     return root / "out"
 

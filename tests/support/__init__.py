@@ -27,6 +27,19 @@ def viscot_line(image: str, width: int, height: int, boxes, question="What is it
 
 
 
+def write_toy_job(root: Path) -> Path:
+    """A small local VisCoT job of six good records in ``root`` (images under ``root/images``, which
+    must exist); its config's path."""
+    lines = []
+    for i in range(6):
+        (root / "images" / f"img{i}.png").write_bytes(png_bytes(64, 48))
+        lines.append(viscot_line(f"img{i}.png", 64, 48, [[10, 10, 30 + i, 30]], question=f"What is {i}?"))
+    (root / "toy_cot_train.jsonl").write_text("\n".join(lines) + "\n")
+    config = root / "job.yaml"
+    config.write_text("sources: [{kind: viscot, path: toy_cot_train.jsonl, image_root: images}]\n")
+    return config
+
+
 class CountingNet:
     """The loaded network, counting the images it is given."""
 
