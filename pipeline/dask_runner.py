@@ -122,10 +122,8 @@ class _SetUp:
         now = time.monotonic()
         with self.lock:
             stale = [fn for fns in self.idle.values() for fn, since in fns if now - since > self.IDLE_S]
-            if stale:
-                self.idle = collections.defaultdict(list, {
-                    k: kept for k, fns in self.idle.items()
-                    if (kept := [(fn, since) for fn, since in fns if now - since <= self.IDLE_S])})
+            for fns in self.idle.values():
+                fns[:] = [(fn, since) for fn, since in fns if now - since <= self.IDLE_S]
             idle = self.idle.get(key)
             found = idle.pop()[0] if idle else None
         for fn in stale:

@@ -57,3 +57,15 @@ def test_flatten_keeps_the_largest_inputs_partitions():
     both = dask_runner.flatten([a, b, a])
     assert both.npartitions == 3
     assert sorted(both.compute(scheduler="sync")) == sorted([*range(6), 10, 11, *range(6)])
+
+
+def test_an_instance_left_idle_too_long_is_torn_down_when_a_later_bundle_starts(monkeypatch):
+    EVENTS.clear()
+    fn = Counting()
+    assert bundle(fn, [1], job="job-c") == [2]
+    monkeypatch.setattr(dask_runner._SetUp, "IDLE_S", -1.0)  # every idle instance is now too old
+    assert bundle(fn, [2], job="job-c", label="Later") == [4]
+    assert [e for e, _ in EVENTS] == ["setup", "teardown", "setup"], "the idle one torn down, a new one set up"
+    assert EVENTS[1][1] == EVENTS[0][1]
+    monkeypatch.undo()
+    assert dask_runner.teardown_job("job-c") == 1  # only the later step's instance was left
