@@ -149,11 +149,17 @@ SAMPLE_MAX_BYTES = 256 << 20  # sources with more annotation bytes than this are
 _sampled: list = []  # the in-process pipeline of sample_records keeps its records here
 
 
+def _smallest(n: int) -> list:
+    """Keep only the ``n`` records with the smallest ids in ``_sampled``; them."""
+    _sampled[:] = heapq.nsmallest(n, _sampled, key=lambda r: r.id)
+    return _sampled
+
+
 def _keep(record, n: int) -> None:
     """Keep the ``n`` smallest ids seen so far (trimmed in steps: the sources are small enough to be sampled)."""
     _sampled.append(record)
     if len(_sampled) >= 4 * n:
-        _sampled[:] = heapq.nsmallest(n, _sampled, key=lambda r: r.id)
+        _smallest(n)
 
 
 def sample_records(src, n: int = IMAGE_SAMPLE) -> list:
@@ -166,7 +172,7 @@ def sample_records(src, n: int = IMAGE_SAMPLE) -> list:
     with beam.Pipeline(runner=FnApiRunner()) as p:
         _ = (p | "Read" >> get_source(src.kind).read(src)
              | "Keep" >> beam.Map(lambda r: None if r.filtered else _keep(r, n)))
-    found = heapq.nsmallest(n, _sampled, key=lambda r: r.id)
+    found = list(_smallest(n))
     _sampled.clear()
     return found
 

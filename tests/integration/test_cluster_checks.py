@@ -9,7 +9,7 @@ from groundcot.pipeline import run as run_module
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.stats import CountsUnreadable, read_counts
 
-from support import one_line
+from support import one_line, viscot_line
 from support.fake_openai import FakeOpenAI
 
 FAST = ["--set", "depth.enabled=false", "--set", "masks.enabled=false"]
@@ -177,3 +177,18 @@ def test_an_empty_counts_location_is_an_error(tmp_path):
     (tmp_path / "_counts").mkdir()
     (tmp_path / "_counts" / "counts-00000-of-00001.jsonl").write_text(json.dumps(["viscot", "in", "", "", 3]) + "\n")
     assert read_counts(str(tmp_path)) == {("viscot", "in", "", ""): 3}
+
+
+def test_the_image_check_samples_the_records_with_the_smallest_ids(tmp_path):
+    """--check looks at the first records as ``limit`` would take them, also when the source has many
+    more than it keeps (its sample is trimmed as it reads)."""
+    from groundcot.pipeline.config import load_config
+    from groundcot.pipeline.preflight import IMAGE_SAMPLE, sample_records
+
+    (tmp_path / "many_cot_train.jsonl").write_text("".join(
+        viscot_line(f"img{i}.png", 64, 48, [[1, 1, 9, 9]], question=f"Q{i}?") + "\n" for i in range(100)))
+    (tmp_path / "job.yaml").write_text("sources: [{kind: viscot, path: many_cot_train.jsonl, image_root: .}]\n")
+    src = load_config(str(tmp_path / "job.yaml")).sources[0]
+    every = sorted(r.id for r in sample_records(src, n=1000))  # 100 < 4 x 1000: nothing trimmed
+    assert len(every) == 100
+    assert [r.id for r in sample_records(src)] == every[:IMAGE_SAMPLE]
