@@ -1,8 +1,11 @@
 """pytest fixtures shared by every test; plain helpers are in ``support``."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,13 @@ from support import REPO, write_toy_job
 # intra-op threads only spin against the other workers (a tiny model's decode step: 0.24 s of CPU
 # with one thread, 11-21 s with two). Set before anything imports torch; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    # pytest-xdist's loadfile would re-sort the modules by their number of tests (most first), which
+    # puts the slow one-test modules last: keep the order below instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,20 +47,43 @@ def demo_run_and_log(tmp_path_factory) -> tuple[Path, list[str]]:
     INFO. Read-only for its users: a test that changes a run copies it first (``shutil.copytree``)."""
     from groundcot.pipeline.cli import main
 
-    out = tmp_path_factory.mktemp("demo")
-    logged, logger = _Lines(), logging.getLogger("groundcot")
-    level = logger.level
-    logger.addHandler(logged)
-    logger.setLevel(logging.INFO)  # under pytest the root logger stays at WARNING
-    try:
-        assert main(["demo", "-o", str(out)]) == 0
-    finally:
-        logger.removeHandler(logged)
-        logger.setLevel(level)
+    def make(out: Path) -> None:
+        logged, logger = _Lines(), logging.getLogger("groundcot")
+        level = logger.level
+        logger.addHandler(logged)
+        logger.setLevel(logging.INFO)  # under pytest the root logger stays at WARNING
+        try:
+            assert main(["demo", "-o", str(out)]) == 0
+        finally:
+            logger.removeHandler(logged)
+            logger.setLevel(level)
+        (out.parent / f"{out.name}.log.json").write_text(json.dumps(logged.lines))
+
+    out = _once(tmp_path_factory, "demo", make)
+    lines = json.loads((out.parent / f"{out.name}.log.json").read_text())
     before = _files(out)
-    yield out, logged.lines
+    yield out, lines
     changed = sorted(set(before.items()) ^ set(_files(out).items()))
     assert not changed, f"a test changed the shared demo run (copy it first): {changed[:5]}"
+
+
+def _once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """``make(folder)`` once per test session: under pytest-xdist the workers share one folder (the
+    first to take the lock makes it, the others wait and read it); without xdist, the process's own."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed to make it left a part
+            make(folder)
+            done.touch()
+    return folder
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -70,9 +103,11 @@ def small_depth_run(tmp_path_factory) -> Path:
     process, for the sif depth image and the trainer tests. Read-only, as ``demo_run``."""
     from groundcot.pipeline.cli import main
 
-    out = tmp_path_factory.mktemp("small_depth_run")
-    assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
-                 "--set", "styles=[sif, textual, mgpo]", "--set", "masks.enabled=false"]) == 0
+    def make(out: Path) -> None:
+        assert main(["generate", str(REPO / "jobs" / "demo.yaml"), "-o", str(out), "--limit", "4",
+                     "--set", "styles=[sif, textual, mgpo]", "--set", "masks.enabled=false"]) == 0
+
+    out = _once(tmp_path_factory, "small_depth_run", make)
     before = _files(out)
     yield out
     changed = sorted(set(before.items()) ^ set(_files(out).items()))
