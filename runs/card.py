@@ -13,12 +13,13 @@ import os
 import re
 import tempfile
 from collections import Counter, defaultdict
-
-from apache_beam.io.filesystems import FileSystems
+from typing import TYPE_CHECKING
 
 from groundcot.schemas.runs import split_of, style_shards
-from groundcot.transforms.sources import Provenance, SourceError, get_source
 from groundcot.transforms.styles import STYLES, in_order
+
+if TYPE_CHECKING:  # the sources import Beam: only provenance() needs them (publish of a run with a card does not)
+    from groundcot.transforms.sources import Provenance
 
 CARD, FIGURES = "README.md", "figures"
 EXAMPLE_COLUMNS = ("source", "dataset", "image_path", "question", "answer", "gt_boxes", "cot", "image", "chain",
@@ -43,12 +44,16 @@ CITATIONS = {  # the models' (each source and style carries its own)
 # --- reading the run ------------------------------------------------------------------------------------
 
 def read_text(path: str) -> str:
-    with FileSystems.open(path) as handle:
+    import fsspec  # local paths and bucket URLs alike, as scan and style_shards read (Beam is not imported)
+
+    with fsspec.open(path, "rb") as handle:
         return handle.read().decode("utf-8")
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as handle:
+    import fsspec
+
+    with fsspec.open(path, "wb") as handle:  # makes a local path's folders
         handle.write(data)
 
 
@@ -98,6 +103,8 @@ def size_category(n: int) -> str:
 def provenance(sources: list[dict], datasets: dict[str, set[str]]) -> list[Provenance]:
     """Each configured source's provenance (from its module, or its `card:` block), given the sub-datasets
     (``dataset`` column) of its rows; a kind not registered here claims nothing."""
+    from groundcot.transforms.sources import Provenance, SourceError, get_source
+
     found = []
     for src in sources:
         kind = src.get("kind", "?")
