@@ -398,16 +398,14 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
 
 def render(run: str) -> tuple[str, dict, dict]:
     """The card's text for the run at ``run``, the scan of its shards and its stats."""
-    from huggingface_hub import DatasetCard
-
     run = run.rstrip("/")
     stats = json.loads(read_text(f"{run}/stats.json"))
     found = scan(run)
     provenances = provenance(stats.get("config", {}).get("sources", []), found["datasets"])
     data, notes = metadata(found, stats, provenances)
-    card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ text }}",
-                                     text=body(stats.get("run_id", ""), found, stats, notes, provenances))
-    return str(card), found, stats
+    # what DatasetCard.from_template(...) gives, without its YAML dumped twice and parsed back
+    text = f"---\n{data.to_yaml()}\n---\n\n{body(stats.get('run_id', ''), found, stats, notes, provenances)}"
+    return text, found, stats
 
 
 def write_card(run: str) -> list[str]:
