@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
@@ -380,11 +379,10 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
     drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),  # a style without boxes has no HIoU: not drawn
              "chain_length.png": (plots.chain_length_histogram, dict(found["steps"])),
              "rejections.png": (plots.rejections_bar, stats.get("rejected_by_reason", {}))}
-    with tempfile.TemporaryDirectory(prefix="groundcot-card-") as tmp:
-        for name, (draw, values) in drawn.items():
-            draw(values, os.path.join(tmp, name))
-            with open(os.path.join(tmp, name), "rb") as handle:
-                write_bytes(f"{run}/{FIGURES}/{name}", handle.read())
+    for name, (draw, values) in drawn.items():
+        buffer = io.BytesIO()
+        draw(values, buffer)
+        write_bytes(f"{run}/{FIGURES}/{name}", buffer.getvalue())
     written = [f"{FIGURES}/{name}" for name in drawn]
     for style, row in found["examples"].items():
         shown = boxed_picture(row)[0] if shows_boxes(row) else picture(row)
