@@ -11,14 +11,14 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections import Counter, defaultdict
-
-from apache_beam.io.filesystems import FileSystems
+from typing import TYPE_CHECKING
 
 from groundcot.schemas.runs import split_of, style_shards
-from groundcot.transforms.sources import Provenance, SourceError, get_source
 from groundcot.transforms.styles import STYLES, in_order
+
+if TYPE_CHECKING:  # the sources import Beam: only provenance() needs them (publish of a run with a card does not)
+    from groundcot.transforms.sources import Provenance
 
 CARD, FIGURES = "README.md", "figures"
 EXAMPLE_COLUMNS = ("source", "dataset", "image_path", "question", "answer", "gt_boxes", "cot", "image", "chain",
@@ -43,12 +43,16 @@ CITATIONS = {  # the models' (each source and style carries its own)
 # --- reading the run ------------------------------------------------------------------------------------
 
 def read_text(path: str) -> str:
-    with FileSystems.open(path) as handle:
+    import fsspec  # local paths and bucket URLs alike, as scan and style_shards read (Beam is not imported)
+
+    with fsspec.open(path, "rb") as handle:
         return handle.read().decode("utf-8")
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as handle:
+    import fsspec
+
+    with fsspec.open(path, "wb") as handle:  # makes a local path's folders
         handle.write(data)
 
 
@@ -98,6 +102,8 @@ def size_category(n: int) -> str:
 def provenance(sources: list[dict], datasets: dict[str, set[str]]) -> list[Provenance]:
     """Each configured source's provenance (from its module, or its `card:` block), given the sub-datasets
     (``dataset`` column) of its rows; a kind not registered here claims nothing."""
+    from groundcot.transforms.sources import Provenance, SourceError, get_source
+
     found = []
     for src in sources:
         kind = src.get("kind", "?")
@@ -373,11 +379,10 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
     drawn = {"hiou.png": (plots.hiou_histogram, dict(found["hiou"])),  # a style without boxes has no HIoU: not drawn
              "chain_length.png": (plots.chain_length_histogram, dict(found["steps"])),
              "rejections.png": (plots.rejections_bar, stats.get("rejected_by_reason", {}))}
-    with tempfile.TemporaryDirectory(prefix="groundcot-card-") as tmp:
-        for name, (draw, values) in drawn.items():
-            draw(values, os.path.join(tmp, name))
-            with open(os.path.join(tmp, name), "rb") as handle:
-                write_bytes(f"{run}/{FIGURES}/{name}", handle.read())
+    for name, (draw, values) in drawn.items():
+        buffer = io.BytesIO()
+        draw(values, buffer)
+        write_bytes(f"{run}/{FIGURES}/{name}", buffer.getvalue())
     written = [f"{FIGURES}/{name}" for name in drawn]
     for style, row in found["examples"].items():
         shown = boxed_picture(row)[0] if shows_boxes(row) else picture(row)
@@ -391,16 +396,14 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
 
 def render(run: str) -> tuple[str, dict, dict]:
     """The card's text for the run at ``run``, the scan of its shards and its stats."""
-    from huggingface_hub import DatasetCard
-
     run = run.rstrip("/")
     stats = json.loads(read_text(f"{run}/stats.json"))
     found = scan(run)
     provenances = provenance(stats.get("config", {}).get("sources", []), found["datasets"])
     data, notes = metadata(found, stats, provenances)
-    card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ text }}",
-                                     text=body(stats.get("run_id", ""), found, stats, notes, provenances))
-    return str(card), found, stats
+    # what DatasetCard.from_template(...) gives, without its YAML dumped twice and parsed back
+    text = f"---\n{data.to_yaml()}\n---\n\n{body(stats.get('run_id', ''), found, stats, notes, provenances)}"
+    return text, found, stats
 
 
 def write_card(run: str) -> list[str]:

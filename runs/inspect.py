@@ -172,8 +172,13 @@ def sample_rows(paths: list[str], n: int, seed: int) -> list[dict]:
         with _open(path) as handle:
             pf = pq.ParquetFile(handle)
             cols = [c for c in pf.schema_arrow.names if c not in SKIPPED]
-            rows += pf.read_row_group(g, columns=cols).take(offsets).to_pylist()
+            rows += _rows_at(pf.read_row_group(g, columns=cols), offsets)
     return rows
+
+
+def _rows_at(table, offsets: list[int]) -> list[dict]:
+    """The table's rows at these offsets (sliced: ``take`` with a list imports pandas, 0.15 s)."""
+    return [table.slice(i, 1).to_pylist()[0] for i in offsets]
 
 
 def find_rows(paths: list[str], ids: set[str]) -> dict[str, dict]:
@@ -191,7 +196,7 @@ def find_rows(paths: list[str], ids: set[str]) -> dict[str, dict]:
                 offsets = [i for i, v in enumerate(got) if v in ids and v not in found]
                 if offsets:
                     cols = [c for c in pf.schema_arrow.names if c not in SKIPPED]
-                    for row in pf.read_row_group(g, columns=cols).take(offsets).to_pylist():
+                    for row in _rows_at(pf.read_row_group(g, columns=cols), offsets):
                         found[row["id"]] = row
     return found
 
@@ -229,7 +234,8 @@ class Folder:
     def save(self, image, stem: str) -> str:
         self.n += 1
         rel = f"img/{self.n:04d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}.png"
-        image.save(os.path.join(self.out, rel), format="PNG")
+        # lossless, at half the CPU of the default level 6 (files ~30% larger)
+        image.save(os.path.join(self.out, rel), format="PNG", compress_level=1)
         return rel
 
 

@@ -2,8 +2,8 @@
 and the report's per-record distributions.
 
 Each function takes plain numbers (a sequence, or a dict of label -> sequence drawn as one stacked
-series per label, empty series left out), writes the PNG at ``path`` with a title, readable fonts and
-whole-number count ticks, and returns the (closed) matplotlib figure.
+series per label, empty series left out), writes the PNG at ``path`` (or into a binary file object) with a
+title, readable fonts and whole-number count ticks, and returns the (closed) matplotlib figure.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def _drawn(path: str, title: str, draw: Callable, counts: str = "y", width: floa
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         fig.tight_layout()
+        fig.set_layout_engine(None)  # laid out: savefig then draws once (a layout engine makes it draw twice)
         fig.savefig(path, format="png")
     plt.close(fig)
     return fig
@@ -58,7 +59,7 @@ def _histogram(values, path: str, title: str, xlabel: str, ylabel: str, bins, xl
     def draw(ax):
         if any(series.values()):
             ax.hist(list(series.values()), bins=bins, label=list(series) if named else None,
-                    stacked=len(series) > 1)
+                    stacked=len(series) > 1, histtype="stepfilled")  # one polygon per series, not one bar per bin
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
         ax.set(xlabel=xlabel, ylabel=ylabel)

@@ -60,9 +60,9 @@ def env_names(value) -> list[str]:
 
 
 def read_bytes(path: str) -> bytes:
-    from apache_beam.io.filesystems import FileSystems
+    import fsspec  # a local path or a bucket URL, as the rest of runs/ reads (Beam is not imported)
 
-    with FileSystems.open(path) as handle:
+    with fsspec.open(path, "rb") as handle:
         return handle.read()
 
 
@@ -97,9 +97,10 @@ def plan(run: str, token: str | None = None) -> dict[str, bytes | str]:
 def size_of(source: bytes | str) -> int:
     if isinstance(source, bytes):
         return len(source)
-    from apache_beam.io.filesystems import FileSystems
+    from fsspec.core import url_to_fs
 
-    return FileSystems.match([source])[0].metadata_list[0].size_in_bytes
+    fs, path = url_to_fs(source)
+    return fs.size(path)
 
 
 def human(n: float) -> str:

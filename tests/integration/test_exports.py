@@ -5,7 +5,6 @@ import json
 import datasets
 import pytest
 from PIL import Image
-from trl.data_utils import is_conversational, prepare_multimodal_messages
 
 from groundcot.pipeline.cli import main
 
@@ -22,11 +21,15 @@ def run(tmp_path_factory):
 
 
 def filled_images(messages, images) -> list:
+    from trl.data_utils import prepare_multimodal_messages  # TRL (transformers, 4 s) only where it is used
+
     filled = prepare_multimodal_messages(messages, images)  # raises on a count mismatch
     return [p["image"] for m in filled for p in m["content"] if p["type"] == "image"]
 
 
 def test_trl_export_loads_and_every_placeholder_gets_its_image(run, tmp_path):
+    from trl.data_utils import is_conversational
+
     assert main(["export", str(run), "--format", "trl", "-o", str(tmp_path)]) == 0
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "data" / "*.parquet"), split="train")
     assert set(ds.column_names) == {"id", "style", "images", "messages"} and len(ds) == 84

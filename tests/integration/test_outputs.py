@@ -157,13 +157,12 @@ def test_a_stale_lock_is_taken_over(job, caplog):
     assert not (out / ".groundcot.lock").exists() and not (out / ".groundcot-staging").exists()
 
 
-def test_a_killed_run_leaves_the_previous_outputs_and_a_rerun_succeeds(job, capfd):
-    config, out = job
+def test_a_killed_run_leaves_the_previous_outputs_and_a_rerun_succeeds(published, capfd):
+    config, out = published  # the previous run: the toy job with the template teacher
     with FakeOpenAI(latency=0.5) as fake:  # 6 teacher calls, 0.5 s each, one at a time
         teacher = (f"{{kind: openai, connection: {{base_url: '{fake.base_url}', model: fake-vlm, api_key_env: null}}, "
                    "limits: {max_concurrency: 1}}")
         Path(config).write_text(Path(config).read_text() + f"teacher: {teacher}\n")
-        assert generate(config, out, "--set", "teacher={kind: template}") == 0
         before = snapshot(out)
         proc = subprocess.Popen([sys.executable, "-m", "groundcot", "generate", config, "-o", str(out), *FAST],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -265,9 +264,14 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_one_line_and_leaves_the_previous_run(job, small_disk):
     config, _ = job
     out = small_disk / "out"
-    assert generate(config, out) == 0  # a small previous run; the demo's 4 MB do not fit beside it
+    assert generate(config, out) == 0  # a small previous run, of one style
     before = snapshot(out)
-    proc = subprocess.run([str(Path(sys.executable).parent / "groundcot"), "demo", "-o", str(out)],
+    # the disk filled but for as much as that run's data took: room for a lock, not for four styles' data
+    room = sum(len(data) for name, data in before.items() if name.startswith("data/"))
+    disk = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(bytes(disk.f_bavail * disk.f_frsize - room))
+    proc = subprocess.run([str(Path(sys.executable).parent / "groundcot"), "generate", config, "-o", str(out), *FAST,
+                           "--set", "styles=[sif, mgpo, aperture, textual]"],
                           capture_output=True, text=True, timeout=600, cwd=small_disk.parent)
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()

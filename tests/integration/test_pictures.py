@@ -123,10 +123,8 @@ def browse(page: Path, profile: Path, shot: Path) -> str:
     flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
     url = page.resolve().as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
-    subprocess.run([*flags, "--window-size=1280,4000", f"--screenshot={shot}", url], capture_output=True,
-                   timeout=120, check=True)
-    return dom
+    return subprocess.run([*flags, "--window-size=1280,4000", f"--screenshot={shot}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120, check=True).stdout  # one browser for both
 
 
 def shown_images(dom: str) -> dict[str, int]:

@@ -54,6 +54,7 @@ def test_every_style_loads_from_the_run_folder_with_its_own_columns(run):
 
 def test_the_card_parses_and_its_metadata_is_what_datasets_reads(run):
     card = DatasetCard.load(run / "README.md")
+    assert str(card) == (run / "README.md").read_text(encoding="utf-8")  # as huggingface_hub writes a card
     data = card.data
     assert data.license == "other" and data.source_datasets == ["deepcs233/Visual-CoT"]  # demo: VisCoT only
     assert data.size_categories == ["n<1K"] and "visual-question-answering" in data.task_categories

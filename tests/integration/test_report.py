@@ -52,16 +52,29 @@ def parse(index: Path) -> Page:
     return page
 
 
+DRAWN = ("area_share_histogram", "evidence_depth_histogram", "hiou_histogram")
+
+
 @pytest.fixture(scope="module")
 def demo_report(demo_run_and_log, tmp_path_factory):
+    """The demo run's report, made once: (run, report folder, the run's log lines, plot name -> the values
+    the report drew it from, for the plots in DRAWN)."""
+    from groundcot.runs import plots
+
     run, lines = demo_run_and_log  # the session's demo run (conftest.py), read-only
     out = tmp_path_factory.mktemp("inspect")
-    assert main(["inspect", str(run), "-o", str(out), "--per-style", str(PER_STYLE)]) == 0
-    return run, out, lines
+    drawn = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in DRAWN:
+            original = getattr(plots, name)
+            patch.setattr(plots, name, lambda values, path, _o=original, _n=name: (
+                drawn.__setitem__(_n, values), _o(values, path))[1])
+        assert main(["inspect", str(run), "-o", str(out), "--per-style", str(PER_STYLE)]) == 0
+    return run, out, lines, drawn
 
 
 def test_the_local_run_logs_one_progress_line_instead_of_per_stage_lines(demo_report):
-    run, _, lines = demo_report
+    run, _, lines, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
     progress = [line for line in lines if line.startswith("progress: ")]
     assert progress[0].startswith("progress: starting: reading ")  # before Beam is imported
@@ -77,7 +90,7 @@ def expected_cards(stats: dict) -> int:
 
 
 def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reason(demo_report):
-    run, out, _ = demo_report
+    run, out, _, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
     page = parse(out / "index.html")
     assert page.links
@@ -99,7 +112,7 @@ def test_demo_report_parses_links_existing_files_and_shows_every_style_and_reaso
 
 
 def test_the_same_seed_draws_the_same_rows_and_another_seed_others(demo_report, tmp_path):
-    run, out, _ = demo_report
+    run, out, _, _ = demo_report
     again = tmp_path / "again"
     other = tmp_path / "other"
     assert main(["inspect", str(run), "-o", str(again), "--per-style", str(PER_STYLE)]) == 0
@@ -170,16 +183,15 @@ def test_report_opens_in_headless_chromium_with_every_card(demo_report, tmp_path
     browser = chromium()
     if browser is None:
         pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium; here: apt-get install chromium)")
-    run, out, _ = demo_report
+    run, out, _, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              f"--user-data-dir={tmp_path / 'profile'}"]
     url = (out / "index.html").resolve().as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
-    assert dom.count('<div class="card"') == expected_cards(stats)
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}", url], capture_output=True,
-                   timeout=120, check=True)
+    dom = subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120, check=True).stdout  # one browser for both
+    assert dom.count('<div class="card"') == expected_cards(stats)
     image = Image.open(shot).convert("RGB")
     assert image.size == (1280, 2000)
     colours = image.getcolors(maxcolors=1 << 20)
@@ -242,17 +254,10 @@ def test_rejected_examples_draw_their_gt_boxes_on_the_source_image(tmp_path):
     assert image.getpixel(((x1 + x2) // 2, y2)) == colour(0)[1]  # the GT box, where the record put it
 
 
-def test_per_record_distributions_count_each_record_once_not_once_per_style(demo_run, tmp_path, monkeypatch):
+def test_per_record_distributions_count_each_record_once_not_once_per_style(demo_report):
     import pyarrow.parquet as pq
 
-    from groundcot.runs import plots
-
-    drawn = {}
-    for name in ("area_share_histogram", "evidence_depth_histogram", "hiou_histogram"):
-        original = getattr(plots, name)
-        monkeypatch.setattr(plots, name, lambda values, path, _o=original, _n=name: (
-            drawn.__setitem__(_n, values), _o(values, path))[1])
-    assert main(["inspect", str(demo_run), "-o", str(tmp_path / "report")]) == 0
+    demo_run, _, _, drawn = demo_report  # the values the report's plots were drawn from
     sif = pq.read_table(demo_run / "data" / "sif" / "train-00000-of-00001.parquet").to_pylist()  # every record
     assert len(drawn["area_share_histogram"]) == sum(len(r["gt_boxes"]) for r in sif)
     assert len(drawn["evidence_depth_histogram"]) == sum(len(r["chain"][-1]["depths"]) for r in sif)
@@ -286,9 +291,8 @@ def test_a_box_outside_its_image_is_drawn_on_a_padded_canvas(tmp_path):
     assert image.getpixel((w // 4, h // 4)) == (128, 128, 128)  # the image itself, at the top left
 
 
-def test_the_models_table_has_no_empty_column(demo_run, tmp_path):
-    out = tmp_path / "report"
-    assert main(["inspect", str(demo_run), "-o", str(out)]) == 0
+def test_the_models_table_has_no_empty_column(demo_report):
+    _, out, _, _ = demo_report
     text = (out / "index.html").read_text()
     table = text.split("<h3>Models and versions</h3>", 1)[1].split("</table>", 1)[0]
     header = re.findall(r"<th>(.*?)</th>", table)
