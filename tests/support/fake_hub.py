@@ -32,7 +32,8 @@ class FakeHub:
         self.lock = threading.Lock()
 
     def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop to look again: poll often, or every `with` ends 0.5 s late
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
