@@ -18,7 +18,8 @@ from support.fake_openai import FakeOpenAI
 
 KEY = "sk-groundcot-test-SECRET-7c1f"
 MODES = ["good", "fenced", "malformed_once", "malformed", "wrong_box", "rate_limited_once",
-         "server_error_once", "server_error", "slow_once", "echo_auth", "paraphrase"]
+         "server_error_once", "server_error", "slow_once", "echo_auth", "paraphrase", "unprocessable"]
+PRICES = {"price_prompt_per_mtok": 2.0, "price_completion_per_mtok": 10.0}
 
 
 def dataset(tmp_path, modes, size=(64, 48)):
@@ -36,7 +37,7 @@ def job(tmp_path, fake, modes, prompts=None, **teacher):
     meta, root = dataset(tmp_path, modes)
     settings = {"kind": "openai", "cache": str(tmp_path / "cache"),
                 "connection": {"base_url": fake.base_url, "model": "fake-vlm", "api_key_env": "GC_TEST_KEY",
-                               "timeout_s": 1.0, "max_retries": 2},
+                               "timeout_s": 1.0, "max_retries": 2, "retry_backoff_s": 0.01},
                 "limits": {"max_concurrency": 4},
                 "request": {"temperature": 0.3, "max_tokens": 256, "image_max_side": 40}}
     for name, value in teacher.items():
@@ -64,11 +65,35 @@ def key(monkeypatch):
     monkeypatch.setenv("GC_TEST_KEY", KEY)
 
 
-def test_each_behaviour_is_accepted_reasked_retried_or_rejected(tmp_path, key):
-    with FakeOpenAI(slow_s=1.6) as fake:
-        out = tmp_path / "out"
-        assert main(["generate", job(tmp_path, fake, MODES), "--out", str(out)]) == 0
-    stats, written, rejected = outcome(out)
+def module_run(tmp_path_factory, modes, fake, **teacher):
+    """A run that several tests only read: the job's path and the output folder."""
+    tmp = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GC_TEST_KEY", KEY)
+        path = job(tmp, fake, modes, **teacher)
+        assert main(["generate", path, "--out", str(tmp / "out")]) == 0
+    return path, tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def behaviours(tmp_path_factory):
+    """One record per endpoint behaviour (MODES), one run."""
+    with FakeOpenAI(slow_s=1.0) as fake:
+        return module_run(tmp_path_factory, MODES, fake, connection={"timeout_s": 0.5})[1]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Good replies (one after a re-ask), with the judge, prices and a cache: the run's job, its
+    output and the requests the endpoint received."""
+    with FakeOpenAI() as fake:
+        path, out = module_run(tmp_path_factory, ["good", "malformed_once", "fenced", "paraphrase"], fake,
+                               judge={"enabled": True}, cost=PRICES)
+    return path, out, fake.requests
+
+
+def test_each_behaviour_is_accepted_reasked_retried_or_rejected(behaviours):
+    stats, written, rejected = outcome(behaviours)
     assert stats["balanced"] and stats["records_in"] == len(MODES)
     mode = lambda q: q.split("[[")[1].rstrip("]")  # noqa: E731
     assert {mode(q) for q in written} == {"good", "fenced", "malformed_once", "rate_limited_once",
@@ -76,7 +101,7 @@ def test_each_behaviour_is_accepted_reasked_retried_or_rejected(tmp_path, key):
     reasons = {mode(q): r["reason"] for q, r in rejected.items()}
     assert reasons == {"malformed": "grammar_not_think_then_answer", "wrong_box": "chain_box_mismatch",
                        "server_error": "teacher_server_error", "echo_auth": "teacher_http_400",
-                       "paraphrase": "answer_mismatch"}
+                       "paraphrase": "answer_mismatch", "unprocessable": "teacher_http_422"}
     assert rejected["What is it? [[malformed]]"]["stage"] == "validate"
     for row in written.values():
         assert row["teacher"] == "openai:fake-vlm" and row["cot"].startswith("<think>")
@@ -88,10 +113,9 @@ def test_each_behaviour_is_accepted_reasked_retried_or_rejected(tmp_path, key):
     assert ledger["prompt_tokens"] == 100 * ledger["status_200"]
 
 
-def test_requests_carry_the_images_and_parameters(tmp_path, key):
-    with FakeOpenAI() as fake:
-        assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(tmp_path / "out")]) == 0
-        body, headers = fake.requests[0]["body"], fake.requests[0]["headers"]
+def test_requests_carry_the_images_and_parameters(shared):
+    sent = next(r for r in shared[2] if "[[good]]" in r["body"]["messages"][0]["content"])
+    body, headers = sent["body"], sent["headers"]
     assert headers["authorization"] == f"Bearer {KEY}"
     assert body["model"] == "fake-vlm" and body["temperature"] == 0.3 and body["max_tokens"] == 256
     system, picture, instruction = body["messages"]  # shared prefix (system text, image), then the style's part
@@ -107,26 +131,22 @@ def test_requests_carry_the_images_and_parameters(tmp_path, key):
     assert r > 150 and g < 100  # the full-image box is drawn in red along the edge
 
 
-def test_second_run_is_served_from_the_cache(tmp_path, key):
-    modes = ["good", "malformed_once", "fenced"]
-    with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, modes)
-        assert main(["generate", path, "--out", str(tmp_path / "one")]) == 0
-        calls = len(fake.requests)
-        assert main(["generate", path, "--out", str(tmp_path / "two")]) == 0
-        assert len(fake.requests) == calls  # nothing new reached the server
-    first, second = outcome(tmp_path / "one"), outcome(tmp_path / "two")
+def test_second_run_is_served_from_the_cache(shared, tmp_path, key):
+    path, one, requests = shared
+    with FakeOpenAI() as fake:  # the same job at a new endpoint: no chat request reaches it
+        base_url = f"teacher.connection.base_url={fake.base_url}"
+        assert main(["generate", path, "--out", str(tmp_path / "two"), "--set", base_url]) == 0
+        assert fake.requests == []
+    first, second = outcome(one), outcome(tmp_path / "two")
     ledger = second[0]["teacher"]["ledger"]
-    assert ledger.get("requests", 0) == 0 and ledger["cache_hits"] == calls
+    assert ledger.get("requests", 0) == 0 and ledger["cache_hits"] == len(requests)  # re-asks and judge included
     assert {q: r["cot"] for q, r in first[1].items()} == {q: r["cot"] for q, r in second[1].items()}
 
 
-def test_judge_accepts_a_paraphrased_answer(tmp_path, key):
-    with FakeOpenAI() as fake:
-        out = tmp_path / "out"
-        assert main(["generate", job(tmp_path, fake, ["paraphrase"], judge={"enabled": True}), "--out", str(out)]) == 0
-    stats, written, _ = outcome(out)
-    assert stats["written"] == 1 and stats["teacher"]["ledger"]["judge_calls"] == 1
+def test_judge_accepts_a_paraphrased_answer(shared):
+    stats, written, _ = outcome(shared[1])
+    assert "What is it? [[paraphrase]]" in written and stats["rejected"] == 0
+    assert stats["teacher"]["ledger"]["judge_calls"] == 1  # only the paraphrase differed from the answer
 
 
 def test_request_budget(tmp_path, key):
@@ -138,13 +158,11 @@ def test_request_budget(tmp_path, key):
     assert stats["written"] == 1 and stats["rejected_by_reason"] == {"teacher_budget_exhausted": 1}
 
 
-def test_cost_estimate(tmp_path, key):
-    with FakeOpenAI() as fake:
-        out = tmp_path / "out"
-        path = job(tmp_path, fake, ["good"], cost={"price_prompt_per_mtok": 2.0, "price_completion_per_mtok": 10.0})
-        assert main(["generate", path, "--out", str(out)]) == 0
-    teacher = json.loads((out / "stats.json").read_text())["teacher"]
-    assert teacher["estimated_cost_usd"] == pytest.approx((100 * 2.0 + 40 * 10.0) / 1e6)
+def test_cost_estimate(shared):
+    teacher = json.loads((shared[1] / "stats.json").read_text())["teacher"]
+    calls = teacher["ledger"]["status_200"]
+    assert calls == len(shared[2]) == 6  # 4 records, a re-ask, a judge call; each 100 + 40 tokens
+    assert teacher["estimated_cost_usd"] == pytest.approx(calls * (100 * 2.0 + 40 * 10.0) / 1e6)
 
 
 def test_the_key_never_appears_anywhere(tmp_path, key, capfd, caplog):
@@ -194,13 +212,9 @@ def test_malformed_replies_are_named_retried_and_counted(tmp_path, key):
     assert stats["rejected_by_reason"] == {"teacher_bad_reply": len(broken)}
 
 
-def test_a_refusal_keeps_the_reason_the_server_gave(tmp_path, key):
+def test_a_refusal_keeps_the_reason_the_server_gave(behaviours):
     # FastAPI's {"detail": ...} (transformers serve) and OpenAI's {"error": {"message": ...}}
-    with FakeOpenAI() as fake:
-        out = tmp_path / "out"
-        assert main(["generate", job(tmp_path, fake, ["unprocessable", "echo_auth"]), "--out", str(out),
-                     "--allow-empty"]) == 0
-    _, _, rejected = outcome(out)
+    _, _, rejected = outcome(behaviours)
     fates = {mode_of(q): (r["reason"], r["detail"]) for q, r in rejected.items()}
     assert fates["unprocessable"] == ("teacher_http_422", "UnprocessableEntityError: HTTP 422: Unexpected fields "
                                                           "in the request: {'top_k'}")

@@ -2,6 +2,8 @@
 status | collect` drive a loopback files + batches server, and a second generate makes no live call."""
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from test_teacher_api import KEY, job, outcome
@@ -19,18 +21,38 @@ def key(monkeypatch):
     monkeypatch.setenv("GC_TEST_KEY", KEY)
 
 
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory):
+    """generate in batch mode on MODES (with prices), once: its job and output folder. The tests
+    that submit or collect work on a copy (``own_copy``)."""
+    tmp = tmp_path_factory.mktemp("batch")
+    with pytest.MonkeyPatch.context() as patch, FakeOpenAI() as fake:
+        patch.setenv("GC_TEST_KEY", KEY)
+        path = job(tmp, fake, MODES, batch={"enabled": True},
+                   cost={"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 1.0})
+        assert main(["generate", path, "--out", str(tmp / "out")]) == 0
+        assert fake.requests == [] and fake.health_checks == 0  # batch mode calls no one
+    return path, tmp / "out"
+
+
+def own_copy(batch_run, tmp_path, fake) -> tuple[str, Path]:
+    """The batch run's folder copied into ``tmp_path``, and its job with a cache of its own and ``fake``'s URL."""
+    path, out = batch_run
+    shutil.copytree(out, tmp_path / "out")
+    cfg = json.loads(Path(path).read_text())
+    cfg["teacher"]["cache"] = str(tmp_path / "cache")
+    cfg["teacher"]["connection"]["base_url"] = fake.base_url
+    (tmp_path / "job.yaml").write_text(json.dumps(cfg))
+    return str(tmp_path / "job.yaml"), tmp_path / "out"
+
+
 def shard_lines(out):
     files = sorted((out / "batch").glob("requests-*.jsonl"))
     return files, [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
-def test_batch_shards_follow_the_openai_batch_request_schema(tmp_path, key):
-    with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, MODES, batch={"enabled": True},
-                   cost={"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 1.0})
-        out = tmp_path / "out"
-        assert main(["generate", path, "--out", str(out)]) == 0
-        assert fake.requests == [] and fake.health_checks == 0  # batch mode calls no one
+def test_batch_shards_follow_the_openai_batch_request_schema(batch_run):
+    out = batch_run[1]
     stats, _, _ = outcome(out)
     assert stats["balanced"] and stats["written"] == 0
     assert stats["rejected_by_reason"] == {"teacher_batch_pending": len(MODES)}
@@ -52,11 +74,9 @@ def test_batch_shards_follow_the_openai_batch_request_schema(tmp_path, key):
     assert KEY not in "".join(f.read_text() for f in files)
 
 
-def test_submit_status_collect_then_generate_makes_no_live_call(tmp_path, key, capsys):
+def test_submit_status_collect_then_generate_makes_no_live_call(batch_run, tmp_path, key, capsys):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, MODES, batch={"enabled": True})
-        out = tmp_path / "out"
-        assert main(["generate", path, "--out", str(out)]) == 0
+        path, out = own_copy(batch_run, tmp_path, fake)
         _, lines = shard_lines(out)
         assert main(["teacher", "submit", path, "--out", str(out)]) == 0
         assert [c[0] for c in fake.batch_calls] == ["upload", "create"]
@@ -103,12 +123,10 @@ def test_batch_mode_without_a_response_cache_stops_before_it_starts(tmp_path, ke
     assert not out.exists()
 
 
-def test_collect_reads_vllm_run_batch_results(tmp_path, key, capsys):
+def test_collect_reads_vllm_run_batch_results(batch_run, tmp_path, key, capsys):
     """The other route: `vllm run-batch -i requests-*.jsonl -o RUN/batch/results.jsonl` on a GPU box."""
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"], batch={"enabled": True})
-        out = tmp_path / "out"
-        assert main(["generate", path, "--out", str(out)]) == 0
+        path, out = own_copy(batch_run, tmp_path, fake)
         _, lines = shard_lines(out)
         # what vllm run-batch writes: one output object per input line, by custom_id
         results = [{"id": "vllm-1", "custom_id": line["custom_id"], "error": None,
@@ -116,11 +134,11 @@ def test_collect_reads_vllm_run_batch_results(tmp_path, key, capsys):
                                  "body": fake.completion(faithful_sif(line["body"]))}} for line in lines]
         (out / "batch" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
         assert main(["teacher", "collect", path, "--out", str(out)]) == 0
-        assert "collected 1 replies" in capsys.readouterr().out
+        assert f"collected {len(MODES)} replies" in capsys.readouterr().out
         assert main(["generate", path, "--out", str(tmp_path / "again")]) == 0
         assert fake.requests == []
-    stats, _, _ = outcome(tmp_path / "again")
-    assert stats["written"] == 1 and stats["teacher"]["ledger"]["cache_hits"] == 1
+    stats, _, _ = outcome(tmp_path / "again")  # every record got a faithful reply
+    assert stats["written"] == len(MODES) and stats["teacher"]["ledger"]["cache_hits"] == len(MODES)
 
 
 def faithful_sif(body: dict) -> str:
@@ -129,11 +147,9 @@ def faithful_sif(body: dict) -> str:
     return f"<think>\n{steps}</think>\n<answer>red</answer>"
 
 
-def test_a_refused_key_is_one_line_without_the_key(tmp_path, key, capfd):
+def test_a_refused_key_is_one_line_without_the_key(batch_run, tmp_path, key, capfd):
     with FakeOpenAI() as fake:
-        path = job(tmp_path, fake, ["good"], batch={"enabled": True})
-        out = tmp_path / "out"
-        assert main(["generate", path, "--out", str(out)]) == 0
+        path, out = own_copy(batch_run, tmp_path, fake)
         fake.files_key = "sk-other"  # the files endpoint now wants another key
         assert main(["teacher", "submit", path, "--out", str(out)]) == 1
     err = capfd.readouterr().err

@@ -3,6 +3,7 @@ hosting a tiny random VLM on loopback. Its replies are noise, so every record mu
 rejected with a clear reason, and none lost."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,7 +16,6 @@ import pytest
 from groundcot.pipeline.cli import main
 
 from support import png_bytes, viscot_line
-from support.tiny_models import build_tiny_vlm
 
 pytestmark = pytest.mark.slow  # a real `transformers serve`
 pytest.importorskip("fastapi", reason="transformers[serving] (the dev extra) is needed for this test")
@@ -27,18 +27,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The server's process first writes the tiny model (support.tiny_models's builder) in a Hub-cache layout
+# (`transformers serve` lists, GET /v1/models, only what its cache holds), then runs the `transformers`
+# command's own main: torch and transformers are imported once, there, not in the test process too.
+SERVE = """import sys
+from pathlib import Path
+from groundcot.trainer.tiny import build_tiny_vlm
+repo, revision = Path(sys.argv[1]), "0" * 40
+build_tiny_vlm(str(repo / "snapshots" / revision))
+(repo / "refs").mkdir()
+(repo / "refs" / "main").write_text(revision)
+from transformers.cli.transformers import main
+sys.argv = ["transformers", *sys.argv[2:]]
+sys.exit(main())
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    # the tiny model in a Hub-cache layout: `transformers serve` lists (GET /v1/models) only what its cache holds
     hub = tmp_path_factory.mktemp("hub")
-    repo, revision = hub / "models--groundcot--tiny-vlm", "0" * 40
-    build_tiny_vlm(str(repo / "snapshots" / revision))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
     model, port = "groundcot/tiny-vlm", free_port()
-    cli = Path(sys.executable).parent / "transformers"
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(hub / "models--groundcot--tiny-vlm"), "serve", model,
+                             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 180
@@ -51,7 +62,7 @@ def server(tmp_path_factory):
             except OSError:
                 if time.monotonic() > deadline:
                     pytest.fail("transformers serve did not come up in 180 s")
-                time.sleep(0.5)
+                time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/v1", model
     finally:
         proc.terminate()
@@ -106,9 +117,10 @@ def test_a_request_the_server_refuses_keeps_the_servers_reason(tmp_path, server,
     job = job_for(tmp_path, *server, extra_body={"top_k": 5})
     out = tmp_path / "out"
     assert main(["generate", str(job), "--out", str(out)]) == 1  # nothing written: the run failed
-    assert "every one of 3 records was rejected with teacher_http_422" in capfd.readouterr().err
-    assert main(["generate", str(job), "--out", str(out), "--allow-empty"]) == 0
-    rows = rejected_rows(out)
+    err = capfd.readouterr().err
+    assert "every one of 3 records was rejected with teacher_http_422" in err
+    assert not (out / "stats.json").exists()  # nothing published; the rejections are in the kept staging folder
+    rows = rejected_rows(Path(re.search(r"groundcot inspect (.+?)\); pass --allow-empty", err).group(1)))
     assert len(rows) == 3 and {r["reason"] for r in rows} == {"teacher_http_422"}
     assert all("top_k" in r["detail"] for r in rows), rows[0]["detail"]
 

@@ -328,7 +328,8 @@ class FakeOpenAI:
     def __enter__(self) -> FakeOpenAI:
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.fake = self
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop to look again: poll often, or every `with` ends 0.5 s late
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
         self.thread.start()
         return self
 

@@ -228,7 +228,7 @@ class ChatClient:
                     self.ledger.inc(f"errors.bad_reply.{err.what}")
                 if not transient or retry == self.conn.max_retries:
                     raise self._failure(kind, err, retry + 1) from None
-            await asyncio.sleep(backoff(retry, told))
+            await asyncio.sleep(backoff(retry, told, self.conn.retry_backoff_s))
         raise AssertionError("unreachable")
 
     async def _attempt(self, body: dict) -> tuple[str, dict]:

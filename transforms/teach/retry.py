@@ -54,13 +54,15 @@ def retry_after(headers) -> float | None:
     return None if date is None else max(0.0, email.utils.mktime_tz(date) - time.time())
 
 
-def backoff(retry: int, told: float | None = None) -> float:
+def backoff(retry: int, told: float | None = None, first: float = FIRST_DELAY_S) -> float:
     """Seconds to sleep before retry number ``retry`` (0-based): the server's word, capped, or
-    exponential with up to 25% jitter.
+    exponential from ``first`` (``connection.retry_backoff_s``) with up to 25% jitter.
 
-    >>> backoff(0, told=2.0), 0.375 <= backoff(0) <= 0.5, 6.0 <= backoff(10) <= 8.0
-    (2.0, True, True)
+    >>> backoff(0, told=2.0), 0.375 <= backoff(0) <= 0.5, 0.75 <= backoff(1) <= 1.0, 6.0 <= backoff(10) <= 8.0
+    (2.0, True, True, True)
+    >>> 0.015 <= backoff(1, first=0.02) <= 0.04, backoff(3, first=0.0)
+    (True, 0.0)
     """
     if told is not None and 0 <= told <= MAX_RETRY_AFTER_S:
         return told
-    return min(FIRST_DELAY_S * 2 ** min(retry, 30), MAX_DELAY_S) * (1 - 0.25 * random.random())
+    return min(first * 2 ** min(retry, 30), MAX_DELAY_S) * (1 - 0.25 * random.random())
