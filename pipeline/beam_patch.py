@@ -70,11 +70,11 @@ def memoize_dofn_specs() -> None:
 
 
 def memoize_option_views() -> None:
-    """Idempotent; a Beam whose options lack ``view_as`` or ``_visible_options`` is left as it is."""
+    """Idempotent; views whose options keep no ``_visible_options`` (another Beam) are never kept."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     original = PipelineOptions.view_as
-    if getattr(original, "_groundcot_memo", False) or not hasattr(PipelineOptions(flags=[]), "_visible_options"):
+    if getattr(original, "_groundcot_memo", False):
         return
     init = PipelineOptions.__init__
     kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # options -> {cls: (flags, parsed)}
@@ -89,7 +89,7 @@ def memoize_option_views() -> None:
             views = None
         if views is None or cls not in views or views[cls][0] != known:
             view = original(self, cls)
-            if views is not None:
+            if views is not None and "_visible_options" in view.__dict__:
                 views[cls] = (known, view._visible_options)
             return view
         view = cls.__new__(cls)  # what cls(flags) makes, without parsing the same flags again
