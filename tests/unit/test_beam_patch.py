@@ -67,6 +67,12 @@ def test_option_views_are_beams_views_parsed_once_per_options_and_class():
         assert view._flags is options._flags and view._all_options is options._all_options
         assert view.pipeline_type_check is False and view.runtime_type_check is False
     assert options.view_as(StandardOptions).streaming and options.view_as(DebugOptions).experiments == ["a"]
+    other = PipelineOptions(flags=["--experiments=a", "--streaming"])  # the same flags: a copy of the parse
+    again = other.view_as(DebugOptions)
+    assert vars(again._visible_options) == vars(original(other, DebugOptions)._visible_options)
+    assert again._visible_options is not options.view_as(DebugOptions)._visible_options
+    again.experiments.append("b")  # its values are its own
+    assert options.view_as(DebugOptions).experiments == ["a"] and other.view_as(DebugOptions).experiments == ["a", "b"]
     second.runtime_type_check = True  # a view writes into the options' values, seen by every view
     assert first.runtime_type_check and options.view_as(TypeOptions).runtime_type_check
     del options._all_options["type_check_strictness"]  # a key gone since is set again, as Beam does
