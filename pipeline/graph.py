@@ -118,8 +118,9 @@ def build(p: beam.Pipeline, cfg: JobConfig, out: str, models: dict[str, Resolved
     inputs.append(records | "CountSplits" >> beam.FlatMap(
         lambda r: [] if r.rejection else [(f"{r.source}\tsplit\t{split_name(r.split)}\t{r.style}", 1)]))
     records = records | "NoteVersions" >> beam.ParDo(NoteVersions())  # each worker's groundcot, Beam, torch
-    outcomes = records | "Write" >> WriteOutputs(
-        out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb, prompt_texts(cfg))
+    outcomes = records | "Write" >> WriteOutputs(  # a Parquet writer per style of the job
+        out, cfg.output.num_shards, cfg.output.row_group_size, cfg.output.buffer_mb, prompt_texts(cfg),
+        styles=list(cfg.styles))
     ((outcomes, *inputs)
      | "MergeCounts" >> beam.Flatten()
      | "SumCounts" >> beam.CombinePerKey(sum)

@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
-from groundcot.pipeline.beam_patch import memoize_dofn_specs
+from groundcot.pipeline import beam_patch
 from groundcot.pipeline.config import ConfigError, JobConfig, check_worker_paths, on_cluster
 from groundcot.pipeline.offline import unlistable
 from groundcot.pipeline.outputs import OutputFolder, OutputRefused
@@ -272,7 +272,7 @@ def prepare(cfg: JobConfig, out: str, out_key: str, overwrite: bool,
     """Every check a run makes before it touches ``out`` (``--check`` makes the same, ``offline``:
     skipping bucket paths it has no credentials for), then the runner, its options and the models
     the workers will load. Raises ConfigError, OutputRefused or CheckFailed."""
-    memoize_dofn_specs()  # this process builds (and on local runners runs) the job's pipelines
+    beam_patch.apply()  # this process builds (and on local runners runs) the job's pipelines
     check_worker_paths(cfg, out, out_key)  # before the runner is built: needs none of its extras
     runner, options = pipeline_options(cfg)
     try:

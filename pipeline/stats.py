@@ -2,6 +2,7 @@
 Beam's counters (named ``<stage>.<outcome>``), with the teacher's ledger, the cache and the versions."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -155,13 +156,19 @@ def beam_counters(result, committed_only: bool = False) -> dict[str, int]:
 
 
 def versions() -> dict[str, str]:
+    """Python's and PACKAGES' versions, read once per process (each read parses every METADATA file)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
-    return found
+    return tuple(found.items())
 
 
 def is_ledger(name: str) -> bool:

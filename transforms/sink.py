@@ -19,7 +19,7 @@ from apache_beam.options.value_provider import StaticValueProvider
 from groundcot import prompts
 from groundcot.schemas.columns import REJECTED_COLUMNS, TRAIN_COLUMNS, features
 from groundcot.schemas.record import Record
-from groundcot.transforms.styles import columns_of, style_names, style_of
+from groundcot.transforms.styles import columns_of, in_order, style_names, style_of
 
 
 def _image(data: bytes | None) -> dict | None:
@@ -141,17 +141,21 @@ def outcome(record: Record) -> tuple[str, str, str, str]:
 
 
 class WriteOutputs(beam.PTransform):
-    """Write records to OUT/data/<style>/ (Parquet, per split) and OUT/rejected (JSONL); emit outcome keys."""
+    """Write records to OUT/data/<style>/ (Parquet, per split) and OUT/rejected (JSONL); emit outcome keys.
+
+    ``styles``: the styles the records can have (the job's); a Parquet writer is built for each of them
+    only (every registered style when not given). A live record of another style fails the job."""
 
     def __init__(self, out: str, num_shards: int = 0, row_group_size: int = 256, buffer_mb: int = 32,
-                 prompt_texts: dict[str, str] | None = None):
+                 prompt_texts: dict[str, str] | None = None, styles: list[str] | None = None):
         super().__init__()
         self.out, self.num_shards = out.rstrip("/"), num_shards
         self.row_group_size, self.buffer_mb = row_group_size, buffer_mb
         self.prompt_texts = prompt_texts or {}  # the job's replaced prompts: rows' conversations use them
+        self.styles = styles
 
     def expand(self, records):
-        names = style_names()
+        names = style_names() if self.styles is None else tuple(in_order(set(self.styles)))
         parts = records | "Route" >> beam.Partition(
             lambda r, _: len(names) if r.rejection is not None else names.index(r.style), len(names) + 1)
         for style, written in zip(names, parts):
