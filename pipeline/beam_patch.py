@@ -1,6 +1,7 @@
 """Memos for work Beam repeats on the machine that builds and runs the job; each gives Beam the answer
 it would have computed itself (``bench/per_run.py`` prints a small run's CPU with and without them).
 ``apply()`` installs them all; each is idempotent and leaves a Beam without what it patches as it is.
+``GROUNDCOT_BEAM_PATCHES=0`` in the environment installs none (Beam's own path, e.g. to rule them out).
 
 - ``userstate.get_dofn_specs`` signs every method of a DoFn (``inspect.signature``) each time it is
   asked whether the DoFn keeps state, about 600 times per run of this graph (building it, translating
@@ -40,6 +41,8 @@ import weakref
 
 
 def apply() -> None:
+    if os.environ.get("GROUNDCOT_BEAM_PATCHES", "1") == "0":
+        return
     memoize_dofn_specs()
     memoize_function_args()
     memoize_option_views()

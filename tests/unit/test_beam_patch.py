@@ -194,3 +194,20 @@ def test_apply_installs_every_memo_once():
                     core._get_function_body_without_inners):
         assert patched._groundcot_memo and not getattr(patched.__wrapped__, "_groundcot_memo", False)
     assert isinstance(cloudpickle_pickler.bz2, _Bz2Memo) and not isinstance(cloudpickle_pickler.bz2.module, _Bz2Memo)
+
+
+def test_groundcot_beam_patches_0_installs_none(monkeypatch):
+    from apache_beam.internal import cloudpickle_pickler
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.transforms import core, userstate
+
+    for module, name in ((userstate, "get_dofn_specs"), (core, "get_function_args_defaults"),
+                         (PipelineOptions, "view_as"), (core, "_get_function_body_without_inners")):
+        monkeypatch.setattr(module, name, getattr(module, name).__wrapped__
+                            if hasattr(getattr(module, name), "__wrapped__") else getattr(module, name))
+    monkeypatch.setattr(cloudpickle_pickler, "bz2", getattr(cloudpickle_pickler.bz2, "module", cloudpickle_pickler.bz2))
+    monkeypatch.setenv("GROUNDCOT_BEAM_PATCHES", "0")
+    beam_patch.apply()
+    assert not getattr(userstate.get_dofn_specs, "_groundcot_memo", False)
+    assert not getattr(PipelineOptions.view_as, "_groundcot_memo", False)
+    assert cloudpickle_pickler.bz2.__class__.__name__ != "_Bz2Memo"
