@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("distributed")
-from dask.distributed import LocalCluster  # noqa: E402
-
-from groundcot.pipeline import dask_runner  # noqa: E402
-from groundcot.pipeline.stats import here  # noqa: E402
-from groundcot.transforms.depth import build_tiny_random as build_depth  # noqa: E402
-from groundcot.transforms.masks import build_tiny_random as build_sam2  # noqa: E402
+from groundcot.pipeline.stats import here
 
 from support import REPO
-from support.runs import demo_with_models, outcomes, same_outcomes  # noqa: E402
+from support.runs import demo_with_models, outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a cluster of two worker processes, each loading the models
 
@@ -30,6 +24,10 @@ TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced",
 
 @pytest.fixture(scope="module")
 def cluster():
+    # imported here, not at collection: every xdist worker collects this module, one runs it
+    pytest.importorskip("distributed")
+    from dask.distributed import LocalCluster
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local:
         yield local
@@ -40,6 +38,10 @@ def generate(out, models, *more):
 
 
 def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch, caplog):
+    from groundcot.pipeline import dask_runner
+    from groundcot.transforms.depth import build_tiny_random as build_depth
+    from groundcot.transforms.masks import build_tiny_random as build_sam2
+
     models = build_depth(str(tmp_path / "image" / "depth")), build_sam2(str(tmp_path / "image" / "sam2"))
     local = generate(tmp_path / "local", models)
     monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 1000)  # 2 and 3 byte ranges in the 1.7 and 2.9 kB files
