@@ -268,18 +268,25 @@ def test_a_bucket_model_is_copied_into_the_workers_cache_and_loaded_from_there(t
     assert copy_bucket(bucket, str(tmp_path / "copies"))[0] != folder  # a changed folder is copied anew
 
 
+def _copy_when_all_are_ready(ready, bucket: str, copies: str, found) -> None:
+    ready.wait()  # the four start copying together
+    found.put(copy_bucket(bucket, copies)[0])
+
+
 def test_processes_copying_one_bucket_at_once_leave_one_whole_copy(tmp_path):
-    import subprocess
-    import sys
+    import multiprocessing
 
     bucket = build_tiny_random(str(tmp_path / "bucket"))
-    script = ("import sys; from groundcot.transforms.models import copy_bucket; "
-              "print(copy_bucket(sys.argv[1], sys.argv[2])[0])")
-    procs = [subprocess.Popen([sys.executable, "-c", script, bucket, str(tmp_path / "copies")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err.decode()[-500:] for _, err in outs]
-    folders = {out.decode().strip().splitlines()[-1] for out, _ in outs}
+    fork = multiprocessing.get_context("fork")  # four processes, without each importing Beam again
+    ready, found = fork.Barrier(4), fork.Queue()
+    procs = [fork.Process(target=_copy_when_all_are_ready, args=(ready, bucket, str(tmp_path / "copies"), found))
+             for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    folders = {found.get(timeout=120) for _ in procs}
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert len(folders) == 1 and list((tmp_path / "copies").iterdir()) == [Path(folders.pop())]  # no temp left
     assert fingerprint(str(next((tmp_path / "copies").iterdir())), contents=True) == fingerprint(bucket, contents=True)
 
