@@ -114,6 +114,31 @@ def small_depth_run(tmp_path_factory) -> Path:
     assert not changed, f"a test changed the shared small depth run (copy it first): {changed[:5]}"
 
 
+@pytest.fixture(scope="session")
+def worker_image_models(tmp_path_factory) -> tuple[str, str]:
+    """Tiny random depth and SAM2 models saved in one folder, as a worker image holds them (the cluster
+    runner tests name them by path); once per session. Read-only."""
+    def make(folder: Path) -> None:
+        from groundcot.transforms.depth import build_tiny_random as build_depth
+        from groundcot.transforms.masks import build_tiny_random as build_sam2
+
+        build_depth(str(folder / "depth"))
+        build_sam2(str(folder / "sam2"))
+
+    folder = _once(tmp_path_factory, "worker_image_models", make)
+    return str(folder / "depth"), str(folder / "sam2")
+
+
+@pytest.fixture(scope="session")
+def local_reference(tmp_path_factory, worker_image_models) -> tuple[Path, dict]:
+    """The demo (3 records, sif and aperture) with ``worker_image_models`` on the local runner, once per
+    session: what the cluster runners' runs must equal. (its folder, its stats.json). Read-only."""
+    from support.runs import demo_with_models
+
+    out = _once(tmp_path_factory, "local_reference", lambda folder: demo_with_models(folder, worker_image_models, 3))
+    return out, json.loads((out / "stats.json").read_text())
+
+
 @pytest.fixture
 def image_root(tmp_path: Path) -> Path:
     root = tmp_path / "images"

@@ -1,11 +1,11 @@
 """``runner.name: dask`` on a dask.distributed cluster this test starts on loopback (a scheduler and two
-worker processes), through the real CLI with a relative ``-o``: the same (id, style) rows, depth maps (within one level),
-rejections, stats.json totals and counters as the local runner, the run in the folder ``-o`` names
-(relative to the driver's working folder), and the workers' versions recorded. The driver polls the
-running job every 0.2 s, as it does a long job: it logs the counters of the bundles already finished and
-sees the job end. The Read of the
-readers is split into small byte ranges (five over the two input files, each cut mid-line), so the
-records are those of the splittable reading."""
+worker processes), through the real CLI with a relative ``-o``: the same (id, style) rows, depth maps
+(within one level), rejections, stats.json totals and counters as the local runner (the session's
+``local_reference``), the run in the folder ``-o`` names (relative to the driver's working folder), and
+the workers' versions recorded. The driver polls the running job every 0.2 s, as it does a long job: it
+logs the counters of the bundles already finished and sees the job end. The Read of the readers is split
+into small byte ranges (five over the two input files, each cut mid-line), so the records are those of
+the splittable reading."""
 import logging
 from pathlib import Path
 
@@ -33,17 +33,11 @@ def cluster():
         yield local
 
 
-def generate(out, models, *more):
-    return demo_with_models(out, models, 4, *more)
-
-
-def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_path, monkeypatch, caplog):
+def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, worker_image_models, local_reference,
+                                                                tmp_path, monkeypatch, caplog):
     from groundcot.pipeline import dask_runner
-    from groundcot.transforms.depth import build_tiny_random as build_depth
-    from groundcot.transforms.masks import build_tiny_random as build_sam2
 
-    models = build_depth(str(tmp_path / "image" / "depth")), build_sam2(str(tmp_path / "image" / "sam2"))
-    local = generate(tmp_path / "local", models)
+    models, (local_out, local) = worker_image_models, local_reference  # the session's local run of this job
     monkeypatch.setattr(dask_runner, "BUNDLE_BYTES", 1000)  # 2 and 3 byte ranges in the 1.7 and 2.9 kB files
     monkeypatch.chdir(tmp_path)
     runner = (f"runner={{name: dask, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{tmp_path}'], "
@@ -51,12 +45,12 @@ def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, tmp_pat
     # the driver polls the job's state every 0.2 s: it must see the job end (it polled forever before)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="groundcot"):
-        on_dask = generate(Path("out/dask"), models, "--set", runner)  # relative: made absolute on the driver
+        on_dask = demo_with_models(Path("out/dask"), models, 3, "--set", runner)  # relative: made absolute on the driver
     # while it ran, the counters of the bundles already finished (the read is done long before the end)
-    assert any(r.getMessage().startswith("progress: read 4/4 records") for r in caplog.records)
+    assert any(r.getMessage().startswith("progress: read 3/3 records") for r in caplog.records)
     out = tmp_path / "out" / "dask"
     assert {k: on_dask[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
     assert on_dask["written"] > 0 and on_dask["counters"]["validate.ok"] == on_dask["written"]
-    assert same_outcomes(outcomes(out), outcomes(tmp_path / "local"))
+    assert same_outcomes(outcomes(out), outcomes(local_out))
     assert on_dask["worker_versions"] == [here()]
     assert on_dask["config"]["output"]["dir"] == str(tmp_path / "out" / "demo")  # absolute: the driver's folder

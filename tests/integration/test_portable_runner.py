@@ -5,7 +5,8 @@ without this interpreter, so its workers see neither the driver's temp folders n
 cache, and run on the pool's own interpreter. The models are tiny random ones saved in a folder the
 test creates and named by path, as a worker image would hold them. Same (id, style) rows, depth maps
 and stats.json totals as the local runner; a relative ``-o`` lands under the driver's working folder,
-never the pool's. Real CLI. One pair of runs (local, portable) serves both tests."""
+never the pool's. Real CLI. One pair of runs serves both tests: the session's local run of the same
+job and models (``local_reference``, shared with the Dask runner's test) and one on the pool."""
 import os
 import signal
 import subprocess
@@ -16,20 +17,11 @@ from pathlib import Path
 import pytest
 
 from groundcot.pipeline.stats import here
-from groundcot.transforms.depth import build_tiny_random as build_depth
-from groundcot.transforms.masks import build_tiny_random as build_sam2
 
 from support import REPO
 from support.runs import demo_with_models, outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a worker pool and two runs (one local, one on the pool)
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    """The worker image's model folder."""
-    root = tmp_path_factory.mktemp("image")
-    return build_depth(str(root / "depth")), build_sam2(str(root / "sam2"))
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +58,26 @@ TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced",
 
 
 @pytest.fixture(scope="module")
-def runs(image, pool, tmp_path_factory):
-    """One run on the local runner and one on the pool, from a driver whose working folder is ``root``:
+def runs(worker_image_models, local_reference, pool, tmp_path_factory):
+    """The session's local run and one run on the pool, from a driver whose working folder is ``root``:
     a relative ``-o``, the counters polled every 0.2 s, ``sdk_worker_parallelism: 2``. Both tests
     below check this one pair of runs (each pool run starts its SDK harnesses, a few seconds each)."""
     address, worker_home = pool
     root = tmp_path_factory.mktemp("driver")
     before = (worker_home / "pool.log").read_text().count("Starting worker")
-    local = generate(root / "local", image)
+    local_out, local = local_reference
     runner = (f"runner={{name: PortableRunner, log_every_s: 0.2, shared_paths: ['{REPO / 'jobs'}', '{root}'], "
               f"options: {{job_endpoint: embed, environment_type: EXTERNAL, environment_config: '{address}', "
               "sdk_worker_parallelism: 2}}")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         started = time.monotonic()
-        portable = generate(Path("out/portable"), image, "--set", runner)  # relative: made absolute on the driver
+        # relative: made absolute on the driver
+        portable = generate(Path("out/portable"), worker_image_models, "--set", runner)
         took = time.monotonic() - started
     started_harnesses = (worker_home / "pool.log").read_text().count("Starting worker") - before
-    return {"root": root, "local": local, "portable": portable, "took": took, "harnesses": started_harnesses}
+    return {"root": root, "local_out": local_out, "local": local, "portable": portable, "took": took,
+            "harnesses": started_harnesses}
 
 
 def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(runs, pool):
@@ -94,7 +88,7 @@ def test_portable_runner_with_an_external_worker_pool_matches_the_local_runner(r
     assert (out / "stats.json").exists(), "a relative -o lands under the driver's working folder"
     assert {k: portable[k] for k in TOTALS} == {k: local[k] for k in TOTALS}
     assert portable["balanced"] and portable["written"] > 0
-    assert same_outcomes(outcomes(out), outcomes(root / "local"))  # same rows and depth maps
+    assert same_outcomes(outcomes(out), outcomes(runs["local_out"]))  # same rows and depth maps
     assert portable["worker_versions"] == [here()]  # from the pool's harness, as the driver's
     assert not (worker_home / "out").exists()  # nothing written relative to the pool's folder
     assert runs["harnesses"] > 0, "the pool's workers did the work"
