@@ -19,10 +19,10 @@ def slow(i):
 def test_follow_logs_until_the_job_ends(caplog):
     options = PipelineOptions(runner="PortableRunner", job_endpoint="embed", environment_type="LOOPBACK")
     p = beam.Pipeline(options=options)
-    _ = p | beam.Create(range(40)) | beam.Map(slow)
+    _ = p | beam.Create(range(20)) | beam.Map(slow)  # about 1 s: several 0.3 s intervals
     result = p.run()  # returns while the job runs
     with caplog.at_level(logging.INFO, logger="groundcot"):
-        progress.follow(result, lambda: beam_counters(result), 40, 0.3)
+        progress.follow(result, lambda: beam_counters(result), 20, 0.3)
     assert PipelineState.is_terminal(result.state)  # it returned only once the job had ended
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
     assert lines  # this runner reports no counters while running: the line says so
