@@ -58,14 +58,22 @@ def call(name, **arguments):
 @pytest.fixture
 def scripted(monkeypatch):
     """The model's turns replaced by scripted text (first turn: one script per rollout; later turns:
-    ``then``), after TRL's own generation ran on the same inputs (tool images included)."""
+    ``then``), after TRL's own generation ran on the same inputs (tool images included; 8 tokens)."""
     from trl import GRPOTrainer
 
     original, seen = GRPOTrainer._generate_single_turn, []
 
     def install(first: list[str], then: str):
         def generate(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-            ids, logprobs = original(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            # TRL's generation on the same inputs, a few tokens long: its text is replaced below, and a
+            # tiny random model never ends a turn by itself (it sampled max_completion_length tokens)
+            config = self.generation_config
+            kept, config.max_new_tokens = config.max_new_tokens, 8
+            try:
+                ids, logprobs = original(self, prompt_ids, images, multimodal_fields, num_generations,
+                                         has_tool_images)
+            finally:
+                config.max_new_tokens = kept
             tok = self.processing_class.tokenizer
             texts = first if not seen else [then] * len(ids)
             seen.append((len(ids), has_tool_images))
