@@ -14,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
-from groundcot.schemas.runs import split_of, style_shards
+from groundcot.schemas.runs import read_bytes, split_of, style_shards
 from groundcot.transforms.styles import STYLES, in_order
 
 if TYPE_CHECKING:  # the sources import Beam: only provenance() needs them (publish of a run with a card does not)
@@ -42,15 +42,8 @@ CITATIONS = {  # the models' (each source and style carries its own)
 
 # --- reading the run ------------------------------------------------------------------------------------
 
-def read_text(path: str) -> str:
-    import fsspec  # local paths and bucket URLs alike, as scan and style_shards read (Beam is not imported)
-
-    with fsspec.open(path, "rb") as handle:
-        return handle.read().decode("utf-8")
-
-
 def write_bytes(path: str, data: bytes) -> None:
-    import fsspec
+    import fsspec  # local paths and bucket URLs alike, as the run is read (Beam is not imported)
 
     with fsspec.open(path, "wb") as handle:  # makes a local path's folders
         handle.write(data)
@@ -397,7 +390,7 @@ def figures(run: str, found: dict, stats: dict) -> list[str]:
 def render(run: str) -> tuple[str, dict, dict]:
     """The card's text for the run at ``run``, the scan of its shards and its stats."""
     run = run.rstrip("/")
-    stats = json.loads(read_text(f"{run}/stats.json"))
+    stats = json.loads(read_bytes(f"{run}/stats.json"))
     found = scan(run)
     provenances = provenance(stats.get("config", {}).get("sources", []), found["datasets"])
     data, notes = metadata(found, stats, provenances)

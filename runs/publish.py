@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-from groundcot.schemas.runs import RunChanging, RunNotFound, consistent, published, style_shards
+from groundcot.schemas.runs import RunChanging, RunNotFound, consistent, published, read_bytes, style_shards
 from groundcot.transforms.secrets import REMOVED, SECRET_KEY, scrub_url
 
 log = logging.getLogger("groundcot")
@@ -57,13 +57,6 @@ def env_names(value) -> list[str]:
         own = [value["api_key_env"]] if isinstance(value.get("api_key_env"), str) else []
         return own + [n for v in value.values() for n in env_names(v)]
     return [n for v in value for n in env_names(v)] if isinstance(value, list) else []
-
-
-def read_bytes(path: str) -> bytes:
-    import fsspec  # a local path or a bucket URL, as the rest of runs/ reads (Beam is not imported)
-
-    with fsspec.open(path, "rb") as handle:
-        return handle.read()
 
 
 def plan(run: str, token: str | None = None) -> dict[str, bytes | str]:

@@ -37,13 +37,18 @@ class RunChanging(RuntimeError):
     """The run was re-published during every try to read it."""
 
 
-def manifest(run: str) -> dict | None:
-    """The run's manifest, or None when it has none (a staging folder, a copy, a Hub download)."""
+def read_bytes(path: str) -> bytes:
+    """A file of a run, local or in a bucket (through fsspec, as every reader here)."""
     import fsspec
 
+    with fsspec.open(path, "rb") as handle:
+        return handle.read()
+
+
+def manifest(run: str) -> dict | None:
+    """The run's manifest, or None when it has none (a staging folder, a copy, a Hub download)."""
     try:
-        with fsspec.open(f"{run.rstrip('/')}/{MANIFEST}", "rb") as handle:
-            data = json.loads(handle.read())
+        data = json.loads(read_bytes(f"{run.rstrip('/')}/{MANIFEST}"))
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
