@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_teacher_api import KEY, job, outcome
+from test_teacher_api import KEY, job, module_run, outcome
 
 from groundcot.pipeline.cli import main
 from groundcot.transforms.cache import json_key
@@ -25,14 +25,11 @@ def key(monkeypatch):
 def batch_run(tmp_path_factory):
     """generate in batch mode on MODES (with prices), once: its job and output folder. The tests
     that submit or collect work on a copy (``own_copy``)."""
-    tmp = tmp_path_factory.mktemp("batch")
-    with pytest.MonkeyPatch.context() as patch, FakeOpenAI() as fake:
-        patch.setenv("GC_TEST_KEY", KEY)
-        path = job(tmp, fake, MODES, batch={"enabled": True},
-                   cost={"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 1.0})
-        assert main(["generate", path, "--out", str(tmp / "out")]) == 0
+    with FakeOpenAI() as fake:
+        found = module_run(tmp_path_factory, MODES, fake, batch={"enabled": True},
+                           cost={"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 1.0})
         assert fake.requests == [] and fake.health_checks == 0  # batch mode calls no one
-    return path, tmp / "out"
+    return found
 
 
 def own_copy(batch_run, tmp_path, fake) -> tuple[str, Path]:
