@@ -6,18 +6,17 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 from markdown_it import MarkdownIt
 from PIL import Image
 
 from groundcot.pipeline.cli import main
 from groundcot.runs import plots
 from groundcot.transforms.styles.pictures import colour, pixel_box
+
+from support import browser
 
 STYLES = ("sif", "mgpo", "aperture", "textual")
 SECTIONS = ["License", "How it was made", "Counts", "Splits", "Rejections", "Examples", "Use", "Citations"]
@@ -110,21 +109,9 @@ addEventListener("load", () => { for (const img of document.images) img.dataset.
 </script>"""
 
 
-def chromium() -> str:
-    found = next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))),
-                 None)
-    if found is None:
-        pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium; here: apt-get install chromium)")
-    return found
-
-
 def browse(page: Path, profile: Path, shot: Path) -> str:
     """The DOM of ``page`` after it loaded (each <img> marked with its natural width), and a screenshot."""
-    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
-    url = page.resolve().as_uri()
-    return subprocess.run([*flags, "--window-size=1280,4000", f"--screenshot={shot}", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=120, check=True).stdout  # one browser for both
+    return browser.browse(page, profile, shot, 4000, "--virtual-time-budget=10000")
 
 
 def shown_images(dom: str) -> dict[str, int]:

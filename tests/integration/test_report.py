@@ -4,8 +4,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +14,8 @@ from groundcot.pipeline.cli import main
 from groundcot.schemas.columns import features
 from groundcot.transforms.styles import columns_of
 from groundcot.transforms.styles.pictures import colour, line_width, pixel_box
+
+from support.browser import browse
 
 PER_STYLE = 3
 
@@ -174,23 +174,11 @@ def test_gallery_boxes_land_on_the_pixels_the_chain_says(tmp_path):
         assert f'data-step="{step}" style="border-color:rgb{colour(step - 1)[1]}' in text
 
 
-def chromium() -> str | None:
-    return next((found for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (found := shutil.which(name))), None)
-
-
 def test_report_opens_in_headless_chromium_with_every_card(demo_report, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium; here: apt-get install chromium)")
     run, out, _, _ = demo_report
     stats = json.loads((run / "stats.json").read_text())
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    url = (out / "index.html").resolve().as_uri()
     shot = tmp_path / "shot.png"
-    dom = subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120, check=True).stdout  # one browser for both
+    dom = browse(out / "index.html", tmp_path / "profile", shot, 2000)
     assert dom.count('<div class="card"') == expected_cards(stats)
     image = Image.open(shot).convert("RGB")
     assert image.size == (1280, 2000)
