@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from groundcot.transforms.teach.retry import FIRST_DELAY_S, MAX_DELAY_S
+
 
 class Connection(BaseModel):
     """The ``connection`` sub-section of an API teacher (and of a judge that calls an endpoint)."""
@@ -28,10 +30,11 @@ class Connection(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Per-attempt timeout.")
     max_retries: int = Field(5, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors "
                                                   "(exponential backoff with jitter, Retry-After honoured).")
-    retry_backoff_s: float = Field(0.5, ge=0, le=8.0, description="Wait before a teacher or critic call's first "
-                                   "retry, doubled for each next one (at most 8 s, up to 25% less at random); a "
-                                   "server's Retry-After wins. A local server can take less. (The batch commands "
-                                   "and the trainer's judges keep the openai client's own backoff.)")
+    retry_backoff_s: float = Field(FIRST_DELAY_S, ge=0, le=MAX_DELAY_S,
+                                   description="Wait before a teacher or critic call's first retry, doubled "
+                                   "for each next one (at most 8 s, up to 25% less at random); a server's "
+                                   "Retry-After wins. A local server can take less. (The batch commands and the "
+                                   "trainer's judges keep the openai client's own backoff.)")
 
     @field_validator("base_url")
     @classmethod
