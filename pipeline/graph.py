@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 from groundcot.pipeline.config import JobConfig, prompt_texts
 from groundcot.pipeline.stats import NoteVersions
 from groundcot.transforms.cache import with_teacher_cache
-from groundcot.transforms.critic import Critique, client_config
+from groundcot.transforms.critic import client_config
 from groundcot.transforms.dedup import Grouped
 from groundcot.transforms.depth_image import attach_depth_image
 from groundcot.transforms.expand import expand_record
@@ -34,7 +34,7 @@ from groundcot.transforms.sources.common import DropDuplicates
 from groundcot.transforms.split import assign_split
 from groundcot.transforms.stage import NAMESPACE, Stage
 from groundcot.transforms.styles import fan_out, plan
-from groundcot.transforms.teach.dofn import Teach
+from groundcot.transforms.teach.dofn import Critique, Teach
 from groundcot.transforms.validate import validate
 
 

@@ -9,18 +9,22 @@ between them. Other job endpoints (Flink's, Spark's) read the option themselves.
 
 ``python -m groundcot.pipeline.portable [--address 127.0.0.1:50000]`` runs a worker pool for
 ``environment_type: EXTERNAL``. Beam's own (``worker_pool_main``) listens on every interface and
-starts its SDK harnesses as whatever ``python`` comes first on PATH; this one listens only on
-``--address`` and starts them with the interpreter it runs on (the one groundcot is installed in).
+starts its SDK harnesses as whatever ``python`` comes first on PATH, each importing Beam anew; this
+one listens only on ``--address`` and forks them from a server of the interpreter it runs on (the
+one groundcot is installed in) that imported Beam, groundcot's steps and any ``--preload`` module
+once (``--preload torch``: the harnesses of a model job start without importing torch again).
 It prints the address it listens on, then serves until stopped.
 """
 from __future__ import annotations
 
 import argparse
 import atexit
+import logging
 import multiprocessing
-import os
 import signal
+import subprocess
 import sys
+import traceback
 
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
 from apache_beam.runners.portability import job_server, local_job_service, portable_runner
@@ -53,23 +57,72 @@ class PortableRunner(portable_runner.PortableRunner):
         return super().create_job_service(options)
 
 
-def serve_pool(address: str):
+PRELOAD = ["apache_beam.runners.worker.sdk_worker", "groundcot.pipeline.graph"]
+
+
+def _harness(url: str, worker_id: str) -> None:
+    from apache_beam.runners.worker.sdk_worker import SdkHarness
+
+    SdkHarness(url, worker_id=worker_id, state_cache_size=0, data_buffer_time_limit_ms=0).run()
+
+
+class _Forked:
+    """A forked harness as Beam's pool stops its processes (``terminate``, ``wait``, ``kill``)."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def terminate(self):
+        self.process.terminate()
+
+    def kill(self):
+        self.process.kill()
+
+    def wait(self, timeout=None):
+        self.process.join(timeout)
+        if self.process.is_alive():
+            raise subprocess.TimeoutExpired("sdk harness", timeout)
+
+
+def forking_pool(preload: list[str]):
+    """Beam's worker pool whose SDK harnesses are forked from a server that imported ``preload`` once."""
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD + preload)
+
+    class Pool(BeamFnExternalWorkerPoolServicer):
+        def StartWorker(self, request, unused_context):
+            try:
+                logging.getLogger(__name__).warning("Starting worker %s", request.worker_id)
+                process = context.Process(target=_harness, name=f"sdk-harness-{request.worker_id}",
+                                          args=(request.control_endpoint.url, request.worker_id))
+                process.start()
+                self._worker_processes[request.worker_id] = _Forked(process)
+                return beam_fn_api_pb2.StartWorkerResponse()
+            except Exception:  # noqa: BLE001 - Beam's pool answers with the traceback too
+                return beam_fn_api_pb2.StartWorkerResponse(error=traceback.format_exc())
+
+    return Pool(use_process=True)
+
+
+def serve_pool(address: str, preload: list[str] = ()):
     """Start an EXTERNAL worker pool listening on ``address`` (HOST:PORT, port 0: any free one);
     returns (the address it listens on, the gRPC server). Its SDK harnesses are processes of this
-    interpreter, stopped when this process exits."""
+    interpreter, forked from a server that imported Beam, groundcot and ``preload``; stopped when
+    this process exits."""
     import grpc
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
-    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer, kill_process_gracefully
+    from apache_beam.runners.worker.worker_pool_main import kill_process_gracefully
     from apache_beam.utils import thread_pool_executor
 
-    # the pool runs `python`: make it this interpreter, whatever PATH the caller had
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     host = address.rsplit(":", 1)[0]
     server = grpc.server(thread_pool_executor.shared_unbounded_instance())
     port = server.add_insecure_port(address)
     if not port:
         raise OSError(f"the worker pool cannot listen on {address}")
-    pool = BeamFnExternalWorkerPoolServicer(use_process=True)
+    pool = forking_pool(list(preload))
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
     server.start()
     atexit.register(lambda: [kill_process_gracefully(p) for p in pool._worker_processes.values()])
@@ -81,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
                                      description="An EXTERNAL worker pool for runner.name: PortableRunner.")
     parser.add_argument("--address", default="127.0.0.1:50000",
                         help="HOST:PORT to listen on (default 127.0.0.1:50000; port 0: any free one)")
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                        help="a module the SDK harnesses import before they start, once for all "
+                             "(repeatable; e.g. torch for a job with model stages)")
     args = parser.parse_args(argv)
     try:
-        listening, server = serve_pool(args.address)
+        listening, server = serve_pool(args.address, args.preload)
     except (OSError, RuntimeError) as err:
         raise SystemExit(f"groundcot: {err}") from None
     print(listening, flush=True)  # what runner.options.environment_config names

@@ -16,11 +16,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-
-from groundcot.transforms.stage import NAMESPACE
-
 log = logging.getLogger("groundcot")
 
 
@@ -40,6 +35,14 @@ def content_key(*parts: bytes | str) -> str:
 def json_key(payload: dict) -> str:
     """sha256 of ``payload`` as canonical JSON (the teacher's key: model, messages, parameters)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def files():
+    """Beam's FileSystems (local folders and buckets), imported on first use: the trainer and verl's
+    reward import the teacher's modules, and with them this one, without running a Beam job."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
 
 
 class Cache:
@@ -62,11 +65,11 @@ class Cache:
     def get_bytes(self, key: str, ext: str = ".bin") -> bytes | None:
         if not self.root:
             return None
-        path = self._path(key, ext)
+        path, fs = self._path(key, ext), files()
         try:
-            if not FileSystems.exists(path):
+            if not fs.exists(path):
                 return None
-            with FileSystems.open(path) as handle:
+            with fs.open(path) as handle:
                 return handle.read()
         except OSError:  # unreadable entry: a miss, rewritten after the recomputation
             return None
@@ -74,11 +77,11 @@ class Cache:
     def put_bytes(self, key: str, data: bytes, ext: str = ".bin") -> None:
         if not self.root:
             return
-        path = self._path(key, ext)
+        path, fs = self._path(key, ext), files()
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with FileSystems.create(tmp) as handle:
+        with fs.create(tmp) as handle:
             handle.write(data)
-        FileSystems.rename([tmp], [path])  # readers never see a half-written entry
+        fs.rename([tmp], [path])  # readers never see a half-written entry
 
     def get(self, key: str) -> dict | list | None:
         data = self.get_bytes(key, ".json")
@@ -151,6 +154,10 @@ class StageCache:
                 assign(record, found[key])
                 hits += 1
         if self.store.root:
+            from apache_beam.metrics import Metrics  # a model stage runs in Beam: imported already
+
+            from groundcot.transforms.stage import NAMESPACE
+
             Metrics.counter(NAMESPACE, f"{self.stage}.cache_hits").inc(hits)
             Metrics.counter(NAMESPACE, f"{self.stage}.cache_misses").inc(len(pairs) - hits)
         return misses

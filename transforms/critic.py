@@ -5,8 +5,9 @@ It sees the image with the chain's boxes drawn, numbered and coloured as the tea
 answers a score in [0, 1] and a one-line reason (prompt ``critic``, replaceable like every prompt).
 The calls go through the teacher's client (``teach.client.ChatClient``, or ``teach.batch.BatchClient``
 when ``teacher.batch.enabled``): the same endpoint by default, retries, the job's request budget and
-cost cap, the response cache, and a ledger counted as ``critic.<x>``. ``Critique`` is the teacher's
-Beam step (``teach.dofn.Teach``) running a ``Critic`` instead of a teacher.
+cost cap, the response cache, and a ledger counted as ``critic.<x>``. ``teach.dofn.Critique`` is the
+teacher's Beam step running a ``Critic`` instead of a teacher (this module imports no Beam: the job's
+config reads ``CriticConfig``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from groundcot.transforms.teach import is_api
 from groundcot.transforms.teach.api import Endpoint, OpenAIConfig
 from groundcot.transforms.teach.client import TeacherError
 from groundcot.transforms.teach.connection import Connection
-from groundcot.transforms.teach.dofn import Teach
 
 STAGE = "critic"
 REASON_CHARS = 300
@@ -121,17 +121,3 @@ class Critic(Endpoint):
         if self.min_score is not None and score < self.min_score:
             record.reject(STAGE, "low_quality", f"score {score:g} < min_score {self.min_score:g}: {reason}")
         return record
-
-
-class Critique(Teach):
-    """The teacher's Beam step, grading: counters ``critic.<x>``, rejections named ``critic``."""
-
-    stage = STAGE
-
-    def __init__(self, cfg: OpenAIConfig, min_score: float | None, run_id: str, batch_dir: str,
-                 prompt_texts: dict[str, str]):
-        super().__init__(cfg, {}, run_id, batch_dir, prompt_texts)
-        self.min_score = min_score
-
-    def make(self) -> Critic:
-        return Critic(self.cfg, self.min_score, self.run_id)

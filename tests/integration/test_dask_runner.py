@@ -26,8 +26,22 @@ TOTALS = ("records_in", "written", "rejected", "rejected_by_reason", "balanced",
 def cluster():
     # imported here, not at collection: every xdist worker collects this module, one runs it
     pytest.importorskip("distributed")
+    import dask
     from dask.distributed import LocalCluster
+    from distributed.utils import get_mp_context
 
+    # as dask's own tests do: the workers are forked from a server that imported the heavy modules once
+    # (each worker still unpickles and imports groundcot's steps itself)
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        get_mp_context().set_forkserver_preload(["distributed", "numpy", "pandas", *PRELOAD])
+        yield from _cluster(LocalCluster)
+
+
+PRELOAD = ["apache_beam", "torch", "transformers.models.sam2.modeling_sam2",
+           "transformers.models.depth_anything.modeling_depth_anything"]
+
+
+def _cluster(LocalCluster):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local:
         yield local

@@ -158,16 +158,6 @@ def test_bad_records_are_rejected_with_reasons_and_nothing_is_lost(tmp_path, ima
     assert sorted(ds["image_path"]) == ["good1.png", "good2.png", "good3.png"]
 
 
-@pytest.mark.slow
-def test_two_local_worker_processes(tmp_path):
-    out = tmp_path / "out"
-    assert main(["generate", DEMO, "--out", str(out), "--set", "runner.workers=2",
-                 "--set", "depth.enabled=false", "--set", "masks.enabled=false"]) == 0
-    stats = read_stats(out)
-    assert_adds_up(stats)
-    assert stats["written"] == 21 * 4
-
-
 def test_bad_config_exits_2_with_one_line(capsys):
     assert main(["generate", DEMO, "--set", "depth.batch_size=lots"]) == 2
     err = capsys.readouterr().err.strip()

@@ -73,12 +73,14 @@ def test_plugins_through_generate_inspect_export_publish_and_train(site, tmp_pat
     for fmt in ("trl", "llamafactory", "verl"):
         run(["export", "out/run", "--format", fmt, "--style", "terse", "-o", f"out/{fmt}"], site, tmp_path)
     assert (tmp_path / "out" / "verl" / "train.parquet").is_file()
-    scored = run(["-c", "import json, pandas; from groundcot.trainer.verl_reward import compute_score; "
+    scored = run(["-c", "import json, sys, pandas; from groundcot.trainer.verl_reward import compute_score; "
                   "r = pandas.read_parquet('out/verl/train.parquet').iloc[0]; "
-                  "print(json.dumps(compute_score(r['data_source'], '<think>a box</think><answer>' + "
+                  "print(json.dumps({**compute_score(r['data_source'], '<think>a box</think><answer>' + "
                   "r['reward_model']['ground_truth'] + '</answer>', r['reward_model']['ground_truth'], "
-                  "dict(r['extra_info']))))"], site, tmp_path, program=sys.executable)
-    assert json.loads(scored) == {"score": 2.0, "answer": 1.0, "brevity": 1.0}  # the plugin's reward part
+                  "dict(r['extra_info'])), 'beam': 'apache_beam' in sys.modules}))"],
+                 site, tmp_path, program=sys.executable)
+    # the plugin's reward part; verl's reward workers import no Beam
+    assert json.loads(scored) == {"score": 2.0, "answer": 1.0, "brevity": 1.0, "beam": False}
     listing = run(["publish", "out/run", "--repo-id", "someone/gc-extras-demo", "--dry-run"], site, tmp_path)
     assert "data/terse/" in listing
 

@@ -24,6 +24,10 @@ from support.runs import demo_with_models, outcomes, same_outcomes
 pytestmark = pytest.mark.slow  # a worker pool and two runs (one local, one on the pool)
 
 
+PRELOAD = ["torch", "transformers.models.sam2.modeling_sam2",
+           "transformers.models.depth_anything.modeling_depth_anything"]
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """A worker pool in its own process (and process group), stopped at the end."""
@@ -34,7 +38,9 @@ def pool(tmp_path_factory):
     env.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
                PATH=os.pathsep.join(["/usr/bin", "/bin"]))  # no `python` of this venv: the pool uses its own
     log = open(home / "pool.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "groundcot.pipeline.portable", "--address", "127.0.0.1:0"],
+    preload = [arg for module in PRELOAD for arg in ("--preload", module)]  # the models' imports, once for both
+    proc = subprocess.Popen([sys.executable, "-m", "groundcot.pipeline.portable", "--address", "127.0.0.1:0",
+                             *preload],
                             stdout=subprocess.PIPE, stderr=log, env=env, cwd=home, start_new_session=True)
     address = proc.stdout.readline().decode().strip()
     assert address.startswith("127.0.0.1:") and address.rsplit(":", 1)[1].isdigit(), \

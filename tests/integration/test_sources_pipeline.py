@@ -2,9 +2,12 @@
 import json
 import shutil
 
+from test_pipeline import assert_adds_up
+
 from groundcot.pipeline.cli import main
 from groundcot.pipeline.config import load_config
 from groundcot.schemas.runs import read_run
+from groundcot.transforms.styles import STYLES
 
 from support import FIXTURES, GQA_GRAPH, REPO, png_bytes, viscot_line
 
@@ -87,12 +90,17 @@ def test_four_sources_in_one_job(tmp_path):
 
 
 def test_a_replaced_flickr30k_question_prompt_reaches_the_reader_on_worker_processes(tmp_path):
+    """Two local worker processes: the replaced prompt travels with the steps; every style is
+    written and stats.json adds up as in one process."""
     job = build(tmp_path)
     text = job.read_text().split("sources:\n")[1]
     f30k = [line for line in text.splitlines() if "kind: flickr30k" in line][0]
-    job.write_text(f"sources:\n{f30k}\ndepth: {{enabled: false}}\nstyles: [textual]\n"
+    job.write_text(f"sources:\n{f30k}\ndepth: {{enabled: false}}\nstyles: [{', '.join(STYLES)}]\n"
                    "prompts: {flickr30k_question: 'Point at $phrase (from: $sentence).'}\n")
     out = tmp_path / "out"
     assert main(["generate", str(job), "--out", str(out), "--set", "runner.workers=2"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert_adds_up(stats)
+    assert set(stats["by_style"]) >= set(STYLES) and all(stats["by_style"][s]["written"] > 0 for s in STYLES)
     questions = set(read_run(str(out), styles=["textual"])["question"])
     assert questions and all(q.startswith("Point at ") and "(from: " in q for q in questions), questions

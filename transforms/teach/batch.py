@@ -13,9 +13,9 @@ import json
 import logging
 import uuid
 
-from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field
 
+from groundcot.transforms.cache import files
 from groundcot.transforms.teach.client import ChatClient, TeacherError
 from groundcot.transforms.teach.connection import make_client
 
@@ -67,7 +67,7 @@ def write_shards(folder: str, lines: list[dict], per_shard: int) -> list[str]:
     paths = []
     for start in range(0, len(lines), per_shard):
         path = f"{folder.rstrip('/')}/requests-{uuid.uuid4().hex[:12]}.jsonl"
-        with FileSystems.create(path) as handle:
+        with files().create(path) as handle:
             for line in lines[start:start + per_shard]:
                 handle.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
         paths.append(path)
@@ -79,20 +79,20 @@ def write_shards(folder: str, lines: list[dict], per_shard: int) -> list[str]:
 
 def read_state(folder: str) -> list[dict]:
     path = f"{folder}/{BATCHES}"
-    if not FileSystems.exists(path):
+    if not files().exists(path):
         return []
-    with FileSystems.open(path) as handle:
+    with files().open(path) as handle:
         return json.loads(handle.read())
 
 
 def write_state(folder: str, state: list[dict]) -> None:
-    with FileSystems.create(f"{folder}/{BATCHES}") as handle:
+    with files().create(f"{folder}/{BATCHES}") as handle:
         handle.write(json.dumps(state, indent=2).encode())
 
 
 def shards(folder: str, pattern: str = "requests-*.jsonl") -> list[str]:
     try:
-        return sorted(m.path for m in FileSystems.match([f"{folder}/{pattern}"])[0].metadata_list)
+        return sorted(m.path for m in files().match([f"{folder}/{pattern}"])[0].metadata_list)
     except OSError:
         return []
 
@@ -106,7 +106,7 @@ def submit(teacher, folder: str) -> int:
         raise RuntimeError(f"no batch request shards in {folder} (run generate with teacher.batch.enabled=true first)")
     api = make_client(teacher.connection, asynchronous=False)
     for path in todo:
-        with FileSystems.open(path) as handle:
+        with files().open(path) as handle:
             data = handle.read()
         uploaded = api.files.create(file=(path.rsplit("/", 1)[-1], data), purpose="batch")
         batch = api.batches.create(input_file_id=uploaded.id, endpoint=CHAT_URL,
@@ -164,7 +164,7 @@ def collect(teacher, folder: str) -> int:
         entry["collected"] = True
         write_state(folder, state)
     for path in shards(folder, "results*.jsonl"):  # vllm run-batch's output files
-        with FileSystems.open(path) as handle:
+        with files().open(path) as handle:
             result = import_results(handle.read().decode(), cache, teacher)
         for k in ("imported", "failed"):
             counts[k] += result[k]

@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from groundcot import prompts
+from groundcot.transforms import critic
 from groundcot.transforms.stage import NAMESPACE
 from groundcot.transforms.teach import STAGE, make_teacher
 from groundcot.transforms.teach.batch import write_shards
@@ -185,3 +186,16 @@ class Teach(beam.DoFn):
         self._call(self.teacher.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+
+
+class Critique(Teach):
+    """The teacher's Beam step, grading (``critic.Critic``): counters ``critic.<x>``, rejections named ``critic``."""
+
+    stage = critic.STAGE
+
+    def __init__(self, cfg, min_score: float | None, run_id: str, batch_dir: str, prompt_texts: dict[str, str]):
+        super().__init__(cfg, {}, run_id, batch_dir, prompt_texts)
+        self.min_score = min_score
+
+    def make(self) -> critic.Critic:
+        return critic.Critic(self.cfg, self.min_score, self.run_id)
