@@ -90,13 +90,14 @@ def test_four_sources_in_one_job(tmp_path):
 
 
 def test_a_replaced_flickr30k_question_prompt_reaches_the_reader_on_worker_processes(tmp_path):
-    """Two local worker processes: the replaced prompt travels with the steps; every style is
-    written and stats.json adds up as in one process."""
+    """Two local worker processes: the replaced prompts travel with the steps (the reader's question,
+    the training prompt rendered into the rows); every style is written and stats.json adds up."""
     job = build(tmp_path)
     text = job.read_text().split("sources:\n")[1]
     f30k = [line for line in text.splitlines() if "kind: flickr30k" in line][0]
     job.write_text(f"sources:\n{f30k}\ndepth: {{enabled: false}}\nstyles: [{', '.join(STYLES)}]\n"
-                   "prompts: {flickr30k_question: 'Point at $phrase (from: $sentence).'}\n")
+                   "prompts: {flickr30k_question: 'Point at $phrase (from: $sentence).', "
+                   "sif_train: '$question Answer in one word.'}\n")
     out = tmp_path / "out"
     assert main(["generate", str(job), "--out", str(out), "--set", "runner.workers=2"]) == 0
     stats = json.loads((out / "stats.json").read_text())
@@ -104,3 +105,6 @@ def test_a_replaced_flickr30k_question_prompt_reaches_the_reader_on_worker_proce
     assert set(stats["by_style"]) >= set(STYLES) and all(stats["by_style"][s]["written"] > 0 for s in STYLES)
     questions = set(read_run(str(out), styles=["textual"])["question"])
     assert questions and all(q.startswith("Point at ") and "(from: " in q for q in questions), questions
+    sif = read_run(str(out), styles=["sif"])
+    asked = [row["messages"][0]["content"][1]["text"] for row in sif]
+    assert asked == [f"{q} Answer in one word." for q in sif["question"]]

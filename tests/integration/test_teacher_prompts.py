@@ -35,16 +35,16 @@ def test_a_replaced_prompt_changes_the_bytes_sent_the_rows_and_the_card(tmp_path
         default_out, out = tmp_path / "default", tmp_path / "replaced"
         assert main(["generate", job(tmp_path, fake, ["good"]), "--out", str(default_out)]) == 0
         default_sent = [r["body"]["messages"][0]["content"] for r in fake.requests]
-        # two worker processes: the replacements travel with the steps, not as a global of this process
-        assert main(["generate", job(tmp_path, fake, ["good"], prompts=replaced), "--out", str(out),
-                     "--set", "runner.workers=2"]) == 0
+        # the Teach step carries the replacements in its pickled DoFn, here as on worker processes (where
+        # test_sources_pipeline's flickr30k run checks the reader's and the rows' prompts)
+        assert main(["generate", job(tmp_path, fake, ["good"], prompts=replaced), "--out", str(out)]) == 0
         sent = [r["body"]["messages"][0]["content"] for r in fake.requests[len(default_sent):]]
     assert default_sent and all(RULE not in text for text in default_sent)
     assert sent and all(text.endswith("\n" + RULE) for text in sent)  # a new cache key: asked again
     stats, written, _ = outcome(out)
     (row,) = written.values()
     question = row["messages"][0]["content"][1]["text"]
-    assert question == "What is it? [[good]] Answer in one word."  # rendered on the workers, in the rows
+    assert question == "What is it? [[good]] Answer in one word."  # rendered in the rows
     echoed = stats["config"]["prompts"]
     assert echoed["teacher_system"] == {"file": str(tmp_path / "mine" / "system.txt"), "text": system}
     assert echoed["sif_train"] == {"file": None, "text": "$question Answer in one word."}
