@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 from google.protobuf import json_format
 
+from groundcot import prompts
 from groundcot.pipeline import progress
 from groundcot.pipeline.config import JobConfig, absolute_paths, echo, on_cluster
 from groundcot.pipeline.graph import build
@@ -57,7 +58,8 @@ def run(cfg: JobConfig, out: str | None = None, overwrite: bool = False, allow_e
     # from the lock and the staging folder on: a disk that fills is one line, and nothing is published
     with _disk_full(out, "; nothing published, {out} is as it was"), folder as staging:
         log.info("run %s writes into %s until it finishes", run_id, staging)
-        stats = run_graph(cfg, staging, models, runner, options, run_id)
+        with prompts.restored():  # an in-process runner's steps install the job's prompts here
+            stats = run_graph(cfg, staging, models, runner, options, run_id)
         if not allow_empty:
             try:
                 check_not_empty(stats)

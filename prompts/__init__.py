@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from string import Template
@@ -115,6 +116,18 @@ def install(texts: dict[str, str]) -> None:
             raise ValueError(problem)
     _REPLACED.clear()
     _REPLACED.update(texts)
+
+
+@contextmanager
+def restored():
+    """This process's replacements as they were, once the block ends: a job run in this process
+    installs its own (its steps run here), and they must not outlive it."""
+    before = dict(_REPLACED)
+    try:
+        yield
+    finally:
+        _REPLACED.clear()
+        _REPLACED.update(before)
 
 
 def hashes(texts: dict[str, str] | None = None) -> dict[str, str]:

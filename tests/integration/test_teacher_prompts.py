@@ -39,6 +39,7 @@ def test_a_replaced_prompt_changes_the_bytes_sent_the_rows_and_the_card(tmp_path
         # test_sources_pipeline's flickr30k run checks the reader's and the rows' prompts)
         assert main(["generate", job(tmp_path, fake, ["good"], prompts=replaced), "--out", str(out)]) == 0
         sent = [r["body"]["messages"][0]["content"] for r in fake.requests[len(default_sent):]]
+    assert prompts.load("sif_train") == prompts.default("sif_train")  # the job's prompts left with it
     assert default_sent and all(RULE not in text for text in default_sent)
     assert sent and all(text.endswith("\n" + RULE) for text in sent)  # a new cache key: asked again
     stats, written, _ = outcome(out)
