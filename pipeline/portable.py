@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import logging
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -60,10 +62,12 @@ class PortableRunner(portable_runner.PortableRunner):
 PRELOAD = ["apache_beam.runners.worker.sdk_worker", "groundcot.pipeline.graph"]
 
 
-def _harness(url: str, worker_id: str) -> None:
+def _harness(url: str, worker_id: str, state_cache_size: int, data_buffer_time_limit_ms: int) -> None:
     from apache_beam.runners.worker.sdk_worker import SdkHarness
 
-    SdkHarness(url, worker_id=worker_id, state_cache_size=0, data_buffer_time_limit_ms=0).run()
+    os.dup2(2, 1)  # the pool's stdout carries its address only: a harness's prints go to its stderr
+    SdkHarness(url, worker_id=worker_id, state_cache_size=state_cache_size,
+               data_buffer_time_limit_ms=data_buffer_time_limit_ms).run()
 
 
 class _Forked:
@@ -96,8 +100,9 @@ def forking_pool(preload: list[str]):
         def StartWorker(self, request, unused_context):
             try:
                 logging.getLogger(__name__).warning("Starting worker %s", request.worker_id)
-                process = context.Process(target=_harness, name=f"sdk-harness-{request.worker_id}",
-                                          args=(request.control_endpoint.url, request.worker_id))
+                process = context.Process(target=_harness, name=f"sdk-harness-{request.worker_id}", args=(
+                    request.control_endpoint.url, request.worker_id, self._state_cache_size,
+                    self._data_buffer_time_limit_ms))
                 process.start()
                 self._worker_processes[request.worker_id] = _Forked(process)
                 return beam_fn_api_pb2.StartWorkerResponse()
@@ -138,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a module the SDK harnesses import before they start, once for all "
                              "(repeatable; e.g. torch for a job with model stages)")
     args = parser.parse_args(argv)
+    for module in args.preload:  # the forkserver skips a module it cannot import: say so here
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            raise SystemExit(f"groundcot: --preload {module}: no module {module.split('.')[0]!r} in {sys.executable}")
     try:
         listening, server = serve_pool(args.address, args.preload)
     except (OSError, RuntimeError) as err:

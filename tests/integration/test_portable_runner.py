@@ -109,3 +109,13 @@ def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(run
     assert {k: portable[k] for k in (*TOTALS, "counters", "teacher", "cache")} == \
         {k: local[k] for k in (*TOTALS, "counters", "teacher", "cache")}
     assert runs["harnesses"] == 2, "two harnesses"
+
+
+def test_a_preload_module_that_is_not_installed_is_one_line():
+    """The forkserver would skip it silently; the pool refuses to start instead."""
+    from groundcot.pipeline.portable import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--address", "127.0.0.1:0", "--preload", "no_such_package.models"])
+    assert str(stop.value) == ("groundcot: --preload no_such_package.models: "
+                               f"no module 'no_such_package' in {sys.executable}")
