@@ -77,8 +77,8 @@ def _worker(folder: str, stage: str, n: int) -> None:
 def test_live_line_sums_the_tallies_of_worker_processes():
     stream = io.StringIO()
     with Live(total=20, every_s=0, stream=stream) as live:
-        procs = [multiprocessing.get_context("spawn").Process(target=_worker, args=(live.folder, "image", 10))
-                 for _ in range(2)]
+        fork = multiprocessing.get_context("fork")  # two processes, without each importing Beam again
+        procs = [fork.Process(target=_worker, args=(live.folder, "image", 10)) for _ in range(2)]
         for proc in procs:
             proc.start()
         for proc in procs:
