@@ -130,7 +130,7 @@ def no_config(name: str) -> str:
 
 def resolve_config(name: str) -> str:
     """``name`` if it is a file, else the bundled job it names, else a ConfigError listing them."""
-    from groundcot.pipeline.config import ConfigError
+    from groundcot.pipeline.configfile import ConfigError
 
     if (found := find_config(name)) is None:
         raise ConfigError(no_config(name))
@@ -342,7 +342,7 @@ def _check(cfg, out: str | None, overwrite: bool) -> int:
 
 
 def _train(args) -> int:
-    from groundcot.pipeline.config import ConfigError, read_tree, validated
+    from groundcot.pipeline.configfile import ConfigError, read_tree, validated  # no job config: no Beam
     from groundcot.schemas.runs import RunNotFound
     from groundcot.trainer.config import GrpoJob, SftJob
     from groundcot.trainer.models import ModelMissing, check_model, with_device_precision

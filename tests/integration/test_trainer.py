@@ -208,10 +208,14 @@ def test_a_model_not_in_the_cache_is_one_line_and_fails_fast(tmp_path):
 
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "groundcot", "train", "sft", "train_sft", "--set", "model=nobody/no-such-vlm"]
-    offline = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    offline = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
     assert offline.returncode == 2, offline.stderr
     assert "Traceback" not in offline.stderr
-    err = [line for line in offline.stderr.splitlines() if " INFO " not in line]
+    lines = offline.stderr.splitlines()
+    imported = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")]
+    assert "apache_beam" not in imported and "groundcot.trainer.config" in imported  # a train config: no Beam
+    err = [line for line in lines if " INFO " not in line and not line.startswith("import time:")]
     assert len(err) == 1 and "nobody/no-such-vlm is not in the Hugging Face cache" in err[0] and "HF_HUB_OFFLINE" in err[0]
     # online, with the Hub unreachable: one quick look, not the libraries' minutes of retries
     with socket_closed() as endpoint:
