@@ -67,12 +67,14 @@ def describe(error: dict, model: type[BaseModel] | None = None, tags: set[str] =
     if error["type"].startswith("union_tag"):
         loc, value = loc + ["kind"], value.get("kind") if isinstance(value, dict) else value
     key = ".".join(str(x) for x in loc).replace("validate_", "validate")
-    got = "" if error["type"] in ("missing", "moved") else f" (got {scrub_url(repr(value))})"  # moved: a renamed key
-    message = error["msg"]
+    # a section's own check names its keys: not the whole section back (a missing or moved key has no value)
+    quiet = error["type"] in ("missing", "moved") or (error["type"] == "value_error" and isinstance(value, dict))
+    got = "" if quiet else f" (got {scrub_url(repr(value))})"
+    message = error["msg"].removeprefix("Value error, ")
     if known:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         message = f"unknown key; did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(known)})"
-    return f"{key}: {message}{got}"
+    return f"{key}: {message}{got}" if key else f"{message}{got}"
 
 
 def training_config(tree: dict) -> bool:

@@ -124,8 +124,9 @@ def test_generate_given_a_training_config_says_so_in_one_line(capfd):
 
 
 @pytest.mark.parametrize("overrides, names", [
-    (["quality.min_score=0.5"], "quality: Value error, min_score needs critic.enabled"),
-    (["quality.critic.enabled=true"], "quality.critic.connection"),  # the demo's template teacher calls no one
+    (["quality.min_score=0.5"], f"{DEMO}: quality: min_score needs critic.enabled"),
+    (["quality.critic.enabled=true"],  # the demo's template teacher calls no one
+     f"{DEMO}: quality.critic.connection: the template teacher calls no endpoint; give the critic one"),
     (["quality.near_duplicates.max_distance=40"], "quality.near_duplicates.max_distance"),
     (["mix.groups=[{source: viscot, share: 1}, {source: grounded, count: 3}]"], "share or every group a count"),
     (["mix.groups=[{source: viscot}]"], "either share or count"),
@@ -137,3 +138,4 @@ def test_a_bad_quality_or_mix_section_is_one_line_naming_it(overrides, names):
     with pytest.raises(ConfigError) as err:
         load_config(DEMO, overrides)
     assert names in str(err.value) and "\n" not in str(err.value)
+    assert "Value error" not in str(err.value) and "(got {" not in str(err.value)  # not the whole section back
