@@ -12,14 +12,15 @@ between them. Other job endpoints (Flink's, Spark's) read the option themselves.
 starts its SDK harnesses as whatever ``python`` comes first on PATH, each importing Beam anew; this
 one listens only on ``--address`` and forks them from a server of the interpreter it runs on (the
 one groundcot is installed in) that imported Beam, groundcot's steps and any ``--preload`` module
-once (``--preload torch``: the harnesses of a model job start without importing torch again).
+once, at the pool's start (``--preload torch``: the harnesses of a model job start without importing
+torch again). That server keeps the code it imported: restart the pool after an upgrade.
 It prints the address it listens on, then serves until stopped.
 """
 from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
+import importlib
 import logging
 import multiprocessing
 import os
@@ -70,6 +71,25 @@ def _harness(url: str, worker_id: str, state_cache_size: int, data_buffer_time_l
                data_buffer_time_limit_ms=data_buffer_time_limit_ms).run()
 
 
+def _exit_missing(names: list[str]) -> None:
+    sys.exit(1 if any(name not in sys.modules for name in names) else 0)
+
+
+def _check_preload(context, preload: list[str]) -> None:
+    """Start the forkserver now (its imports paid before the first job asks for a harness) and check
+    it holds ``preload``: it skips a module it cannot import, and dies on any other error."""
+    probe = context.Process(target=_exit_missing, args=(preload,))
+    probe.start()
+    probe.join()
+    if probe.exitcode:
+        for name in preload:
+            try:
+                importlib.import_module(name)
+            except Exception as err:  # noqa: BLE001 - the module's own error, named
+                raise RuntimeError(f"--preload {name}: {type(err).__name__}: {err}".replace("\n", " ")) from None
+        raise RuntimeError(f"the harnesses' forkserver failed to start (exit code {probe.exitcode})")
+
+
 class _Forked:
     """A forked harness as Beam's pool stops its processes (``terminate``, ``wait``, ``kill``)."""
 
@@ -77,10 +97,12 @@ class _Forked:
         self.process = process
 
     def terminate(self):
-        self.process.terminate()
+        if self.process.exitcode is None:  # the forkserver reaps it: a finished one's pid may be reused
+            self.process.terminate()
 
     def kill(self):
-        self.process.kill()
+        if self.process.exitcode is None:
+            self.process.kill()
 
     def wait(self, timeout=None):
         self.process.join(timeout)
@@ -95,6 +117,7 @@ def forking_pool(preload: list[str]):
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD + preload)
+    _check_preload(context, PRELOAD + preload)
 
     class Pool(BeamFnExternalWorkerPoolServicer):
         def StartWorker(self, request, unused_context):
@@ -143,9 +166,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="a module the SDK harnesses import before they start, once for all "
                              "(repeatable; e.g. torch for a job with model stages)")
     args = parser.parse_args(argv)
-    for module in args.preload:  # the forkserver skips a module it cannot import: say so here
-        if importlib.util.find_spec(module.split(".")[0]) is None:
-            raise SystemExit(f"groundcot: --preload {module}: no module {module.split('.')[0]!r} in {sys.executable}")
     try:
         listening, server = serve_pool(args.address, args.preload)
     except (OSError, RuntimeError) as err:

@@ -14,7 +14,7 @@ import pytest
 from groundcot.pipeline.stats import here
 
 from support import REPO
-from support.runs import demo_with_models, outcomes, same_outcomes
+from support.runs import MODEL_MODULES, demo_with_models, outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a cluster of two worker processes, each loading the models
 
@@ -33,12 +33,8 @@ def cluster():
     # as dask's own tests do: the workers are forked from a server that imported the heavy modules once
     # (each worker still unpickles and imports groundcot's steps itself)
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        get_mp_context().set_forkserver_preload(["distributed", "numpy", "pandas", *PRELOAD])
+        get_mp_context().set_forkserver_preload(["distributed", "numpy", "pandas", "apache_beam", *MODEL_MODULES])
         yield from _cluster(LocalCluster)
-
-
-PRELOAD = ["apache_beam", "torch", "transformers.models.sam2.modeling_sam2",
-           "transformers.models.depth_anything.modeling_depth_anything"]
 
 
 def _cluster(LocalCluster):

@@ -19,13 +19,9 @@ import pytest
 from groundcot.pipeline.stats import here
 
 from support import REPO
-from support.runs import demo_with_models, outcomes, same_outcomes
+from support.runs import MODEL_MODULES, demo_with_models, outcomes, same_outcomes
 
 pytestmark = pytest.mark.slow  # a worker pool and two runs (one local, one on the pool)
-
-
-PRELOAD = ["torch", "transformers.models.sam2.modeling_sam2",
-           "transformers.models.depth_anything.modeling_depth_anything"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def pool(tmp_path_factory):
     env.update(HOME=str(home / "home"), TMPDIR=str(home / "tmp"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
                PATH=os.pathsep.join(["/usr/bin", "/bin"]))  # no `python` of this venv: the pool uses its own
     log = open(home / "pool.log", "wb")
-    preload = [arg for module in PRELOAD for arg in ("--preload", module)]  # the models' imports, once for both
+    preload = [arg for module in MODEL_MODULES for arg in ("--preload", module)]  # the models' imports, once for both
     proc = subprocess.Popen([sys.executable, "-m", "groundcot.pipeline.portable", "--address", "127.0.0.1:0",
                              *preload],
                             stdout=subprocess.PIPE, stderr=log, env=env, cwd=home, start_new_session=True)
@@ -111,11 +107,12 @@ def test_two_sdk_harnesses_and_a_job_longer_than_the_poll_keep_every_counter(run
     assert runs["harnesses"] == 2, "two harnesses"
 
 
-def test_a_preload_module_that_is_not_installed_is_one_line():
-    """The forkserver would skip it silently; the pool refuses to start instead."""
-    from groundcot.pipeline.portable import main
-
-    with pytest.raises(SystemExit) as stop:
-        main(["--address", "127.0.0.1:0", "--preload", "no_such_package.models"])
-    assert str(stop.value) == ("groundcot: --preload no_such_package.models: "
-                               f"no module 'no_such_package' in {sys.executable}")
+def test_a_preload_module_that_cannot_be_imported_is_one_line(tmp_path):
+    """The forkserver would skip it silently; the pool refuses to start instead (a separate process:
+    the forkserver is one per process)."""
+    proc = subprocess.run([sys.executable, "-m", "groundcot.pipeline.portable", "--address", "127.0.0.1:0",
+                           "--preload", "json.no_such_module"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr  # no address printed
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "groundcot: --preload json.no_such_module: ModuleNotFoundError: No module named 'json.no_such_module'")

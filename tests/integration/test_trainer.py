@@ -155,7 +155,7 @@ def test_textual_rows_carry_their_grounded_twin(run):
 
 
 def test_shipped_training_configs_hold_the_anchor_settings():
-    from groundcot.pipeline.config import read_tree, validated
+    from groundcot.pipeline.configfile import read_tree, validated
     from groundcot.trainer.config import GrpoJob, SftJob
 
     sft = validated(SftJob, read_tree(str(REPO / "jobs" / "train_sft.yaml")), "sft")
@@ -175,7 +175,7 @@ def test_bad_training_config_is_one_line(tmp_path, capfd):
 def test_shipped_precision_is_auto_and_resolves_per_device(monkeypatch):
     import torch
 
-    from groundcot.pipeline.config import read_tree, validated
+    from groundcot.pipeline.configfile import read_tree, validated
     from groundcot.trainer.config import SftJob
     from groundcot.trainer.models import device_precision
 

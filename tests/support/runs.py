@@ -9,6 +9,10 @@ import numpy as np
 from groundcot.schemas.codecs import decode_png16
 from groundcot.schemas.runs import read_run
 
+# what a worker process of the demo with models imports: preloaded once by the cluster runners' tests
+MODEL_MODULES = ["torch", "transformers.models.sam2.modeling_sam2",
+                 "transformers.models.depth_anything.modeling_depth_anything"]
+
 
 def outcomes(out) -> tuple[dict, list]:
     """{(id, style): depth map or None}, and the rejected (id, style) pairs."""
