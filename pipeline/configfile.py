@@ -70,7 +70,7 @@ def describe(error: dict, model: type[BaseModel] | None = None, tags: set[str] =
     # a section's own check names its keys: not the whole section back (a missing or moved key has no value)
     quiet = error["type"] in ("missing", "moved") or (error["type"] == "value_error" and isinstance(value, dict))
     got = "" if quiet else f" (got {scrub_url(repr(value))})"
-    message = error["msg"].removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if known:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         message = f"unknown key; did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(known)})"
