@@ -34,13 +34,9 @@ def cluster():
     # (each worker still unpickles and imports groundcot's steps itself)
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
         get_mp_context().set_forkserver_preload(["distributed", "numpy", "pandas", "apache_beam", *MODEL_MODULES])
-        yield from _cluster(LocalCluster)
-
-
-def _cluster(LocalCluster):
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
-        yield local
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as local:
+            yield local
 
 
 def test_dask_cluster_with_two_workers_matches_the_local_runner(cluster, worker_image_models, local_reference,
