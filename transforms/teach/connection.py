@@ -32,9 +32,9 @@ class Connection(BaseModel):
                                                   "(exponential backoff with jitter, Retry-After honoured).")
     retry_backoff_s: float = Field(FIRST_DELAY_S, ge=0, le=MAX_DELAY_S,
                                    description="Wait before a teacher or critic call's first retry, doubled "
-                                   "for each next one (at most 8 s, up to 25% less at random); a server's "
-                                   "Retry-After wins. A local server can take less. (The batch commands and the "
-                                   "trainer's judges keep the openai client's own backoff.)")
+                                   f"for each next one (at most {MAX_DELAY_S:g} s, up to 25% less at random); a "
+                                   "server's Retry-After wins. A local server can take less. (The batch commands "
+                                   "and the trainer's judges keep the openai client's own backoff.)")
 
     @field_validator("base_url")
     @classmethod
